@@ -1,0 +1,545 @@
+//! The conversation engine: a pure state machine over a compiled [`Flow`].
+//!
+//! `(flow, conversation, input, now) → (conversation', replies)`. The conversation is updated in
+//! place and the [`Outcome`] says what to show and whether anything changed (nothing changes on a
+//! stale press, so an adapter need not write anything back). No I/O, no clock: `now` is an
+//! argument, and the same inputs always give the same outputs.
+
+use crate::flow::{Flow, Means, Node, NodeIx, NodeKind, Texts};
+use crate::text::{MAX_TYPED_BYTES, Typed, classify, normalize};
+use crate::token::{Action, Token};
+
+/// Milliseconds since the Unix epoch, as the caller's clock says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub u64);
+
+/// One thing a user did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// `/start`, a deep link (`/start ENTRY`), or the first contact. An unknown entry starts at
+    /// the beginning with a notice.
+    Start {
+        entry: Option<&'a str>,
+    },
+    /// A button press carrying its token (`callback_data`, `custom_id`).
+    Press(&'a str),
+    /// Typed text: an answer by number, label or yes/no word, or a `/command`.
+    Text(&'a str),
+    Back,
+    Restart,
+    Help,
+}
+
+/// The path taken: at `node`, the user picked `choice`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub node: NodeIx,
+    pub choice: u8,
+}
+
+/// The state of one conversation. Small and cheap to clone; adapters persist it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    node: NodeIx,
+    /// Bumped on every change (the store's compare-and-swap version).
+    revision: u64,
+    /// The revision at which `node` was entered; the current buttons' tokens carry it.
+    entered: u64,
+    /// The answers given on the way to `node`, oldest first; back pops the last.
+    path: Vec<Step>,
+    /// Typed answers in a row that matched nothing.
+    misses: u8,
+    started_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+/// Why the engine is saying something other than the flow's next node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    Stale,
+    NoMatch,
+    Contact,
+    Help,
+    CannotGoBack,
+    Ended,
+    UnknownEntry,
+    UnknownCommand,
+}
+
+impl NoticeKind {
+    pub const ALL: [NoticeKind; 8] = [
+        NoticeKind::Stale,
+        NoticeKind::NoMatch,
+        NoticeKind::Contact,
+        NoticeKind::Help,
+        NoticeKind::CannotGoBack,
+        NoticeKind::Ended,
+        NoticeKind::UnknownEntry,
+        NoticeKind::UnknownCommand,
+    ];
+
+    /// The name used in conversation scripts and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            NoticeKind::Stale => "stale",
+            NoticeKind::NoMatch => "no_match",
+            NoticeKind::Contact => "contact",
+            NoticeKind::Help => "help",
+            NoticeKind::CannotGoBack => "cannot_go_back",
+            NoticeKind::Ended => "ended",
+            NoticeKind::UnknownEntry => "unknown_entry",
+            NoticeKind::UnknownCommand => "unknown_command",
+        }
+    }
+
+    fn text(self, t: &Texts) -> &str {
+        match self {
+            NoticeKind::Stale => &t.stale,
+            NoticeKind::NoMatch => &t.no_match,
+            NoticeKind::Contact => &t.contact,
+            NoticeKind::Help => &t.help,
+            NoticeKind::CannotGoBack => &t.cannot_go_back,
+            NoticeKind::Ended => &t.ended,
+            NoticeKind::UnknownEntry => &t.unknown_entry,
+            NoticeKind::UnknownCommand => &t.unknown_command,
+        }
+    }
+}
+
+/// One thing to show the user, platform-neutral. Adapters render these in order.
+#[derive(Debug, Clone, Copy)]
+pub enum Reply<'f> {
+    /// A short remark about the input (an old button, an unmatched answer, …).
+    Notice { kind: NoticeKind, text: &'f str },
+    /// A message node's text: shown, no buttons.
+    Say { node: &'f Node, text: &'f str },
+    /// The node the conversation now waits at, with its buttons.
+    Prompt(Prompt<'f>),
+}
+
+/// A question (or an ending) with its buttons.
+#[derive(Debug, Clone, Copy)]
+pub struct Prompt<'f> {
+    pub node: &'f Node,
+    /// The revision the buttons' tokens carry.
+    pub rev: u64,
+    /// Whether the back (戻る) button is offered.
+    pub back: bool,
+    /// Whether the restart (最初から) button is offered.
+    pub restart: bool,
+    texts: &'f Texts,
+}
+
+/// One button of a prompt.
+#[derive(Debug, Clone, Copy)]
+pub struct Button<'f> {
+    pub label: &'f str,
+    pub token: Token<'f>,
+}
+
+impl<'f> Prompt<'f> {
+    pub fn text(&self) -> &'f str {
+        self.node.text()
+    }
+
+    pub fn note(&self) -> Option<&'f str> {
+        match &self.node.kind {
+            NodeKind::Question(q) => q.note.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn is_ending(&self) -> bool {
+        self.node.is_ending()
+    }
+
+    /// The choices' buttons, in order, then back and restart where offered.
+    pub fn buttons(&self) -> impl Iterator<Item = Button<'f>> + use<'f> {
+        let node = self.node;
+        let rev = self.rev;
+        let choices = match &node.kind {
+            NodeKind::Question(q) => q.choices.as_slice(),
+            _ => &[],
+        };
+        let nav = [
+            self.back
+                .then_some((self.texts.back.as_str(), Action::Back)),
+            self.restart
+                .then_some((self.texts.restart.as_str(), Action::Restart)),
+        ];
+        choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.label.as_str(), Action::Choice(i as u8)))
+            .chain(nav.into_iter().flatten())
+            .map(move |(label, action)| Button {
+                label,
+                token: Token {
+                    rev,
+                    node: &node.id,
+                    action,
+                },
+            })
+    }
+
+    /// The number of choice buttons (the ones a typed number selects).
+    pub fn choice_count(&self) -> usize {
+        match &self.node.kind {
+            NodeKind::Question(q) => q.choices.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// A change of node, for the event log and statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A conversation began (or began again via `/start`) at `at`.
+    Started {
+        at: NodeIx,
+    },
+    /// At question `from` the user picked `choice`, which led (through any messages) to `to`.
+    Answered {
+        from: NodeIx,
+        choice: u8,
+        to: NodeIx,
+    },
+    Back {
+        from: NodeIx,
+        to: NodeIx,
+    },
+    Restarted {
+        from: NodeIx,
+        to: NodeIx,
+    },
+}
+
+/// What one input did.
+#[derive(Debug, Clone)]
+pub struct Outcome<'f> {
+    pub replies: Vec<Reply<'f>>,
+    /// Whether the conversation changed (and so must be saved).
+    pub changed: bool,
+    pub event: Option<Event>,
+}
+
+impl Conversation {
+    /// Begins a conversation at the flow's start, or at a named entry point.
+    pub fn start<'f>(flow: &'f Flow, entry: Option<&str>, now: Timestamp) -> (Self, Outcome<'f>) {
+        let mut c = Conversation {
+            node: flow.start,
+            revision: 0,
+            entered: 0,
+            path: Vec::new(),
+            misses: 0,
+            started_at: now,
+            updated_at: now,
+        };
+        let outcome = c.step(flow, Input::Start { entry }, now);
+        (c, outcome)
+    }
+
+    /// Applies one input.
+    pub fn step<'f>(&mut self, flow: &'f Flow, input: Input<'_>, now: Timestamp) -> Outcome<'f> {
+        let mut out = Outcome {
+            replies: Vec::with_capacity(2),
+            changed: false,
+            event: None,
+        };
+        match input {
+            Input::Start { entry } => self.begin(flow, entry, now, &mut out),
+            Input::Press(token) => self.press(flow, token, now, &mut out),
+            Input::Text(text) => self.typed(flow, text, now, &mut out),
+            Input::Back => self.back(flow, now, &mut out),
+            Input::Restart => self.restart(flow, now, &mut out),
+            Input::Help => {
+                out.notice(flow, NoticeKind::Help);
+                out.notice(flow, NoticeKind::Contact);
+                out.prompt(flow, self);
+            }
+        }
+        out
+    }
+
+    /// The node the conversation waits at: a question or an ending, never a message.
+    pub fn node(&self) -> NodeIx {
+        self.node
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The answers given on the way to the current node, oldest first.
+    pub fn path(&self) -> &[Step] {
+        &self.path
+    }
+
+    pub fn misses(&self) -> u8 {
+        self.misses
+    }
+
+    pub fn started_at(&self) -> Timestamp {
+        self.started_at
+    }
+
+    pub fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+
+    /// Whether the conversation is at an ending.
+    pub fn is_finished(&self, flow: &Flow) -> bool {
+        flow.node(self.node).is_ending()
+    }
+
+    /// The prompt currently shown, as a re-render would show it.
+    pub fn prompt<'f>(&self, flow: &'f Flow) -> Prompt<'f> {
+        Prompt {
+            node: flow.node(self.node),
+            rev: self.entered,
+            back: !self.path.is_empty(),
+            restart: self.node != flow.first_stop || !self.path.is_empty(),
+            texts: &flow.texts,
+        }
+    }
+
+    fn begin<'f>(
+        &mut self,
+        flow: &'f Flow,
+        entry: Option<&str>,
+        now: Timestamp,
+        out: &mut Outcome<'f>,
+    ) {
+        let target = match entry.map(|name| (name, flow.entry(name))) {
+            None => flow.start,
+            Some((_, Some(ix))) => ix,
+            Some((_, None)) => {
+                out.notice(flow, NoticeKind::UnknownEntry);
+                flow.start
+            }
+        };
+        self.path.clear();
+        self.go_to(flow, target, now, out);
+        out.event = Some(Event::Started { at: self.node });
+    }
+
+    fn press<'f>(&mut self, flow: &'f Flow, token: &str, now: Timestamp, out: &mut Outcome<'f>) {
+        let current = flow.node(self.node);
+        let valid = Token::parse(token).filter(|t| t.rev == self.entered && t.node == current.id);
+        match valid.map(|t| t.action) {
+            Some(Action::Choice(i)) => match &current.kind {
+                NodeKind::Question(q) if usize::from(i) < q.choices.len() => {
+                    self.answer(flow, i, now, out)
+                }
+                _ => self.stale(flow, out),
+            },
+            // Navigation only where its button is offered: a token for a button never shown is
+            // as forged as any other.
+            Some(Action::Back) if self.prompt(flow).back => self.back(flow, now, out),
+            Some(Action::Restart) if self.prompt(flow).restart => self.restart(flow, now, out),
+            Some(Action::Back | Action::Restart) | None => self.stale(flow, out),
+        }
+    }
+
+    fn typed<'f>(&mut self, flow: &'f Flow, text: &str, now: Timestamp, out: &mut Outcome<'f>) {
+        if let Some(command) = text.trim_start().strip_prefix('/') {
+            return self.command(flow, command, now, out);
+        }
+        if text.len() > MAX_TYPED_BYTES {
+            return self.miss(flow, now, out);
+        }
+        // A label typed (or sent by a reply keyboard) exactly needs no normalising: it is the
+        // source of its own key. Labels are unique after normalising, so this picks the same
+        // choice the full match below would.
+        if let NodeKind::Question(q) = &flow.node(self.node).kind
+            && let Some(i) = q.choices.iter().position(|c| c.label == text.trim())
+        {
+            return self.answer(flow, i as u8, now, out);
+        }
+        let key = normalize(text);
+        if key == flow.texts.back_key {
+            return self.back(flow, now, out);
+        }
+        if key == flow.texts.restart_key {
+            return self.restart(flow, now, out);
+        }
+        let question = match &flow.node(self.node).kind {
+            NodeKind::Question(q) => q,
+            _ => {
+                out.notice(flow, NoticeKind::Ended);
+                out.prompt(flow, self);
+                return;
+            }
+        };
+        let picked = match classify(&key) {
+            Typed::Number(n) => usize::try_from(n)
+                .ok()
+                .filter(|&n| (1..=question.choices.len()).contains(&n))
+                .map(|n| n - 1),
+            Typed::Yes => question
+                .choices
+                .iter()
+                .position(|c| c.means == Some(Means::Yes)),
+            Typed::No => question
+                .choices
+                .iter()
+                .position(|c| c.means == Some(Means::No)),
+            Typed::Words => None,
+        };
+        // A label wins over a yes/no word or number only when nothing else matched.
+        let picked = picked.or_else(|| question.choices.iter().position(|c| c.key == key));
+        match picked {
+            Some(i) => self.answer(flow, i as u8, now, out),
+            None => self.miss(flow, now, out),
+        }
+    }
+
+    fn command<'f>(
+        &mut self,
+        flow: &'f Flow,
+        command: &str,
+        now: Timestamp,
+        out: &mut Outcome<'f>,
+    ) {
+        let (word, rest) = command
+            .split_once(char::is_whitespace)
+            .unwrap_or((command, ""));
+        // Telegram addresses commands in groups as `/start@botname`.
+        let word = word.split_once('@').map_or(word, |(w, _)| w);
+        match word {
+            "start" => {
+                let entry = rest.trim();
+                self.begin(flow, (!entry.is_empty()).then_some(entry), now, out);
+            }
+            "back" => self.back(flow, now, out),
+            "restart" => self.restart(flow, now, out),
+            "help" => {
+                out.notice(flow, NoticeKind::Help);
+                out.notice(flow, NoticeKind::Contact);
+                out.prompt(flow, self);
+            }
+            _ => {
+                out.notice(flow, NoticeKind::UnknownCommand);
+                out.prompt(flow, self);
+            }
+        }
+    }
+
+    fn answer<'f>(&mut self, flow: &'f Flow, choice: u8, now: Timestamp, out: &mut Outcome<'f>) {
+        let from = self.node;
+        let NodeKind::Question(q) = &flow.node(from).kind else {
+            return self.stale(flow, out);
+        };
+        let next = q.choices[usize::from(choice)].next;
+        self.path.push(Step { node: from, choice });
+        self.go_to(flow, next, now, out);
+        out.event = Some(Event::Answered {
+            from,
+            choice,
+            to: self.node,
+        });
+    }
+
+    fn back<'f>(&mut self, flow: &'f Flow, now: Timestamp, out: &mut Outcome<'f>) {
+        let from = self.node;
+        match self.path.pop() {
+            Some(step) => {
+                self.go_to(flow, step.node, now, out);
+                out.event = Some(Event::Back {
+                    from,
+                    to: self.node,
+                });
+            }
+            None => {
+                out.notice(flow, NoticeKind::CannotGoBack);
+                out.prompt(flow, self);
+            }
+        }
+    }
+
+    fn restart<'f>(&mut self, flow: &'f Flow, now: Timestamp, out: &mut Outcome<'f>) {
+        let from = self.node;
+        self.path.clear();
+        self.go_to(flow, flow.start, now, out);
+        out.event = Some(Event::Restarted {
+            from,
+            to: self.node,
+        });
+    }
+
+    fn stale<'f>(&self, flow: &'f Flow, out: &mut Outcome<'f>) {
+        out.notice(flow, NoticeKind::Stale);
+        out.prompt(flow, self);
+    }
+
+    fn miss<'f>(&mut self, flow: &'f Flow, now: Timestamp, out: &mut Outcome<'f>) {
+        if flow.node(self.node).is_ending() {
+            out.notice(flow, NoticeKind::Ended);
+            out.prompt(flow, self);
+            return;
+        }
+        self.misses = self.misses.saturating_add(1);
+        self.touch(now, out);
+        out.notice(flow, NoticeKind::NoMatch);
+        if self.misses >= 3 {
+            out.notice(flow, NoticeKind::Contact);
+        }
+        out.prompt(flow, self);
+    }
+
+    /// Moves to `target`, showing every message on the way, and waits at the first question or
+    /// ending.
+    fn go_to<'f>(&mut self, flow: &'f Flow, target: NodeIx, now: Timestamp, out: &mut Outcome<'f>) {
+        let mut ix = target;
+        for _ in 0..flow.nodes.len() {
+            let node = flow.node(ix);
+            match &node.kind {
+                NodeKind::Message { text, next } => {
+                    out.replies.push(Reply::Say { node, text });
+                    ix = *next;
+                }
+                _ => break,
+            }
+        }
+        self.node = ix;
+        self.misses = 0;
+        self.touch(now, out);
+        self.entered = self.revision;
+        out.prompt(flow, self);
+    }
+
+    fn touch(&mut self, now: Timestamp, out: &mut Outcome<'_>) {
+        self.revision += 1;
+        self.updated_at = now;
+        out.changed = true;
+    }
+}
+
+impl<'f> Outcome<'f> {
+    fn notice(&mut self, flow: &'f Flow, kind: NoticeKind) {
+        self.replies.push(Reply::Notice {
+            kind,
+            text: kind.text(&flow.texts),
+        });
+    }
+
+    fn prompt(&mut self, flow: &'f Flow, c: &Conversation) {
+        self.replies.push(Reply::Prompt(c.prompt(flow)));
+    }
+
+    /// The prompt this outcome ends with, if any.
+    pub fn prompt_shown(&self) -> Option<&Prompt<'f>> {
+        self.replies.iter().rev().find_map(|r| match r {
+            Reply::Prompt(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The notices of this outcome.
+    pub fn notices(&self) -> impl Iterator<Item = NoticeKind> + '_ {
+        self.replies.iter().filter_map(|r| match r {
+            Reply::Notice { kind, .. } => Some(*kind),
+            _ => None,
+        })
+    }
+}

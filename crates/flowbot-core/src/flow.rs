@@ -1,0 +1,266 @@
+//! The compiled flow: a checked graph of nodes with every text final.
+//!
+//! A [`Flow`] only exists if it passed every check in `compile`: every `next` resolves, every
+//! node is reachable and can reach an ending, every label fits every platform. The engine relies
+//! on that and never re-checks.
+
+use std::fmt;
+
+/// Index of a node in [`Flow::nodes`]. Only meaningful with the flow (and version) it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeIx(pub(crate) u16);
+
+impl NodeIx {
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// The content hash of a flow's source: which version a conversation started on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowVersion(pub [u8; 8]);
+
+impl fmt::Display for FlowVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A loaded, validated flow.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) origin: String,
+    pub(crate) version: FlowVersion,
+    pub(crate) start: NodeIx,
+    /// The first question (or ending) a conversation begins at, after the start's messages.
+    pub(crate) first_stop: NodeIx,
+    /// Sorted by name.
+    pub(crate) entries: Vec<(String, NodeIx)>,
+    pub(crate) texts: Texts,
+    pub(crate) nodes: Vec<Node>,
+    /// The names of the parameters the flow declares, sorted.
+    pub(crate) params: Vec<String>,
+}
+
+impl Flow {
+    /// The flow's id (`flow:` in the file).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The file (or other origin) the flow was loaded from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn version(&self) -> FlowVersion {
+        self.version
+    }
+
+    pub fn start(&self) -> NodeIx {
+        self.start
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn node(&self, ix: NodeIx) -> &Node {
+        &self.nodes[ix.index()]
+    }
+
+    /// Finds a node by id.
+    pub fn find(&self, id: &str) -> Option<NodeIx> {
+        self.nodes.iter().position(|n| n.id == id).map(to_ix)
+    }
+
+    /// The named entry points, sorted by name.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (&str, NodeIx)> {
+        self.entries.iter().map(|(name, ix)| (name.as_str(), *ix))
+    }
+
+    /// Resolves an entry name; only names listed under `entries:` resolve, never node ids.
+    pub fn entry(&self, name: &str) -> Option<NodeIx> {
+        self.entries
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| self.entries[i].1)
+    }
+
+    /// The names of the parameters the flow declares (`params:`), sorted.
+    pub fn params(&self) -> &[String] {
+        &self.params
+    }
+
+    pub fn texts(&self) -> &Texts {
+        &self.texts
+    }
+
+    /// Every edge of the graph: `(from, choice index or None for a message's next, to)`.
+    pub fn edges(&self) -> impl Iterator<Item = Edge> + '_ {
+        self.nodes.iter().enumerate().flat_map(|(i, node)| {
+            let from = to_ix(i);
+            let (choices, next): (&[Choice], Option<NodeIx>) = match &node.kind {
+                NodeKind::Question(q) => (&q.choices, None),
+                NodeKind::Message { next, .. } => (&[], Some(*next)),
+                NodeKind::Ending { .. } => (&[], None),
+            };
+            let via_choice = choices.iter().enumerate().map(move |(c, ch)| Edge {
+                from,
+                choice: Some(c as u8),
+                to: ch.next,
+            });
+            via_choice.chain(next.map(|to| Edge {
+                from,
+                choice: None,
+                to,
+            }))
+        })
+    }
+}
+
+pub(crate) fn to_ix(i: usize) -> NodeIx {
+    // `compile` refuses flows with more nodes than fit.
+    NodeIx(u16::try_from(i).unwrap_or(u16::MAX))
+}
+
+/// One edge of the flow graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Edge {
+    pub from: NodeIx,
+    /// The choice taken at a question; `None` for a message's `next`.
+    pub choice: Option<u8>,
+    pub to: NodeIx,
+}
+
+/// One node of a flow.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) line: Option<u32>,
+    pub(crate) kind: NodeKind,
+}
+
+impl Node {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its name in diagrams: the `title:`, or the first line of its text.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The line of the flow file the node starts on, where known.
+    pub fn line(&self) -> Option<u32> {
+        self.line
+    }
+
+    pub fn kind(&self) -> &NodeKind {
+        &self.kind
+    }
+
+    /// The node's main text: the question, the message or the ending.
+    pub fn text(&self) -> &str {
+        match &self.kind {
+            NodeKind::Question(q) => &q.text,
+            NodeKind::Message { text, .. } | NodeKind::Ending { text } => text,
+        }
+    }
+
+    pub fn is_ending(&self) -> bool {
+        matches!(self.kind, NodeKind::Ending { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    Question(Question),
+    /// Shown, then the conversation moves straight on to `next`.
+    Message {
+        text: String,
+        next: NodeIx,
+    },
+    Ending {
+        text: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Question {
+    pub(crate) text: String,
+    pub(crate) note: Option<String>,
+    pub(crate) choices: Vec<Choice>,
+}
+
+impl Question {
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+
+    pub fn choices(&self) -> &[Choice] {
+        &self.choices
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub(crate) label: String,
+    /// The label normalised for typed-answer matching.
+    pub(crate) key: String,
+    pub(crate) next: NodeIx,
+    pub(crate) means: Option<Means>,
+}
+
+impl Choice {
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn next(&self) -> NodeIx {
+        self.next
+    }
+
+    pub fn means(&self) -> Option<Means> {
+        self.means
+    }
+}
+
+/// A choice marked as the flow's yes or no answer to its question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Means {
+    Yes,
+    No,
+}
+
+/// The engine's own wording, from the flow's `texts:`.
+#[derive(Debug, Clone)]
+pub struct Texts {
+    pub back: String,
+    pub restart: String,
+    pub stale: String,
+    pub no_match: String,
+    pub contact: String,
+    pub help: String,
+    pub cannot_go_back: String,
+    pub ended: String,
+    pub unknown_entry: String,
+    pub unknown_command: String,
+    /// `back` and `restart` normalised, for typed navigation.
+    pub(crate) back_key: String,
+    pub(crate) restart_key: String,
+}

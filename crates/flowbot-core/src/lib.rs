@@ -1,0 +1,68 @@
+//! The sans-I/O core of flowbot: flows, their validation, and the conversation engine.
+//!
+//! A flow is loaded in two stages — YAML into raw serde structs, then a compile step that checks
+//! the graph and reports every problem with file, line and node id — and run by a pure state
+//! machine: `(flow, conversation, input, now) → (conversation', replies)`. Nothing here does
+//! I/O, spawns tasks or reads a clock; the adapters (Telegram, Discord, the terminal) feed inputs
+//! in and render the replies.
+//!
+//! ```
+//! use flowbot_core::{Conversation, Input, Params, Reply, Timestamp, load_flow};
+//!
+//! let yaml = r#"
+//! flow: demo
+//! title: Demo
+//! start: q
+//! texts: { back: 戻る, restart: 最初から, stale: 古いボタンです。, no_match: 番号で答えてください。,
+//!          contact: 窓口へどうぞ。, help: ボタンで答えてください。, cannot_go_back: 戻れません。,
+//!          ended: 終了しました。, unknown_entry: 最初から始めます。, unknown_command: 使えません。 }
+//! nodes:
+//!   - id: q
+//!     ask: 電源は入っていますか？
+//!     choices:
+//!       - { label: はい, means: "yes", next: ok }
+//!       - { label: いいえ, means: "no", next: off }
+//!   - id: ok
+//!     end: 窓口にご連絡ください。
+//!   - id: off
+//!     end: 電源を入れてください。
+//! "#;
+//! let flow = load_flow(yaml, "demo.yaml", &Params::new()).unwrap();
+//! let now = Timestamp(0);
+//! let (mut conv, start) = Conversation::start(&flow, None, now);
+//! let Some(Reply::Prompt(q)) = start.replies.last() else { panic!() };
+//! assert_eq!(q.text(), "電源は入っていますか？");
+//! let no = q.buttons().nth(1).unwrap().token.to_string();
+//!
+//! let outcome = conv.step(&flow, Input::Press(&no), now);
+//! assert_eq!(flow.node(conv.node()).id(), "off");
+//! assert!(outcome.changed);
+//!
+//! // The same button again is a double press: nothing changes.
+//! let again = conv.step(&flow, Input::Press(&no), now);
+//! assert!(!again.changed);
+//! assert_eq!(flow.node(conv.node()).id(), "off");
+//! ```
+
+mod compile;
+mod engine;
+mod flow;
+mod loader;
+mod problem;
+mod raw;
+mod script;
+mod text;
+mod token;
+
+pub use compile::{DISCORD_LABEL_MAX, MAX_CHOICES, TELEGRAM_CALLBACK_DATA_MAX};
+pub use engine::{
+    Button, Conversation, Event, Input, NoticeKind, Outcome, Prompt, Reply, Step, Timestamp,
+};
+pub use flow::{Choice, Edge, Flow, FlowVersion, Means, Node, NodeIx, NodeKind, Question, Texts};
+pub use loader::{Params, load_flow};
+pub use problem::{Problem, ProblemKind, Problems};
+pub use script::{
+    Coverage, CoverageReport, Script, ScriptFailure, ScriptFile, ScriptStep, run_script,
+};
+pub use text::normalize;
+pub use token::{Action, Token, max_token_len};

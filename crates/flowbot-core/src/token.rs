@@ -1,0 +1,108 @@
+//! Button tokens: the opaque `callback_data` / `custom_id` a button press carries back.
+//!
+//! A token is `REV:NODE:ACTION`: the revision at which the conversation entered the node the
+//! button belongs to, that node's id, and the action (`0`–`9` a choice, `b` back, `r` restart).
+//! A press is applied only when the token names the conversation's current node *and* the
+//! revision at which it entered it, so a press on an old message, a second press on the same
+//! message, or a made-up token changes nothing. Tokens need no signature: the only token that
+//! does anything is one the user could have pressed anyway, and conversations are keyed by user.
+
+use std::fmt;
+
+/// What a button does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The question's choice with this index (0-based).
+    Choice(u8),
+    Back,
+    Restart,
+}
+
+/// A parsed or to-be-rendered button token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token<'a> {
+    pub rev: u64,
+    pub node: &'a str,
+    pub action: Action,
+}
+
+/// The longest a token can be for a node with this id: 20 digits of revision, the id, one action
+/// character and two separators.
+pub fn max_token_len(node_id: &str) -> usize {
+    u64::MAX.to_string().len() + 1 + node_id.len() + 1 + 1
+}
+
+impl<'a> Token<'a> {
+    /// Parses a token; `None` for anything that is not exactly the shape `Display` writes.
+    pub fn parse(s: &'a str) -> Option<Self> {
+        if s.len() > 128 {
+            return None;
+        }
+        let (rev, rest) = s.split_once(':')?;
+        let (node, action) = rest.rsplit_once(':')?;
+        if rev.is_empty() || rev.len() > 20 || !rev.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let rev = rev.parse().ok()?;
+        let action = match action.as_bytes() {
+            [d @ b'0'..=b'9'] => Action::Choice(d - b'0'),
+            b"b" => Action::Back,
+            b"r" => Action::Restart,
+            _ => return None,
+        };
+        Some(Token { rev, node, action })
+    }
+}
+
+impl fmt::Display for Token<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:", self.rev, self.node)?;
+        match self.action {
+            Action::Choice(i) => write!(f, "{i}"),
+            Action::Back => f.write_str("b"),
+            Action::Restart => f.write_str("r"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for action in [
+            Action::Choice(0),
+            Action::Choice(9),
+            Action::Back,
+            Action::Restart,
+        ] {
+            let t = Token {
+                rev: u64::MAX,
+                node: "m3_absent-wait",
+                action,
+            };
+            let s = t.to_string();
+            assert!(s.len() <= max_token_len(t.node));
+            assert_eq!(Token::parse(&s), Some(t));
+        }
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        for s in [
+            "",
+            ":",
+            "::",
+            "1:q1",
+            "x:q1:0",
+            "1:q1:10",
+            "1:q1:x",
+            "-1:q1:0",
+            "99999999999999999999:q1:0",
+        ] {
+            assert_eq!(Token::parse(s), None, "{s:?}");
+        }
+        assert_eq!(Token::parse(&"9".repeat(200)), None);
+    }
+}

@@ -1,0 +1,71 @@
+//! `flowbot check`: validates flow files and lists every problem.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use flowbot_core::Flow;
+
+use crate::config::Config;
+use crate::flows::{flow_files, load_file};
+
+pub fn run(paths: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    for path in paths {
+        files.extend(flow_files(path)?);
+    }
+    if files.is_empty() {
+        anyhow::bail!("no flow files (*.yaml) in {}", display_paths(paths));
+    }
+    let mut flows: Vec<Flow> = Vec::new();
+    let mut broken = 0;
+    for file in &files {
+        match load_file(file, &config.params)? {
+            Ok(flow) => {
+                let endings = flow.nodes().iter().filter(|n| n.is_ending()).count();
+                println!(
+                    "ok {}: flow `{}`, {} nodes, {} endings, {} entry points, version {}",
+                    file.display(),
+                    flow.id(),
+                    flow.nodes().len(),
+                    endings,
+                    flow.entries().len(),
+                    flow.version()
+                );
+                flows.push(flow);
+            }
+            Err(problems) => {
+                broken += 1;
+                println!("FAILED {}: {problems}", file.display());
+            }
+        }
+    }
+    if let Some(duplicate) = duplicate_id(&flows) {
+        broken += 1;
+        println!("FAILED: two files define flow `{duplicate}`");
+    }
+    if let Some(err) = config.check_params(&flows).err().filter(|_| broken == 0) {
+        println!("FAILED configuration: {err}");
+        broken += 1;
+    }
+    Ok(if broken == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn duplicate_id(flows: &[Flow]) -> Option<&str> {
+    flows
+        .iter()
+        .enumerate()
+        .find(|(i, f)| flows[..*i].iter().any(|g| g.id() == f.id()))
+        .map(|(_, f)| f.id())
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,61 @@
+//! Finding and loading flow files, and the embedded default flow.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use flowbot_core::{Flow, Params, Problems, load_flow};
+
+use crate::config::Config;
+
+/// Where flows live by default, relative to the working directory.
+pub const FLOWS_DIR: &str = "flows";
+
+/// The G-MIS flow, built into the binary so that `flowbot` runs with no files at all.
+pub const DEFAULT_FLOW: &str = include_str!("../../../flows/gmis-mail-trouble.yaml");
+pub const DEFAULT_FLOW_ORIGIN: &str = "flows/gmis-mail-trouble.yaml (embedded)";
+
+/// Loads `path`, or the embedded default flow, with the configuration's parameters.
+pub fn load_or_default(path: Option<&Path>, config: &Config) -> anyhow::Result<Flow> {
+    let flow = match path {
+        Some(path) => load_file(path, &config.params)?.map_err(report)?,
+        None => load_flow(DEFAULT_FLOW, DEFAULT_FLOW_ORIGIN, &config.params).map_err(report)?,
+    };
+    config.check_params([&flow])?;
+    Ok(flow)
+}
+
+/// Reads and compiles one flow file: `Err` for I/O, `Ok(Err)` for the flow's own problems.
+pub fn load_file(path: &Path, params: &Params) -> anyhow::Result<Result<Flow, Problems>> {
+    let source =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(load_flow(&source, &path.display().to_string(), params))
+}
+
+/// The flow files a path names: the file itself, or a folder's `*.yaml` / `*.yml` files, sorted.
+pub fn flow_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        if !path.exists() {
+            anyhow::bail!("{} does not exist", path.display());
+        }
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in
+        std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+    {
+        let file = entry?.path();
+        let is_yaml = matches!(
+            file.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
+        if is_yaml && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn report(problems: Problems) -> anyhow::Error {
+    anyhow::anyhow!("the flow does not load: {problems}")
+}

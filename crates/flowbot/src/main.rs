@@ -1,0 +1,114 @@
+//! The `flowbot` binary: command-line entry point, wiring the core to files and terminals.
+
+mod chat;
+mod check;
+mod config;
+mod flows;
+mod render;
+mod scripts;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// A chat bot that walks people through a troubleshooting decision tree, one button per answer.
+///
+/// With no files at all it runs its embedded default flow (G-MIS account mails that do not
+/// arrive).
+#[derive(Debug, Parser)]
+#[command(name = "flowbot", version, about, long_about = None)]
+struct Cli {
+    /// Deployment settings (TOML): parameter values for the flows, e.g. a prefecture's notes.
+    #[arg(long, global = true, env = "FLOWBOT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate flow files; list every problem with file, line and node, and exit non-zero.
+    Check {
+        /// Flow files, or folders whose *.yaml files are flows.
+        #[arg(value_name = "PATH", default_value = flows::FLOWS_DIR)]
+        paths: Vec<PathBuf>,
+    },
+    /// Talk to a flow in the terminal. Reads one answer per line when input is not a terminal.
+    Chat {
+        /// The flow file to run (default: the embedded G-MIS flow).
+        #[arg(long, value_name = "FILE")]
+        flow: Option<PathBuf>,
+        /// Start at this named entry point instead of the beginning.
+        #[arg(long, value_name = "NAME")]
+        entry: Option<String>,
+    },
+    /// Print a flow as a diagram whose boxes carry its exact texts.
+    Render {
+        /// The flow file to draw (default: the embedded G-MIS flow).
+        #[arg(long, value_name = "FILE")]
+        flow: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        format: DiagramFormat,
+        /// Put the whole text of messages and endings in their boxes, not only their titles.
+        #[arg(long)]
+        full: bool,
+        /// Also draw the named entry points (`?start=NAME` links) and where they lead.
+        #[arg(long)]
+        entries: bool,
+    },
+    /// Run conversation scripts and check that they cover every edge of every flow.
+    Test {
+        /// Script files or folders (default: flows/tests).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Where the flows the scripts name are, and whose every edge must be covered.
+        #[arg(long, value_name = "DIR", default_value = flows::FLOWS_DIR)]
+        flows: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DiagramFormat {
+    Mermaid,
+    Dot,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("flowbot: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = config::Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Check { paths } => check::run(&paths, &config),
+        Command::Chat { flow, entry } => {
+            let flow = flows::load_or_default(flow.as_deref(), &config)?;
+            chat::run(&flow, entry.as_deref())
+        }
+        Command::Render {
+            flow,
+            format,
+            full,
+            entries,
+        } => {
+            let flow = flows::load_or_default(flow.as_deref(), &config)?;
+            let options = render::Options { full, entries };
+            let text = match format {
+                DiagramFormat::Mermaid => render::mermaid(&flow, options),
+                DiagramFormat::Dot => render::dot(&flow, options),
+            };
+            chat::print_stdout(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { files, flows } => scripts::run(&files, &flows, &config),
+    }
+}

@@ -1,0 +1,390 @@
+//! The engine's conversation rules, driven through the public API of `flowbot-core`.
+
+use flowbot_core::{
+    Action, Conversation, Event, Flow, Input, NoticeKind, Outcome, Reply, Timestamp, Token,
+    max_token_len,
+};
+use flowbot_tests::gmis;
+
+const NOW: Timestamp = Timestamp(1_700_000_000_000);
+
+fn at(flow: &Flow, conv: &Conversation) -> String {
+    flow.node(conv.node()).id().to_owned()
+}
+
+/// The token of the button labelled `label` on the prompt an outcome shows.
+fn token(outcome: &Outcome<'_>, label: &str) -> String {
+    let prompt = outcome.prompt_shown().expect("a prompt");
+    prompt
+        .buttons()
+        .find(|b| b.label == label)
+        .unwrap_or_else(|| panic!("no button {label} at {}", prompt.node.id()))
+        .token
+        .to_string()
+}
+
+fn notices(outcome: &Outcome<'_>) -> Vec<NoticeKind> {
+    outcome.notices().collect()
+}
+
+/// Types each line and returns where the conversation ends up.
+fn typed(flow: &Flow, lines: &[&str]) -> (Conversation, String) {
+    let (mut conv, _) = Conversation::start(flow, None, NOW);
+    for line in lines {
+        conv.step(flow, Input::Text(line), NOW);
+    }
+    let node = at(flow, &conv);
+    (conv, node)
+}
+
+#[test]
+fn start_shows_the_greeting_then_the_first_question_without_navigation() {
+    let flow = gmis();
+    let (conv, out) = Conversation::start(&flow, None, NOW);
+    assert_eq!(at(&flow, &conv), "q1");
+    assert!(
+        matches!(out.replies[0], Reply::Say { text, .. } if text.contains("3週間") && text.contains("info@g-mis.net"))
+    );
+    let prompt = out.prompt_shown().unwrap();
+    let labels: Vec<_> = prompt.buttons().map(|b| b.label).collect();
+    assert_eq!(
+        labels,
+        [
+            "届いていない",
+            "届いている",
+            "担当者が退職等で不在であり、不明"
+        ]
+    );
+    assert!(matches!(out.event, Some(Event::Started { .. })));
+}
+
+#[test]
+fn later_questions_offer_back_and_restart() {
+    let flow = gmis();
+    let (mut conv, out) = Conversation::start(&flow, None, NOW);
+    let out = conv.step(&flow, Input::Press(&token(&out, "届いている")), NOW);
+    let actions: Vec<_> = out
+        .prompt_shown()
+        .unwrap()
+        .buttons()
+        .map(|b| (b.label, b.token.action))
+        .collect();
+    assert_eq!(
+        actions[3..],
+        [("戻る", Action::Back), ("最初から", Action::Restart)]
+    );
+    for b in out.prompt_shown().unwrap().buttons() {
+        assert!(b.token.to_string().len() <= max_token_len(b.token.node));
+        assert!(b.token.to_string().len() <= 64);
+    }
+}
+
+#[test]
+fn a_press_on_an_old_message_changes_nothing() {
+    let flow = gmis();
+    let (mut conv, first) = Conversation::start(&flow, None, NOW);
+    let old_no = token(&first, "届いていない");
+    conv.step(&flow, Input::Press(&token(&first, "届いている")), NOW);
+    let before = conv.clone();
+
+    let out = conv.step(&flow, Input::Press(&old_no), NOW);
+    assert_eq!(conv, before);
+    assert!(!out.changed);
+    assert_eq!(notices(&out), [NoticeKind::Stale]);
+    assert_eq!(
+        out.prompt_shown().unwrap().node.id(),
+        "q2",
+        "the current question is shown again"
+    );
+}
+
+#[test]
+fn a_double_press_applies_once() {
+    let flow = gmis();
+    let (mut conv, first) = Conversation::start(&flow, None, NOW);
+    let yes = token(&first, "届いている");
+    let once = conv.step(&flow, Input::Press(&yes), NOW);
+    assert!(once.changed);
+    let after_once = conv.clone();
+    let twice = conv.step(&flow, Input::Press(&yes), NOW);
+    assert!(!twice.changed);
+    assert_eq!(conv, after_once);
+    assert_eq!(at(&flow, &conv), "q2");
+}
+
+#[test]
+fn a_press_on_a_question_shown_again_after_going_back_is_stale() {
+    let flow = gmis();
+    let (mut conv, first) = Conversation::start(&flow, None, NOW);
+    let q2 = conv.step(&flow, Input::Press(&token(&first, "届いている")), NOW);
+    let old_q2_yes = token(&q2, "届いている");
+    conv.step(&flow, Input::Back, NOW);
+    conv.step(&flow, Input::Text("届いている"), NOW);
+    assert_eq!(at(&flow, &conv), "q2");
+    let out = conv.step(&flow, Input::Press(&old_q2_yes), NOW);
+    assert_eq!(
+        notices(&out),
+        [NoticeKind::Stale],
+        "same question, but an older visit"
+    );
+    assert_eq!(at(&flow, &conv), "q2");
+}
+
+#[test]
+fn forged_tokens_are_refused_without_panic() {
+    let flow = gmis();
+    let (mut conv, first) = Conversation::start(&flow, None, NOW);
+    let real = token(&first, "届いている");
+    let before = conv.clone();
+    let mut forged: Vec<String> = vec![
+        String::new(),
+        ":".into(),
+        "1:q1".into(),
+        "1:q1:0:0".into(),
+        "1:q1:9".into(),
+        "1:q1:b".into(),
+        "1:q2:0".into(),
+        "1:nosuch:0".into(),
+        "18446744073709551616:q1:0".into(),
+        "1:q1:\u{0}".into(),
+        "1:ｑ1:0".into(),
+        "x".repeat(100_000),
+        real.replace(':', "："),
+        format!("{real} "),
+        format!(" {real}"),
+    ];
+    // Every prefix and every single-byte corruption of a real token.
+    for i in 0..real.len() {
+        forged.push(real[..i].to_owned());
+        let mut bytes = real.clone().into_bytes();
+        for b in [b'0', b'9', b':', b'b', b'r', 0xff] {
+            bytes[i] = b;
+            forged.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    let buttons: Vec<String> = first
+        .prompt_shown()
+        .unwrap()
+        .buttons()
+        .map(|b| b.token.to_string())
+        .collect();
+    let mut refused = 0;
+    for t in &forged {
+        // A corruption can spell a real button (`…:q1:0` is 届いていない): that press is fair.
+        let real_button =
+            Token::parse(t).is_some_and(|p| buttons.iter().any(|b| Token::parse(b) == Some(p)));
+        let out = conv.step(&flow, Input::Press(t), NOW);
+        if real_button {
+            assert!(out.changed, "{t:?}");
+            conv = before.clone();
+            continue;
+        }
+        refused += 1;
+        assert!(!out.changed, "{t:?}");
+        assert_eq!(notices(&out), [NoticeKind::Stale], "{t:?}");
+        assert_eq!(conv, before, "{t:?}");
+    }
+    assert!(refused > 50, "{refused}");
+}
+
+#[test]
+fn typed_answers_by_number_label_and_yes_no() {
+    let flow = gmis();
+    assert_eq!(typed(&flow, &["2"]).1, "q2");
+    assert_eq!(typed(&flow, &["２"]).1, "q2", "full-width digit");
+    assert_eq!(typed(&flow, &["2."]).1, "q2");
+    assert_eq!(
+        typed(&flow, &["　届いている "]).1,
+        "q2",
+        "label, whitespace trimmed"
+    );
+    assert_eq!(typed(&flow, &["はい"]).1, "q2");
+    assert_eq!(typed(&flow, &["YES"]).1, "q2");
+    assert_eq!(typed(&flow, &["ｙｅｓ"]).1, "q2", "full-width latin");
+    assert_eq!(typed(&flow, &["いいえ"]).1, "q3");
+    assert_eq!(typed(&flow, &["no"]).1, "q3");
+    assert_eq!(
+        typed(&flow, &["はい", "はい", "はい", "ｱｸｾｽできた"]).1,
+        "done",
+        "half-width katakana label"
+    );
+    assert_eq!(typed(&flow, &["4"]).1, "q1", "out of range");
+    assert_eq!(typed(&flow, &["0"]).1, "q1");
+    // Q3 marks no choice as yes or no: はい is not an answer there.
+    let (_, node) = typed(&flow, &["いいえ", "はい"]);
+    assert_eq!(node, "q3");
+}
+
+#[test]
+fn unmatched_text_reasks_and_the_third_miss_offers_the_contact() {
+    let flow = gmis();
+    let (mut conv, _) = Conversation::start(&flow, None, NOW);
+    let first = conv.step(&flow, Input::Text("わかりません"), NOW);
+    assert_eq!(notices(&first), [NoticeKind::NoMatch]);
+    assert_eq!(first.prompt_shown().unwrap().node.id(), "q1");
+    let second = conv.step(&flow, Input::Text("？"), NOW);
+    assert_eq!(notices(&second), [NoticeKind::NoMatch]);
+    let third = conv.step(&flow, Input::Text("help me"), NOW);
+    assert_eq!(notices(&third), [NoticeKind::NoMatch, NoticeKind::Contact]);
+    assert!(
+        third
+            .replies
+            .iter()
+            .any(|r| matches!(r, Reply::Notice { text, .. } if text.contains("都道府県の窓口")))
+    );
+    // An answer resets the count.
+    conv.step(&flow, Input::Text("1"), NOW);
+    let again = conv.step(&flow, Input::Text("???"), NOW);
+    assert_eq!(notices(&again), [NoticeKind::NoMatch]);
+}
+
+#[test]
+fn oversized_and_odd_text_is_a_miss_not_a_crash() {
+    let flow = gmis();
+    for text in [
+        "",
+        " ",
+        "\u{0}",
+        "\u{202e}届いている",
+        &"届".repeat(100_000),
+        "🙂",
+        "\r\n",
+    ] {
+        let (mut conv, _) = Conversation::start(&flow, None, NOW);
+        let out = conv.step(&flow, Input::Text(text), NOW);
+        assert_eq!(at(&flow, &conv), "q1", "{text:?}");
+        assert!(out.prompt_shown().is_some());
+    }
+}
+
+#[test]
+fn back_walks_the_path_and_restart_begins_again() {
+    let flow = gmis();
+    let (mut conv, node) = typed(&flow, &["届いていない", "空き容量は十分にある"]);
+    assert_eq!(node, "q4");
+    assert_eq!(conv.path().len(), 2);
+    let out = conv.step(&flow, Input::Back, NOW);
+    assert_eq!(at(&flow, &conv), "q3");
+    assert!(matches!(out.event, Some(Event::Back { .. })));
+    conv.step(&flow, Input::Text("/back"), NOW);
+    assert_eq!(at(&flow, &conv), "q1");
+    let out = conv.step(&flow, Input::Text("戻る"), NOW);
+    assert_eq!(notices(&out), [NoticeKind::CannotGoBack]);
+    assert!(!out.changed);
+
+    let (mut conv, _) = typed(&flow, &["1", "2", "2"]);
+    assert_eq!(at(&flow, &conv), "q5");
+    let out = conv.step(&flow, Input::Text("最初から"), NOW);
+    assert_eq!(at(&flow, &conv), "q1");
+    assert!(conv.path().is_empty());
+    assert!(
+        matches!(out.replies[0], Reply::Say { .. }),
+        "the greeting again"
+    );
+}
+
+#[test]
+fn navigation_buttons_work_once() {
+    let flow = gmis();
+    let (mut conv, first) = Conversation::start(&flow, None, NOW);
+    let q2 = conv.step(&flow, Input::Press(&token(&first, "届いている")), NOW);
+    let back = token(&q2, "戻る");
+    conv.step(&flow, Input::Press(&back), NOW);
+    assert_eq!(at(&flow, &conv), "q1");
+    let again = conv.step(&flow, Input::Press(&back), NOW);
+    assert_eq!(notices(&again), [NoticeKind::Stale]);
+    assert_eq!(at(&flow, &conv), "q1");
+}
+
+#[test]
+fn endings_answer_typed_text_with_ended_and_keep_their_buttons() {
+    let flow = gmis();
+    let (mut conv, node) = typed(&flow, &["1", "1", "1"]);
+    assert_eq!(node, "m1");
+    assert!(conv.is_finished(&flow));
+    let out = conv.step(&flow, Input::Text("1"), NOW);
+    assert_eq!(notices(&out), [NoticeKind::Ended]);
+    assert!(!out.changed);
+    let labels: Vec<_> = out
+        .prompt_shown()
+        .unwrap()
+        .buttons()
+        .map(|b| b.label)
+        .collect();
+    assert_eq!(labels, ["戻る", "最初から"]);
+}
+
+#[test]
+fn entries_open_named_points_only() {
+    let flow = gmis();
+    let (conv, out) = Conversation::start(&flow, Some("taiou3"), NOW);
+    assert_eq!(at(&flow, &conv), "m3_absent");
+    assert!(notices(&out).is_empty());
+    let prompt = out.prompt_shown().unwrap();
+    assert!(!prompt.back, "nothing to go back to");
+    assert!(prompt.restart, "the beginning is elsewhere");
+
+    // A node id that is not an entry name is not accepted from outside.
+    let (conv, out) = Conversation::start(&flow, Some("m3_change"), NOW);
+    assert_eq!(at(&flow, &conv), "q1");
+    assert_eq!(notices(&out), [NoticeKind::UnknownEntry]);
+
+    let (mut conv, _) = typed(&flow, &["1", "1"]);
+    conv.step(&flow, Input::Text("/start taiou5"), NOW);
+    assert_eq!(at(&flow, &conv), "m5");
+    assert!(conv.path().is_empty());
+    conv.step(&flow, Input::Text("/start@gmis_bot q7"), NOW);
+    assert_eq!(at(&flow, &conv), "q7");
+}
+
+#[test]
+fn help_and_unknown_commands_change_nothing() {
+    let flow = gmis();
+    let (mut conv, _) = typed(&flow, &["2"]);
+    let before = conv.clone();
+    let help = conv.step(&flow, Input::Text("/help"), NOW);
+    assert_eq!(notices(&help), [NoticeKind::Help, NoticeKind::Contact]);
+    let unknown = conv.step(&flow, Input::Text("/frobnicate now"), NOW);
+    assert_eq!(notices(&unknown), [NoticeKind::UnknownCommand]);
+    assert_eq!(conv, before);
+}
+
+#[test]
+fn events_record_the_edges_taken_and_time_comes_from_the_caller() {
+    let flow = gmis();
+    let (mut conv, first) = Conversation::start(&flow, None, Timestamp(5));
+    let out = conv.step(
+        &flow,
+        Input::Press(&token(&first, "届いている")),
+        Timestamp(9),
+    );
+    let q1 = flow.find("q1").unwrap();
+    let q2 = flow.find("q2").unwrap();
+    assert_eq!(
+        out.event,
+        Some(Event::Answered {
+            from: q1,
+            choice: 1,
+            to: q2
+        })
+    );
+    assert_eq!(conv.started_at(), Timestamp(5));
+    assert_eq!(conv.updated_at(), Timestamp(9));
+}
+
+#[test]
+fn the_same_inputs_give_the_same_conversation() {
+    let flow = gmis();
+    let lines = [
+        "はい",
+        "x",
+        "2",
+        "/back",
+        "いいえ",
+        "1",
+        "/restart",
+        "3",
+        "まだ確認していない",
+    ];
+    assert_eq!(typed(&flow, &lines).0, typed(&flow, &lines).0);
+}

@@ -1,0 +1,7 @@
+//! The workspace's integration tests, compiled into one binary.
+
+mod chat;
+mod check;
+mod engine;
+mod render;
+mod scripts;
