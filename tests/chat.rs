@@ -6,10 +6,7 @@ use flowbot_tests::{flowbot, gmis, run, run_with_input, stdout};
 /// What each ending must say, from `shared/docs/seed-reading.md` ("What each ending must say").
 fn must_say(ending: &str) -> &'static [&'static str] {
     match ending {
-        "done" => &[
-            "G-MIS利用案内メールに記載されるURLから",
-            "「パスワード設定」を行って",
-        ],
+        "done" => &["G-MIS利用案内メールに記載されるURLから", "「パスワード設定」を行って"],
         "m1" => &[
             "対応方法1",
             "ご利用中のメールソフトウェアにより",
@@ -116,9 +113,7 @@ fn paths(flow: &Flow) -> Vec<(Vec<String>, String)> {
 
 /// The part of a transcript after the last typed line: what the bot said last.
 fn last_reply(transcript: &str) -> &str {
-    transcript
-        .rfind("\n> ")
-        .map_or(transcript, |i| &transcript[i..])
+    transcript.rfind("\n> ").map_or(transcript, |i| &transcript[i..])
 }
 
 #[test]
@@ -131,18 +126,11 @@ fn every_path_typed_into_chat_reaches_its_ending_and_says_what_it_must() {
     for (labels, ending) in &all {
         let input = labels.join("\n") + "\n";
         let out = run_with_input(&["chat"], &input);
-        assert!(
-            out.status.success(),
-            "{labels:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{labels:?}: {}", String::from_utf8_lossy(&out.stderr));
         let transcript = stdout(&out);
         let last = last_reply(&transcript);
         let node = flow.find(ending).map(|ix| flow.node(ix)).unwrap();
-        assert!(
-            last.contains(node.title()),
-            "{labels:?} should end at {ending}; got:\n{last}"
-        );
+        assert!(last.contains(node.title()), "{labels:?} should end at {ending}; got:\n{last}");
         for phrase in must_say(ending) {
             assert!(
                 last.contains(phrase),
@@ -151,10 +139,7 @@ fn every_path_typed_into_chat_reaches_its_ending_and_says_what_it_must() {
         }
         assert!(last.contains("[最初から] /restart"), "{last}");
         assert!(!transcript.contains(".rest/"), "a garbled address leaked");
-        assert!(
-            !transcript.contains("! "),
-            "no notice expected on a clean path:\n{transcript}"
-        );
+        assert!(!transcript.contains("! "), "no notice expected on a clean path:\n{transcript}");
     }
 }
 
@@ -180,45 +165,23 @@ fn the_scripted_example_from_the_issue() {
 
 #[test]
 fn numbers_commands_and_misses_in_chat() {
-    let out = run_with_input(
-        &["chat"],
-        "2\n２\n/back\n/restart\nなに\nなに\nなに\n/help\n/nosuch\n",
-    );
+    let out =
+        run_with_input(&["chat"], "2\n２\n/back\n/restart\nなに\nなに\nなに\n/help\n/nosuch\n");
     let t = stdout(&out);
     assert!(out.status.success());
-    assert!(
-        t.contains("! 選択肢の番号（1、2…）か、ボタンの文言を入力してください。"),
-        "{t}"
-    );
-    assert!(
-        t.contains("! うまく進めない場合は、都道府県の窓口にお問い合わせください。"),
-        "{t}"
-    );
+    assert!(t.contains("! 選択肢の番号（1、2…）か、ボタンの文言を入力してください。"), "{t}");
+    assert!(t.contains("! うまく進めない場合は、都道府県の窓口にお問い合わせください。"), "{t}");
     assert!(t.contains("! そのコマンドは使えません。"), "{t}");
-    assert!(
-        last_reply(&t).contains("「事前確認メール（★）」は届いていますか？"),
-        "{t}"
-    );
+    assert!(last_reply(&t).contains("「事前確認メール（★）」は届いていますか？"), "{t}");
 }
 
 #[test]
 fn entry_option_and_embedded_flow_without_any_files() {
     let dir = tempfile::tempdir().unwrap();
-    let out = flowbot_in(
-        dir.path(),
-        &["chat", "--entry", "taiou5"],
-        "まだ確認していない\n",
-    );
+    let out = flowbot_in(dir.path(), &["chat", "--entry", "taiou5"], "まだ確認していない\n");
     let t = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        t.starts_with("対応方法5（メールが届いていない場合）"),
-        "{t}"
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(t.starts_with("対応方法5（メールが届いていない場合）"), "{t}");
     assert!(last_reply(&t).contains("確認が済みましたら"), "{t}");
 
     let out = flowbot_in(dir.path(), &["chat", "--entry", "nosuch"], "");
@@ -261,14 +224,11 @@ fn invalid_utf8_and_huge_lines_do_not_break_the_chat() {
 
 #[test]
 fn a_broken_flow_file_is_refused_before_chatting() {
-    let out = flowbot()
-        .args(["chat", "--flow", "tests/data/broken-flow.yaml"])
-        .output()
-        .unwrap();
+    let out = flowbot().args(["chat", "--flow", "tests/data/broken-flow.yaml"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("11 problems") && err.contains("broken-flow.yaml:52: node `orphan`"),
+        err.contains("11 problems") && err.contains("broken-flow.yaml:54: node `orphan`"),
         "{err}"
     );
 }

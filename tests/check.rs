@@ -13,63 +13,50 @@ fn shipped_flows_pass() {
 /// Every problem kind of the core issue, each reported once with its line and node.
 #[test]
 fn broken_flow_lists_every_problem() {
-    let out = flowbot()
-        .args(["check", "tests/data/broken-flow.yaml"])
-        .output()
-        .unwrap();
+    let out = flowbot().args(["check", "tests/data/broken-flow.yaml"]).output().unwrap();
     assert!(!out.status.success());
     let text = stdout(&out);
     let f = "tests/data/broken-flow.yaml";
     let expected = [
         format!("{f}:7: entry name `bad entry!` is not a valid Telegram start payload"),
         format!("{f}:8: entry `ghost` names unknown node `nowhere`"),
-        format!("{f}:25: node `q1`: choice 1 has an empty label"),
-        format!("{f}:29: node `q1`: choices 2 and 3 have equal labels"),
+        format!("{f}:27: node `q1`: choice 1 has an empty label"),
+        format!("{f}:31: node `q1`: choices 2 and 3 have equal labels"),
         format!(
-            "{f}:31: node `q1`: choice 4's label is 82 characters, over Discord's 80-character button limit"
+            "{f}:33: node `q1`: choice 4's label is 82 characters, over Discord's 80-character button limit"
         ),
-        format!("{f}:33: node `q1`: choice 5's `next` names unknown node `missing`"),
-        format!("{f}:42: node `loop`: no ending can be reached from this node"),
-        format!("{f}:47: node `loop_again`: no ending can be reached from this node"),
-        format!("{f}:50: node `q1`: duplicate node id (first defined on line 22)"),
-        format!("{f}:52: node `orphan`: no entry point reaches this node"),
+        format!("{f}:35: node `q1`: choice 5's `next` names unknown node `missing`"),
+        format!("{f}:44: node `loop`: no ending can be reached from this node"),
+        format!("{f}:49: node `loop_again`: no ending can be reached from this node"),
+        format!("{f}:52: node `q1`: duplicate node id (first defined on line 24)"),
+        format!("{f}:54: node `orphan`: no entry point reaches this node"),
         format!(
-            "{f}:56: node `a_node_id_long_enough_that_its_tokens_overflow`: button tokens of this node can reach 69 bytes, over Telegram's 64-byte callback_data limit"
+            "{f}:58: node `a_node_id_long_enough_that_its_tokens_overflow`: button tokens of this node can reach 69 bytes, over Telegram's 64-byte callback_data limit"
         ),
     ];
     for line in &expected {
         assert!(text.contains(line.as_str()), "missing `{line}` in:\n{text}");
     }
-    assert!(
-        text.contains(&format!("{} problems:", expected.len())),
-        "{text}"
-    );
+    assert!(text.contains(&format!("{} problems:", expected.len())), "{text}");
 }
 
 /// A broken file among good ones fails the run, and the good ones are still reported.
 #[test]
 fn one_broken_file_fails_the_whole_check() {
-    let out = flowbot()
-        .args(["check", "flows", "tests/data/broken-flow.yaml"])
-        .output()
-        .unwrap();
+    let out = flowbot().args(["check", "flows", "tests/data/broken-flow.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("ok flows/gmis-mail-trouble.yaml"), "{text}");
-    assert!(
-        text.contains("FAILED tests/data/broken-flow.yaml"),
-        "{text}"
-    );
+    assert!(text.contains("FAILED tests/data/broken-flow.yaml"), "{text}");
 }
 
 fn problems_of(yaml: &str) -> Vec<flowbot_core::Problem> {
-    load_flow(yaml, "t.yaml", &Params::new())
-        .expect_err("the flow must not load")
-        .0
+    load_flow(yaml, "t.yaml", &Params::new()).expect_err("the flow must not load").0
 }
 
 const TEXTS: &str = "texts: { back: 戻る, restart: 最初から, stale: s, no_match: n, contact: c, help: h, \
-                     cannot_go_back: g, ended: e, unknown_entry: u, unknown_command: x }\n";
+                     cannot_go_back: g, ended: e, unknown_entry: u, unknown_command: x, \
+                     resume_question: r, resume: 続きから }\n";
 
 #[test]
 fn syntax_and_shape_errors_carry_a_line() {
@@ -80,11 +67,7 @@ fn syntax_and_shape_errors_carry_a_line() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].line, Some(8));
     assert_eq!(problems[0].node.as_deref(), Some("a"));
-    assert!(
-        problems[0].to_string().contains("unknown field `colour`"),
-        "{}",
-        problems[0]
-    );
+    assert!(problems[0].to_string().contains("unknown field `colour`"), "{}", problems[0]);
 
     let problems = problems_of("flow: f\ntitle: [unclosed\n");
     assert!(problems[0].line.is_some(), "{problems:?}");
@@ -113,39 +96,24 @@ fn node_shape_problems() {
     );
     let kinds: Vec<ProblemKind> = problems_of(&yaml).into_iter().map(|p| p.kind).collect();
     assert!(
-        kinds.contains(&ProblemKind::Shape(
-            "a question has `choices`, not `next`".into()
-        )),
+        kinds.contains(&ProblemKind::Shape("a question has `choices`, not `next`".into())),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&ProblemKind::DuplicateMeans("yes")), "{kinds:?}");
+    assert!(
+        kinds.iter().any(|k| matches!(k, ProblemKind::LabelIsNavigation { button: "back", .. })),
         "{kinds:?}"
     );
     assert!(
-        kinds.contains(&ProblemKind::DuplicateMeans("yes")),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds
-            .iter()
-            .any(|k| matches!(k, ProblemKind::LabelIsNavigation { button: "back", .. })),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds
-            .iter()
-            .any(|k| matches!(k, ProblemKind::LabelIsNumber { choice: 4, .. })),
+        kinds.iter().any(|k| matches!(k, ProblemKind::LabelIsNumber { choice: 4, .. })),
         "{kinds:?}"
     );
     assert!(
         kinds.contains(&ProblemKind::Shape("a message (`say`) needs `next`".into())),
         "{kinds:?}"
     );
-    assert!(
-        kinds.contains(&ProblemKind::NodeKind("say and end".into())),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds.contains(&ProblemKind::UndeclaredParam("nope".into())),
-        "{kinds:?}"
-    );
+    assert!(kinds.contains(&ProblemKind::NodeKind("say and end".into())), "{kinds:?}");
+    assert!(kinds.contains(&ProblemKind::UndeclaredParam("nope".into())), "{kinds:?}");
 }
 
 #[test]
@@ -153,35 +121,17 @@ fn unknown_parameter_in_the_configuration_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("flowbot.toml");
     std::fs::write(&config, "[params]\ncause3_notes = \"typo\"\n").unwrap();
-    let out = flowbot()
-        .arg("--config")
-        .arg(&config)
-        .arg("check")
-        .output()
-        .unwrap();
+    let out = flowbot().arg("--config").arg(&config).arg("check").output().unwrap();
     assert!(!out.status.success());
     let text = stdout(&out);
-    assert!(
-        text.contains("cause3_notes") && text.contains("cause3_note, desk_contact"),
-        "{text}"
-    );
+    assert!(text.contains("cause3_notes") && text.contains("cause3_note, desk_contact"), "{text}");
 
     std::fs::write(&config, "[params]\ncause3_note = \"ok\"\n").unwrap();
-    let out = flowbot()
-        .arg("--config")
-        .arg(&config)
-        .arg("check")
-        .output()
-        .unwrap();
+    let out = flowbot().arg("--config").arg(&config).arg("check").output().unwrap();
     assert!(out.status.success(), "{}", stdout(&out));
 
     std::fs::write(&config, "[parms]\n").unwrap();
-    let out = flowbot()
-        .arg("--config")
-        .arg(&config)
-        .arg("check")
-        .output()
-        .unwrap();
+    let out = flowbot().arg("--config").arg(&config).arg("check").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid configuration file"));
 }
@@ -189,9 +139,7 @@ fn unknown_parameter_in_the_configuration_is_refused() {
 /// The shipped deployment example stays valid.
 #[test]
 fn the_fukushima_example_configuration_checks() {
-    let out = flowbot()
-        .args(["--config", "deploy/flowbot.fukushima.toml", "check"])
-        .output()
-        .unwrap();
+    let out =
+        flowbot().args(["--config", "deploy/flowbot.fukushima.toml", "check"]).output().unwrap();
     assert!(out.status.success(), "{}", stdout(&out));
 }

@@ -47,14 +47,7 @@ fn start_shows_the_greeting_then_the_first_question_without_navigation() {
     );
     let prompt = out.prompt_shown().unwrap();
     let labels: Vec<_> = prompt.buttons().map(|b| b.label).collect();
-    assert_eq!(
-        labels,
-        [
-            "届いていない",
-            "届いている",
-            "担当者が退職等で不在であり、不明"
-        ]
-    );
+    assert_eq!(labels, ["届いていない", "届いている", "担当者が退職等で不在であり、不明"]);
     assert!(matches!(out.event, Some(Event::Started { .. })));
 }
 
@@ -63,16 +56,9 @@ fn later_questions_offer_back_and_restart() {
     let flow = gmis();
     let (mut conv, out) = Conversation::start(&flow, None, NOW);
     let out = conv.step(&flow, Input::Press(&token(&out, "届いている")), NOW);
-    let actions: Vec<_> = out
-        .prompt_shown()
-        .unwrap()
-        .buttons()
-        .map(|b| (b.label, b.token.action))
-        .collect();
-    assert_eq!(
-        actions[3..],
-        [("戻る", Action::Back), ("最初から", Action::Restart)]
-    );
+    let actions: Vec<_> =
+        out.prompt_shown().unwrap().buttons().map(|b| (b.label, b.token.action)).collect();
+    assert_eq!(actions[3..], [("戻る", Action::Back), ("最初から", Action::Restart)]);
     for b in out.prompt_shown().unwrap().buttons() {
         assert!(b.token.to_string().len() <= max_token_len(b.token.node));
         assert!(b.token.to_string().len() <= 64);
@@ -91,11 +77,7 @@ fn a_press_on_an_old_message_changes_nothing() {
     assert_eq!(conv, before);
     assert!(!out.changed);
     assert_eq!(notices(&out), [NoticeKind::Stale]);
-    assert_eq!(
-        out.prompt_shown().unwrap().node.id(),
-        "q2",
-        "the current question is shown again"
-    );
+    assert_eq!(out.prompt_shown().unwrap().node.id(), "q2", "the current question is shown again");
 }
 
 #[test]
@@ -122,11 +104,7 @@ fn a_press_on_a_question_shown_again_after_going_back_is_stale() {
     conv.step(&flow, Input::Text("届いている"), NOW);
     assert_eq!(at(&flow, &conv), "q2");
     let out = conv.step(&flow, Input::Press(&old_q2_yes), NOW);
-    assert_eq!(
-        notices(&out),
-        [NoticeKind::Stale],
-        "same question, but an older visit"
-    );
+    assert_eq!(notices(&out), [NoticeKind::Stale], "same question, but an older visit");
     assert_eq!(at(&flow, &conv), "q2");
 }
 
@@ -162,12 +140,8 @@ fn forged_tokens_are_refused_without_panic() {
             forged.push(String::from_utf8_lossy(&bytes).into_owned());
         }
     }
-    let buttons: Vec<String> = first
-        .prompt_shown()
-        .unwrap()
-        .buttons()
-        .map(|b| b.token.to_string())
-        .collect();
+    let buttons: Vec<String> =
+        first.prompt_shown().unwrap().buttons().map(|b| b.token.to_string()).collect();
     let mut refused = 0;
     for t in &forged {
         // A corruption can spell a real button (`…:q1:0` is 届いていない): that press is fair.
@@ -193,11 +167,7 @@ fn typed_answers_by_number_label_and_yes_no() {
     assert_eq!(typed(&flow, &["2"]).1, "q2");
     assert_eq!(typed(&flow, &["２"]).1, "q2", "full-width digit");
     assert_eq!(typed(&flow, &["2."]).1, "q2");
-    assert_eq!(
-        typed(&flow, &["　届いている "]).1,
-        "q2",
-        "label, whitespace trimmed"
-    );
+    assert_eq!(typed(&flow, &["　届いている "]).1, "q2", "label, whitespace trimmed");
     assert_eq!(typed(&flow, &["はい"]).1, "q2");
     assert_eq!(typed(&flow, &["YES"]).1, "q2");
     assert_eq!(typed(&flow, &["ｙｅｓ"]).1, "q2", "full-width latin");
@@ -241,15 +211,8 @@ fn unmatched_text_reasks_and_the_third_miss_offers_the_contact() {
 #[test]
 fn oversized_and_odd_text_is_a_miss_not_a_crash() {
     let flow = gmis();
-    for text in [
-        "",
-        " ",
-        "\u{0}",
-        "\u{202e}届いている",
-        &"届".repeat(100_000),
-        "🙂",
-        "\r\n",
-    ] {
+    for text in ["", " ", "\u{0}", "\u{202e}届いている", &"届".repeat(100_000), "🙂", "\r\n"]
+    {
         let (mut conv, _) = Conversation::start(&flow, None, NOW);
         let out = conv.step(&flow, Input::Text(text), NOW);
         assert_eq!(at(&flow, &conv), "q1", "{text:?}");
@@ -277,10 +240,7 @@ fn back_walks_the_path_and_restart_begins_again() {
     let out = conv.step(&flow, Input::Text("最初から"), NOW);
     assert_eq!(at(&flow, &conv), "q1");
     assert!(conv.path().is_empty());
-    assert!(
-        matches!(out.replies[0], Reply::Say { .. }),
-        "the greeting again"
-    );
+    assert!(matches!(out.replies[0], Reply::Say { .. }), "the greeting again");
 }
 
 #[test]
@@ -305,12 +265,7 @@ fn endings_answer_typed_text_with_ended_and_keep_their_buttons() {
     let out = conv.step(&flow, Input::Text("1"), NOW);
     assert_eq!(notices(&out), [NoticeKind::Ended]);
     assert!(!out.changed);
-    let labels: Vec<_> = out
-        .prompt_shown()
-        .unwrap()
-        .buttons()
-        .map(|b| b.label)
-        .collect();
+    let labels: Vec<_> = out.prompt_shown().unwrap().buttons().map(|b| b.label).collect();
     assert_eq!(labels, ["戻る", "最初から"]);
 }
 
@@ -353,21 +308,10 @@ fn help_and_unknown_commands_change_nothing() {
 fn events_record_the_edges_taken_and_time_comes_from_the_caller() {
     let flow = gmis();
     let (mut conv, first) = Conversation::start(&flow, None, Timestamp(5));
-    let out = conv.step(
-        &flow,
-        Input::Press(&token(&first, "届いている")),
-        Timestamp(9),
-    );
+    let out = conv.step(&flow, Input::Press(&token(&first, "届いている")), Timestamp(9));
     let q1 = flow.find("q1").unwrap();
     let q2 = flow.find("q2").unwrap();
-    assert_eq!(
-        out.event,
-        Some(Event::Answered {
-            from: q1,
-            choice: 1,
-            to: q2
-        })
-    );
+    assert_eq!(out.event, Some(Event::Answered { from: q1, choice: 1, to: q2 }));
     assert_eq!(conv.started_at(), Timestamp(5));
     assert_eq!(conv.updated_at(), Timestamp(9));
 }
@@ -375,16 +319,6 @@ fn events_record_the_edges_taken_and_time_comes_from_the_caller() {
 #[test]
 fn the_same_inputs_give_the_same_conversation() {
     let flow = gmis();
-    let lines = [
-        "はい",
-        "x",
-        "2",
-        "/back",
-        "いいえ",
-        "1",
-        "/restart",
-        "3",
-        "まだ確認していない",
-    ];
+    let lines = ["はい", "x", "2", "/back", "いいえ", "1", "/restart", "3", "まだ確認していない"];
     assert_eq!(typed(&flow, &lines).0, typed(&flow, &lines).0);
 }

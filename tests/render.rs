@@ -4,16 +4,8 @@ use flowbot_core::NodeKind;
 use flowbot_tests::{flowbot, gmis, stdout};
 
 fn render(format: &str, extra: &[&str]) -> String {
-    let out = flowbot()
-        .args(["render", "--format", format])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = flowbot().args(["render", "--format", format]).args(extra).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     stdout(&out)
 }
 
@@ -72,10 +64,7 @@ fn full_mermaid_has_the_ending_texts_and_dot_is_escaped() {
     assert!(dot.contains("\"q5\" [shape=diamond, label=\"同じ病院等内でG-MISを既に利用している部署がありますか\\n※歯科診療所"));
     assert!(dot.trim_end().ends_with('}'));
     let dot = render("dot", &["--entries"]);
-    assert!(
-        dot.contains("\"?start=taiou5\" -> \"m5\" [style=dotted];"),
-        "{dot}"
-    );
+    assert!(dot.contains("\"?start=taiou5\" -> \"m5\" [style=dotted];"), "{dot}");
 }
 
 /// The README's diagram is what `flowbot render` draws of the shipped flow.

@@ -5,3 +5,4 @@ mod check;
 mod engine;
 mod render;
 mod scripts;
+mod store;

@@ -44,14 +44,7 @@ fn press_scripts(flow: &Flow) -> Vec<Vec<String>> {
             let (mut conv, mut out) = Conversation::start(flow, None, NOW);
             let mut tokens = Vec::new();
             for i in path {
-                let token = out
-                    .prompt_shown()
-                    .unwrap()
-                    .buttons()
-                    .nth(i)
-                    .unwrap()
-                    .token
-                    .to_string();
+                let token = out.prompt_shown().unwrap().buttons().nth(i).unwrap().token.to_string();
                 out = conv.step(flow, Input::Press(&token), NOW);
                 tokens.push(token);
             }
@@ -68,14 +61,7 @@ fn label_scripts(flow: &Flow) -> Vec<Vec<String>> {
             let (mut conv, mut out) = Conversation::start(flow, None, NOW);
             let mut labels = Vec::new();
             for i in path {
-                let label = out
-                    .prompt_shown()
-                    .unwrap()
-                    .buttons()
-                    .nth(i)
-                    .unwrap()
-                    .label
-                    .to_owned();
+                let label = out.prompt_shown().unwrap().buttons().nth(i).unwrap().label.to_owned();
                 out = conv.step(flow, Input::Text(&label), NOW);
                 labels.push(label);
             }
@@ -109,11 +95,7 @@ fn replay(flow: &Flow, scripts: &[Vec<String>], input: fn(&str) -> Input<'_>) ->
         seen += out.replies.len();
         for item in script {
             let out = conv.step(flow, input(black_box(item)), NOW);
-            seen += out
-                .replies
-                .iter()
-                .filter(|r| matches!(r, Reply::Prompt(_)))
-                .count();
+            seen += out.replies.iter().filter(|r| matches!(r, Reply::Prompt(_))).count();
         }
         seen += conv.node().index();
     }
@@ -128,13 +110,9 @@ fn engine(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("gmis");
     group.throughput(Throughput::Elements(steps(&presses)));
-    group.bench_function("presses", |b| {
-        b.iter(|| replay(&flow, &presses, |s| Input::Press(s)))
-    });
+    group.bench_function("presses", |b| b.iter(|| replay(&flow, &presses, |s| Input::Press(s))));
     group.throughput(Throughput::Elements(steps(&labels)));
-    group.bench_function("typed_labels", |b| {
-        b.iter(|| replay(&flow, &labels, |s| Input::Text(s)))
-    });
+    group.bench_function("typed_labels", |b| b.iter(|| replay(&flow, &labels, |s| Input::Text(s))));
     let numbers = full_width_number_scripts(&flow);
     group.throughput(Throughput::Elements(steps(&numbers)));
     group.bench_function("typed_full_width_numbers", |b| {
@@ -155,22 +133,12 @@ fn engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("normalize");
     group.throughput(Throughput::Elements(all_labels.len() as u64));
     group.bench_function("gmis_labels", |b| {
-        b.iter(|| {
-            all_labels
-                .iter()
-                .map(|l| normalize(black_box(l)).len())
-                .sum::<usize>()
-        })
+        b.iter(|| all_labels.iter().map(|l| normalize(black_box(l)).len()).sum::<usize>())
     });
     group.finish();
 
     c.bench_function("load_and_compile_gmis", |b| {
-        b.iter(|| {
-            load_flow(black_box(GMIS), "gmis", &Params::new())
-                .unwrap()
-                .nodes()
-                .len()
-        })
+        b.iter(|| load_flow(black_box(GMIS), "gmis", &Params::new()).unwrap().nodes().len())
     });
 }
 

@@ -72,10 +72,7 @@ pub(crate) fn compile(
     origin: &str,
     params: &Params,
 ) -> Result<Flow, Problems> {
-    let mut r = Report {
-        origin,
-        problems: Vec::new(),
-    };
+    let mut r = Report { origin, problems: Vec::new() };
 
     if !is_payload(&raw.flow) {
         r.add(map.flow, None, ProblemKind::InvalidFlowId(raw.flow.clone()));
@@ -98,12 +95,7 @@ pub(crate) fn compile(
     let values: Values<'_> = raw
         .params
         .iter()
-        .map(|(name, p)| {
-            (
-                name.as_str(),
-                params.get(name).unwrap_or(&p.default).as_str(),
-            )
-        })
+        .map(|(name, p)| (name.as_str(), params.get(name).unwrap_or(&p.default).as_str()))
         .collect();
 
     // Ids: valid, unique.
@@ -111,19 +103,13 @@ pub(crate) fn compile(
     let mut ids: HashMap<&str, usize> = HashMap::new();
     for (i, node) in raw.nodes.iter().enumerate() {
         if !is_node_id(&node.id) {
-            r.add(
-                node_line(i),
-                Some(&node.id),
-                ProblemKind::InvalidNodeId(node.id.clone()),
-            );
+            r.add(node_line(i), Some(&node.id), ProblemKind::InvalidNodeId(node.id.clone()));
         }
         match ids.get(node.id.as_str()) {
             Some(&first) => r.add(
                 node_line(i),
                 Some(&node.id),
-                ProblemKind::DuplicateId {
-                    first_line: node_line(first).unwrap_or(0),
-                },
+                ProblemKind::DuplicateId { first_line: node_line(first).unwrap_or(0) },
             ),
             None => {
                 ids.insert(&node.id, i);
@@ -138,10 +124,7 @@ pub(crate) fn compile(
         r.add(
             map.start,
             None,
-            ProblemKind::UnknownTarget {
-                field: "`start`".into(),
-                target: raw.start.clone(),
-            },
+            ProblemKind::UnknownTarget { field: "`start`".into(), target: raw.start.clone() },
         );
     }
     let mut entries = Vec::new();
@@ -177,11 +160,15 @@ pub(crate) fn compile(
         ended: fill_text(&t.ended),
         unknown_entry: fill_text(&t.unknown_entry),
         unknown_command: fill_text(&t.unknown_command),
+        resume_question: fill_text(&t.resume_question),
+        resume: fill_text(&t.resume),
         back_key: String::new(),
         restart_key: String::new(),
+        resume_key: String::new(),
     };
     texts.back_key = normalize(&texts.back);
     texts.restart_key = normalize(&texts.restart);
+    texts.resume_key = normalize(&texts.resume);
 
     // Nodes, one by one.
     let mut nodes = Vec::with_capacity(raw.nodes.len());
@@ -207,23 +194,12 @@ pub(crate) fn compile(
                 r.add(line, id, ProblemKind::TokenTooLong { bytes });
             }
         }
-        let title = node
-            .title
-            .clone()
-            .unwrap_or_else(|| first_line(node_text(&kind)).to_owned());
-        nodes.push(Node {
-            id: node.id.clone(),
-            title,
-            line,
-            kind,
-        });
+        let title = node.title.clone().unwrap_or_else(|| first_line(node_text(&kind)).to_owned());
+        nodes.push(Node { id: node.id.clone(), title, line, kind });
     }
 
     // Graph: every node reachable from an entry point, and able to reach an ending.
-    let roots: Vec<usize> = start
-        .into_iter()
-        .chain(entries.iter().map(|(_, ix)| *ix))
-        .collect();
+    let roots: Vec<usize> = start.into_iter().chain(entries.iter().map(|(_, ix)| *ix)).collect();
     let reached = reach(&roots, &edges);
     let mut reverse: Vec<Vec<usize>> = vec![Vec::new(); raw.nodes.len()];
     for (from, tos) in edges.iter().enumerate() {
@@ -231,13 +207,8 @@ pub(crate) fn compile(
             reverse[to].push(from);
         }
     }
-    let endings: Vec<usize> = raw
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.end.is_some())
-        .map(|(i, _)| i)
-        .collect();
+    let endings: Vec<usize> =
+        raw.nodes.iter().enumerate().filter(|(_, n)| n.end.is_some()).map(|(i, _)| i).collect();
     let finishes = reach(&endings, &reverse);
     for (i, node) in raw.nodes.iter().enumerate() {
         if ids.get(node.id.as_str()) != Some(&i) {
@@ -257,10 +228,7 @@ pub(crate) fn compile(
     }
     let start = to_ix(start.unwrap_or(0));
     entries.sort();
-    let entries = entries
-        .into_iter()
-        .map(|(name, ix)| (name, to_ix(ix)))
-        .collect();
+    let entries = entries.into_iter().map(|(name, ix)| (name, to_ix(ix))).collect();
     let mut flow = Flow {
         id: raw.flow,
         title: raw.title,
@@ -272,16 +240,14 @@ pub(crate) fn compile(
         texts,
         nodes,
         params: raw.params.keys().cloned().collect(),
+        resume_after: Some(crate::flow::DEFAULT_RESUME_AFTER_MS),
     };
     flow.first_stop = flow.settle(start);
     Ok(flow)
 }
 
 /// Compiles one node, reporting its problems; `None` when it cannot be built.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; a struct would only rename them"
-)]
+#[allow(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
 fn compile_node(
     node: &RawNode,
     line: Option<u32>,
@@ -303,10 +269,7 @@ fn compile_node(
                 None => r.add(
                     line,
                     Some(id),
-                    ProblemKind::UnknownTarget {
-                        field: field.to_owned(),
-                        target: name.to_owned(),
-                    },
+                    ProblemKind::UnknownTarget { field: field.to_owned(), target: name.to_owned() },
                 ),
             }
             found
@@ -318,11 +281,7 @@ fn compile_node(
         .map(|(k, _)| *k)
         .collect();
     if kinds.len() != 1 {
-        let found = if kinds.is_empty() {
-            "none".to_owned()
-        } else {
-            kinds.join(" and ")
-        };
+        let found = if kinds.is_empty() { "none".to_owned() } else { kinds.join(" and ") };
         r.add(line, Some(id), ProblemKind::NodeKind(found));
         return None;
     }
@@ -338,10 +297,7 @@ fn compile_node(
         if raw_choices.len() > MAX_CHOICES {
             shape(
                 r,
-                &format!(
-                    "{} choices; a question has at most {MAX_CHOICES}",
-                    raw_choices.len()
-                ),
+                &format!("{} choices; a question has at most {MAX_CHOICES}", raw_choices.len()),
             );
         }
         let mut choices = Vec::with_capacity(raw_choices.len());
@@ -359,35 +315,20 @@ fn compile_node(
                 r.add(
                     cline,
                     Some(id),
-                    ProblemKind::EqualLabels {
-                        first: *first,
-                        second: n,
-                        label: label.clone(),
-                    },
+                    ProblemKind::EqualLabels { first: *first, second: n, label: label.clone() },
                 );
             } else if let Typed::Number(_) = classify(&key) {
                 r.add(
                     cline,
                     Some(id),
-                    ProblemKind::LabelIsNumber {
-                        choice: n,
-                        label: label.clone(),
-                    },
+                    ProblemKind::LabelIsNumber { choice: n, label: label.clone() },
                 );
             } else if key == texts.back_key || key == texts.restart_key {
-                let button = if key == texts.back_key {
-                    "back"
-                } else {
-                    "restart"
-                };
+                let button = if key == texts.back_key { "back" } else { "restart" };
                 r.add(
                     cline,
                     Some(id),
-                    ProblemKind::LabelIsNavigation {
-                        choice: n,
-                        label: label.clone(),
-                        button,
-                    },
+                    ProblemKind::LabelIsNavigation { choice: n, label: label.clone(), button },
                 );
             }
             seen.push((key.clone(), n));
@@ -396,11 +337,7 @@ fn compile_node(
                 r.add(
                     cline,
                     Some(id),
-                    ProblemKind::LabelTooLong {
-                        choice: n,
-                        chars,
-                        label: label.clone(),
-                    },
+                    ProblemKind::LabelTooLong { choice: n, chars, label: label.clone() },
                 );
             }
             let means = choice.means.map(|m| match m {
@@ -420,25 +357,13 @@ fn compile_node(
             }
             let field = format!("choice {n}'s `next`");
             match target(r, cline, &field, &choice.next, edges) {
-                Some(next) => choices.push(Choice {
-                    label,
-                    key,
-                    next: to_ix(next),
-                    means,
-                }),
+                Some(next) => choices.push(Choice { label, key, next: to_ix(next), means }),
                 None => ok = false,
             }
         }
         let text = r.fill(ask, values, line, Some(id));
-        let note = node
-            .note
-            .as_deref()
-            .map(|n| r.fill(n, values, line, Some(id)));
-        return ok.then_some(NodeKind::Question(Question {
-            text,
-            note,
-            choices,
-        }));
+        let note = node.note.as_deref().map(|n| r.fill(n, values, line, Some(id)));
+        return ok.then_some(NodeKind::Question(Question { text, note, choices }));
     }
     if node.choices.is_some() {
         shape(r, "only a question (`ask`) has `choices`");
@@ -453,18 +378,13 @@ fn compile_node(
             return None;
         };
         let next = target(r, line, "`next`", next, edges)?;
-        return Some(NodeKind::Message {
-            text,
-            next: to_ix(next),
-        });
+        return Some(NodeKind::Message { text, next: to_ix(next) });
     }
     let end = node.end.as_deref().unwrap_or_default();
     if node.next.is_some() {
         shape(r, "an ending (`end`) has no `next`");
     }
-    Some(NodeKind::Ending {
-        text: r.fill(end, values, line, Some(id)),
-    })
+    Some(NodeKind::Ending { text: r.fill(end, values, line, Some(id)) })
 }
 
 fn node_text(kind: &NodeKind) -> &str {
@@ -475,10 +395,7 @@ fn node_text(kind: &NodeKind) -> &str {
 }
 
 fn first_line(text: &str) -> &str {
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
 }
 
 /// Breadth-first reach over `edges` from `roots`.
@@ -509,13 +426,10 @@ fn fill(text: &str, values: &HashMap<&str, &str>) -> Result<String, ProblemKind>
         while let Some(open) = rest.find("{{") {
             filled.push_str(&rest[..open]);
             let after = &rest[open + 2..];
-            let close = after
-                .find("}}")
-                .ok_or(ProblemKind::UnterminatedPlaceholder)?;
+            let close = after.find("}}").ok_or(ProblemKind::UnterminatedPlaceholder)?;
             let name = after[..close].trim();
-            let value = values
-                .get(name)
-                .ok_or_else(|| ProblemKind::UndeclaredParam(name.to_owned()))?;
+            let value =
+                values.get(name).ok_or_else(|| ProblemKind::UndeclaredParam(name.to_owned()))?;
             filled.push_str(value);
             rest = &after[close + 2..];
         }
@@ -537,9 +451,7 @@ pub(crate) fn is_payload(s: &str) -> bool {
 }
 
 fn is_node_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn version_of(source: &str) -> FlowVersion {
@@ -579,10 +491,7 @@ mod tests {
         assert_eq!(fill("x {{a}} y\n{{ empty }}\nz\n", &v).unwrap(), "x A y\nz");
         assert_eq!(fill("keep\n\nblank", &v).unwrap(), "keep\n\nblank");
         assert_eq!(fill("x{{empty}}", &v).unwrap(), "x");
-        assert_eq!(
-            fill("{{nope}}", &v),
-            Err(ProblemKind::UndeclaredParam("nope".into()))
-        );
+        assert_eq!(fill("{{nope}}", &v), Err(ProblemKind::UndeclaredParam("nope".into())));
         assert_eq!(fill("{{a", &v), Err(ProblemKind::UnterminatedPlaceholder));
     }
 

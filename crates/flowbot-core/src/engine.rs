@@ -49,6 +49,8 @@ pub struct Conversation {
     path: Vec<Step>,
     /// Typed answers in a row that matched nothing.
     misses: u8,
+    /// The user came back after a pause and was asked whether to resume.
+    awaiting_resume: bool,
     started_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -127,6 +129,8 @@ pub struct Prompt<'f> {
     pub back: bool,
     /// Whether the restart (最初から) button is offered.
     pub restart: bool,
+    /// This is the question whether to resume after a pause, not the node's own prompt.
+    pub resume: bool,
     texts: &'f Texts,
 }
 
@@ -139,12 +143,15 @@ pub struct Button<'f> {
 
 impl<'f> Prompt<'f> {
     pub fn text(&self) -> &'f str {
+        if self.resume {
+            return &self.texts.resume_question;
+        }
         self.node.text()
     }
 
     pub fn note(&self) -> Option<&'f str> {
         match &self.node.kind {
-            NodeKind::Question(q) => q.note.as_deref(),
+            NodeKind::Question(q) if !self.resume => q.note.as_deref(),
             _ => None,
         }
     }
@@ -158,14 +165,13 @@ impl<'f> Prompt<'f> {
         let node = self.node;
         let rev = self.rev;
         let choices = match &node.kind {
-            NodeKind::Question(q) => q.choices.as_slice(),
+            NodeKind::Question(q) if !self.resume => q.choices.as_slice(),
             _ => &[],
         };
         let nav = [
-            self.back
-                .then_some((self.texts.back.as_str(), Action::Back)),
-            self.restart
-                .then_some((self.texts.restart.as_str(), Action::Restart)),
+            self.resume.then_some((self.texts.resume.as_str(), Action::Resume)),
+            self.back.then_some((self.texts.back.as_str(), Action::Back)),
+            self.restart.then_some((self.texts.restart.as_str(), Action::Restart)),
         ];
         choices
             .iter()
@@ -174,18 +180,14 @@ impl<'f> Prompt<'f> {
             .chain(nav.into_iter().flatten())
             .map(move |(label, action)| Button {
                 label,
-                token: Token {
-                    rev,
-                    node: &node.id,
-                    action,
-                },
+                token: Token { rev, node: &node.id, action },
             })
     }
 
     /// The number of choice buttons (the ones a typed number selects).
     pub fn choice_count(&self) -> usize {
         match &self.node.kind {
-            NodeKind::Question(q) => q.choices.len(),
+            NodeKind::Question(q) if !self.resume => q.choices.len(),
             _ => 0,
         }
     }
@@ -212,6 +214,10 @@ pub enum Event {
         from: NodeIx,
         to: NodeIx,
     },
+    /// After a pause, the user chose to go on at `at`.
+    Resumed {
+        at: NodeIx,
+    },
 }
 
 /// What one input did.
@@ -232,6 +238,7 @@ impl Conversation {
             entered: 0,
             path: Vec::new(),
             misses: 0,
+            awaiting_resume: false,
             started_at: now,
             updated_at: now,
         };
@@ -239,13 +246,30 @@ impl Conversation {
         (c, outcome)
     }
 
+    /// Begins a conversation with its first input: a `/start` (with or without an entry)
+    /// starts there; anything else starts at the beginning.
+    pub fn open<'f>(flow: &'f Flow, input: Input<'_>, now: Timestamp) -> (Self, Outcome<'f>) {
+        let entry = match input {
+            Input::Start { entry } => entry,
+            Input::Text(text) => start_command(text).flatten(),
+            _ => None,
+        };
+        Conversation::start(flow, entry, now)
+    }
+
     /// Applies one input.
     pub fn step<'f>(&mut self, flow: &'f Flow, input: Input<'_>, now: Timestamp) -> Outcome<'f> {
-        let mut out = Outcome {
-            replies: Vec::with_capacity(2),
-            changed: false,
-            event: None,
-        };
+        let mut out = Outcome { replies: Vec::with_capacity(2), changed: false, event: None };
+        if self.awaiting_resume {
+            self.resuming(flow, input, now, &mut out);
+            return out;
+        }
+        if self.back_after_pause(flow, input, now) {
+            self.awaiting_resume = true;
+            self.touch(now, &mut out);
+            out.prompt(flow, self);
+            return out;
+        }
         match input {
             Input::Start { entry } => self.begin(flow, entry, now, &mut out),
             Input::Press(token) => self.press(flow, token, now, &mut out),
@@ -270,6 +294,25 @@ impl Conversation {
         self.revision
     }
 
+    /// The revision at which the current node was entered (what its buttons' tokens carry).
+    pub fn entered(&self) -> u64 {
+        self.entered
+    }
+
+    /// Rebuilds a conversation from stored parts (see `Conversation::restore`).
+    pub(crate) fn from_parts(node: NodeIx, s: &crate::store::Snapshot, path: Vec<Step>) -> Self {
+        Conversation {
+            node,
+            revision: s.revision,
+            entered: s.entered,
+            path,
+            misses: s.misses,
+            awaiting_resume: s.awaiting_resume,
+            started_at: s.started_at,
+            updated_at: s.updated_at,
+        }
+    }
+
     /// The answers given on the way to the current node, oldest first.
     pub fn path(&self) -> &[Step] {
         &self.path
@@ -287,6 +330,11 @@ impl Conversation {
         self.updated_at
     }
 
+    /// Whether the user was asked whether to resume and has not answered yet.
+    pub fn is_awaiting_resume(&self) -> bool {
+        self.awaiting_resume
+    }
+
     /// Whether the conversation is at an ending.
     pub fn is_finished(&self, flow: &Flow) -> bool {
         flow.node(self.node).is_ending()
@@ -299,7 +347,106 @@ impl Conversation {
             rev: self.entered,
             back: !self.path.is_empty(),
             restart: self.node != flow.first_stop || !self.path.is_empty(),
+            resume: self.awaiting_resume,
             texts: &flow.texts,
+        }
+    }
+
+    /// Whether `input` comes after a pause long enough to ask the user whether to resume: the
+    /// conversation is part-way through a question, and the input is not a press of one of the
+    /// current buttons or an explicit entry (those show the user knows where they are).
+    fn back_after_pause(&self, flow: &Flow, input: Input<'_>, now: Timestamp) -> bool {
+        let Some(pause) = flow.resume_after else { return false };
+        if now.0.saturating_sub(self.updated_at.0) < pause {
+            return false;
+        }
+        let in_progress = !self.path.is_empty() || self.node != flow.first_stop;
+        if !in_progress || flow.node(self.node).is_ending() {
+            return false;
+        }
+        match input {
+            Input::Text(_) | Input::Start { entry: None } => true,
+            Input::Press(token) => self.current_token(flow, token).is_none(),
+            Input::Start { entry: Some(_) } | Input::Back | Input::Restart | Input::Help => false,
+        }
+    }
+
+    /// The action of `token` if it is one of the buttons now shown.
+    fn current_token(&self, flow: &Flow, token: &str) -> Option<Action> {
+        let prompt = self.prompt(flow);
+        let token =
+            Token::parse(token).filter(|t| t.rev == self.entered && t.node == prompt.node.id)?;
+        let offered = match token.action {
+            Action::Choice(i) => usize::from(i) < prompt.choice_count(),
+            Action::Back => prompt.back,
+            Action::Restart => prompt.restart,
+            Action::Resume => prompt.resume,
+        };
+        offered.then_some(token.action)
+    }
+
+    /// Input while the resume question is open: resume, start again, or answer the question.
+    fn resuming<'f>(
+        &mut self,
+        flow: &'f Flow,
+        input: Input<'_>,
+        now: Timestamp,
+        out: &mut Outcome<'f>,
+    ) {
+        let action = match input {
+            // The resume buttons, or the question's own buttons on the message above.
+            Input::Press(token) => {
+                self.current_token(flow, token).or_else(|| self.question_token(flow, token))
+            }
+            Input::Text(text) if !text.trim_start().starts_with('/') => {
+                let key = normalize(text);
+                match classify(&key) {
+                    Typed::Number(1) => Some(Action::Resume),
+                    Typed::Number(2) => Some(Action::Restart),
+                    _ if key == flow.texts.resume_key => Some(Action::Resume),
+                    _ if key == flow.texts.restart_key => Some(Action::Restart),
+                    _ => None,
+                }
+            }
+            Input::Restart => Some(Action::Restart),
+            // Commands, entries, back and help do what they always do; the question closes.
+            Input::Text(_) | Input::Start { .. } | Input::Back | Input::Help => {
+                self.awaiting_resume = false;
+                self.touch(now, out);
+                let inner = self.step(flow, input, now);
+                out.replies.extend(inner.replies);
+                out.event = inner.event;
+                return;
+            }
+        };
+        match action {
+            Some(Action::Resume) => {
+                self.awaiting_resume = false;
+                self.touch(now, out);
+                out.prompt(flow, self);
+                out.event = Some(Event::Resumed { at: self.node });
+            }
+            Some(Action::Restart) => self.restart(flow, now, out),
+            Some(Action::Choice(i)) => self.answer(flow, i, now, out),
+            Some(Action::Back) => self.back(flow, now, out),
+            None if matches!(input, Input::Press(_)) => self.stale(flow, out),
+            None => {
+                out.notice(flow, NoticeKind::NoMatch);
+                out.prompt(flow, self);
+            }
+        }
+    }
+
+    /// A press of the current question's own buttons (shown before the resume question).
+    fn question_token(&self, flow: &Flow, token: &str) -> Option<Action> {
+        let node = flow.node(self.node);
+        let token = Token::parse(token).filter(|t| t.rev == self.entered && t.node == node.id)?;
+        match (token.action, &node.kind) {
+            (Action::Choice(i), NodeKind::Question(q)) if usize::from(i) < q.choices.len() => {
+                Some(token.action)
+            }
+            (Action::Back, _) if !self.path.is_empty() => Some(Action::Back),
+            _ => None,
         }
     }
 
@@ -324,20 +471,13 @@ impl Conversation {
     }
 
     fn press<'f>(&mut self, flow: &'f Flow, token: &str, now: Timestamp, out: &mut Outcome<'f>) {
-        let current = flow.node(self.node);
-        let valid = Token::parse(token).filter(|t| t.rev == self.entered && t.node == current.id);
-        match valid.map(|t| t.action) {
-            Some(Action::Choice(i)) => match &current.kind {
-                NodeKind::Question(q) if usize::from(i) < q.choices.len() => {
-                    self.answer(flow, i, now, out)
-                }
-                _ => self.stale(flow, out),
-            },
-            // Navigation only where its button is offered: a token for a button never shown is
-            // as forged as any other.
-            Some(Action::Back) if self.prompt(flow).back => self.back(flow, now, out),
-            Some(Action::Restart) if self.prompt(flow).restart => self.restart(flow, now, out),
-            Some(Action::Back | Action::Restart) | None => self.stale(flow, out),
+        // Only a button now shown acts: a token for a button never offered here is as forged as
+        // any other.
+        match self.current_token(flow, token) {
+            Some(Action::Choice(i)) => self.answer(flow, i, now, out),
+            Some(Action::Back) => self.back(flow, now, out),
+            Some(Action::Restart) => self.restart(flow, now, out),
+            Some(Action::Resume) | None => self.stale(flow, out),
         }
     }
 
@@ -376,14 +516,8 @@ impl Conversation {
                 .ok()
                 .filter(|&n| (1..=question.choices.len()).contains(&n))
                 .map(|n| n - 1),
-            Typed::Yes => question
-                .choices
-                .iter()
-                .position(|c| c.means == Some(Means::Yes)),
-            Typed::No => question
-                .choices
-                .iter()
-                .position(|c| c.means == Some(Means::No)),
+            Typed::Yes => question.choices.iter().position(|c| c.means == Some(Means::Yes)),
+            Typed::No => question.choices.iter().position(|c| c.means == Some(Means::No)),
             Typed::Words => None,
         };
         // A label wins over a yes/no word or number only when nothing else matched.
@@ -401,9 +535,7 @@ impl Conversation {
         now: Timestamp,
         out: &mut Outcome<'f>,
     ) {
-        let (word, rest) = command
-            .split_once(char::is_whitespace)
-            .unwrap_or((command, ""));
+        let (word, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
         // Telegram addresses commands in groups as `/start@botname`.
         let word = word.split_once('@').map_or(word, |(w, _)| w);
         match word {
@@ -433,11 +565,7 @@ impl Conversation {
         let next = q.choices[usize::from(choice)].next;
         self.path.push(Step { node: from, choice });
         self.go_to(flow, next, now, out);
-        out.event = Some(Event::Answered {
-            from,
-            choice,
-            to: self.node,
-        });
+        out.event = Some(Event::Answered { from, choice, to: self.node });
     }
 
     fn back<'f>(&mut self, flow: &'f Flow, now: Timestamp, out: &mut Outcome<'f>) {
@@ -445,10 +573,7 @@ impl Conversation {
         match self.path.pop() {
             Some(step) => {
                 self.go_to(flow, step.node, now, out);
-                out.event = Some(Event::Back {
-                    from,
-                    to: self.node,
-                });
+                out.event = Some(Event::Back { from, to: self.node });
             }
             None => {
                 out.notice(flow, NoticeKind::CannotGoBack);
@@ -461,10 +586,7 @@ impl Conversation {
         let from = self.node;
         self.path.clear();
         self.go_to(flow, flow.start, now, out);
-        out.event = Some(Event::Restarted {
-            from,
-            to: self.node,
-        });
+        out.event = Some(Event::Restarted { from, to: self.node });
     }
 
     fn stale<'f>(&self, flow: &'f Flow, out: &mut Outcome<'f>) {
@@ -503,6 +625,7 @@ impl Conversation {
         }
         self.node = ix;
         self.misses = 0;
+        self.awaiting_resume = false;
         self.touch(now, out);
         self.entered = self.revision;
         out.prompt(flow, self);
@@ -515,12 +638,17 @@ impl Conversation {
     }
 }
 
+/// `Some(entry)` if `text` is a `/start` command (`/start`, `/start ENTRY`, `/start@bot ENTRY`).
+fn start_command(text: &str) -> Option<Option<&str>> {
+    let command = text.trim_start().strip_prefix('/')?;
+    let (word, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
+    let word = word.split_once('@').map_or(word, |(w, _)| w);
+    (word == "start").then(|| Some(rest.trim()).filter(|e| !e.is_empty()))
+}
+
 impl<'f> Outcome<'f> {
     fn notice(&mut self, flow: &'f Flow, kind: NoticeKind) {
-        self.replies.push(Reply::Notice {
-            kind,
-            text: kind.text(&flow.texts),
-        });
+        self.replies.push(Reply::Notice { kind, text: kind.text(&flow.texts) });
     }
 
     fn prompt(&mut self, flow: &'f Flow, c: &Conversation) {

@@ -20,6 +20,20 @@ impl NodeIx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowVersion(pub [u8; 8]);
 
+impl FlowVersion {
+    /// Parses the 16 hex digits `Display` writes.
+    pub fn parse_hex(s: &str) -> Option<Self> {
+        if s.len() != 16 || !s.is_ascii() {
+            return None;
+        }
+        let mut v = [0; 8];
+        for (i, b) in v.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(FlowVersion(v))
+    }
+}
+
 impl fmt::Display for FlowVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in self.0 {
@@ -45,7 +59,12 @@ pub struct Flow {
     pub(crate) nodes: Vec<Node>,
     /// The names of the parameters the flow declares, sorted.
     pub(crate) params: Vec<String>,
+    /// After this long without a word, a returning user is asked whether to resume.
+    pub(crate) resume_after: Option<u64>,
 }
+
+/// The pause after which a returning user is asked whether to resume (one day, in ms).
+pub const DEFAULT_RESUME_AFTER_MS: u64 = 24 * 60 * 60 * 1000;
 
 impl Flow {
     /// The flow's id (`flow:` in the file).
@@ -90,10 +109,18 @@ impl Flow {
 
     /// Resolves an entry name; only names listed under `entries:` resolve, never node ids.
     pub fn entry(&self, name: &str) -> Option<NodeIx> {
-        self.entries
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .ok()
-            .map(|i| self.entries[i].1)
+        self.entries.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|i| self.entries[i].1)
+    }
+
+    /// Sets the pause (in milliseconds) after which a returning user is asked whether to resume
+    /// where they left off or start again; `None` never asks. The default is one day.
+    pub fn with_resume_after(mut self, pause_ms: Option<u64>) -> Self {
+        self.resume_after = pause_ms;
+        self
+    }
+
+    pub fn resume_after(&self) -> Option<u64> {
+        self.resume_after
     }
 
     /// The names of the parameters the flow declares (`params:`), sorted.
@@ -119,11 +146,7 @@ impl Flow {
                 choice: Some(c as u8),
                 to: ch.next,
             });
-            via_choice.chain(next.map(|to| Edge {
-                from,
-                choice: None,
-                to,
-            }))
+            via_choice.chain(next.map(|to| Edge { from, choice: None, to }))
         })
     }
 }
@@ -260,7 +283,12 @@ pub struct Texts {
     pub ended: String,
     pub unknown_entry: String,
     pub unknown_command: String,
-    /// `back` and `restart` normalised, for typed navigation.
+    /// Asked when a user comes back after a pause: resume, or start again?
+    pub resume_question: String,
+    /// The label of the resume button (start again uses `restart`).
+    pub resume: String,
+    /// `back`, `restart` and `resume` normalised, for typed navigation.
     pub(crate) back_key: String,
     pub(crate) restart_key: String,
+    pub(crate) resume_key: String,
 }

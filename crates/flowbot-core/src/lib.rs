@@ -15,7 +15,8 @@
 //! start: q
 //! texts: { back: 戻る, restart: 最初から, stale: 古いボタンです。, no_match: 番号で答えてください。,
 //!          contact: 窓口へどうぞ。, help: ボタンで答えてください。, cannot_go_back: 戻れません。,
-//!          ended: 終了しました。, unknown_entry: 最初から始めます。, unknown_command: 使えません。 }
+//!          ended: 終了しました。, unknown_entry: 最初から始めます。, unknown_command: 使えません。,
+//!          resume_question: 続きから再開しますか？, resume: 続きから }
 //! nodes:
 //!   - id: q
 //!     ask: 電源は入っていますか？
@@ -51,6 +52,7 @@ mod loader;
 mod problem;
 mod raw;
 mod script;
+mod store;
 mod text;
 mod token;
 
@@ -58,11 +60,18 @@ pub use compile::{DISCORD_LABEL_MAX, MAX_CHOICES, TELEGRAM_CALLBACK_DATA_MAX};
 pub use engine::{
     Button, Conversation, Event, Input, NoticeKind, Outcome, Prompt, Reply, Step, Timestamp,
 };
-pub use flow::{Choice, Edge, Flow, FlowVersion, Means, Node, NodeIx, NodeKind, Question, Texts};
+pub use flow::{
+    Choice, DEFAULT_RESUME_AFTER_MS, Edge, Flow, FlowVersion, Means, Node, NodeIx, NodeKind,
+    Question, Texts,
+};
 pub use loader::{Params, load_flow};
 pub use problem::{Problem, ProblemKind, Problems};
 pub use script::{
     Coverage, CoverageReport, Script, ScriptFailure, ScriptFile, ScriptStep, run_script,
+};
+pub use store::{
+    Commit, Committed, ConversationKey, Expected, Purged, RestoreError, Snapshot, Store,
+    StoreError, Stored, Transition, TransitionKind, VersionStats,
 };
 pub use text::normalize;
 pub use token::{Action, Token, max_token_len};

@@ -31,20 +31,13 @@ pub fn load_flow(source: &str, origin: &str, params: &Params) -> Result<Flow, Pr
 /// Parses YAML text into `T`, turning a serde error into a located [`Problem`].
 pub(crate) fn parse<T: DeserializeOwned>(source: &str, origin: &str) -> Result<T, Problem> {
     serde_yaml::from_str(source).map_err(|e| {
-        let line = e
-            .location()
-            .map(|l| u32::try_from(l.line()).unwrap_or(u32::MAX));
+        let line = e.location().map(|l| u32::try_from(l.line()).unwrap_or(u32::MAX));
         let mut message = e.to_string();
         if let Some(at) = message.rfind(" at line ") {
             message.truncate(at);
         }
         let node = line.and_then(|l| Outline::new(source).node_id_at(l));
-        Problem {
-            file: origin.to_owned(),
-            line,
-            node,
-            kind: ProblemKind::Syntax(message),
-        }
+        Problem { file: origin.to_owned(), line, node, kind: ProblemKind::Syntax(message) }
     })
 }
 
@@ -55,24 +48,12 @@ fn source_map(source: &str, raw: &RawFlow) -> SourceMap {
         .iter()
         .enumerate()
         .map(|(i, &start)| {
-            (
-                start,
-                items
-                    .get(i + 1)
-                    .copied()
-                    .unwrap_or(outline.end_of_block(start)),
-            )
+            (start, items.get(i + 1).copied().unwrap_or(outline.end_of_block(start)))
         })
         .collect();
     let usable = ranges.len() == raw.nodes.len();
     let nodes = (0..raw.nodes.len())
-        .map(|i| {
-            if usable {
-                Some(line_no(ranges[i].0))
-            } else {
-                None
-            }
-        })
+        .map(|i| if usable { Some(line_no(ranges[i].0)) } else { None })
         .collect();
     let choices = raw
         .nodes
@@ -80,16 +61,9 @@ fn source_map(source: &str, raw: &RawFlow) -> SourceMap {
         .enumerate()
         .map(|(i, node)| {
             let want = node.choices.as_ref().map_or(0, Vec::len);
-            let found = if usable {
-                outline.child_sequence(ranges[i], "choices")
-            } else {
-                Vec::new()
-            };
-            if found.len() == want {
-                found.into_iter().map(line_no).collect()
-            } else {
-                Vec::new()
-            }
+            let found =
+                if usable { outline.child_sequence(ranges[i], "choices") } else { Vec::new() };
+            if found.len() == want { found.into_iter().map(line_no).collect() } else { Vec::new() }
         })
         .collect();
     SourceMap {
@@ -116,16 +90,12 @@ struct Outline<'a> {
 
 impl<'a> Outline<'a> {
     fn new(source: &'a str) -> Self {
-        Outline {
-            lines: source.lines().collect(),
-        }
+        Outline { lines: source.lines().collect() }
     }
 
     /// The 0-based line of a top-level `key:`.
     fn top_key(&self, key: &str) -> Option<usize> {
-        self.lines
-            .iter()
-            .position(|l| indent(l) == 0 && key_of(l) == Some(key))
+        self.lines.iter().position(|l| indent(l) == 0 && key_of(l) == Some(key))
     }
 
     /// The lines of the items of the block sequence under a top-level `key:`.
@@ -317,9 +287,7 @@ nodes:
         let err = parse::<RawFlow>(&src, "f.yaml").unwrap_err();
         assert_eq!(err.line, Some(11));
         assert_eq!(err.node.as_deref(), Some("a"));
-        let ProblemKind::Syntax(message) = &err.kind else {
-            panic!("{err:?}")
-        };
+        let ProblemKind::Syntax(message) = &err.kind else { panic!("{err:?}") };
         assert!(message.contains("unknown field `lable`"), "{message}");
         assert!(!message.contains(" at line "), "{message}");
     }

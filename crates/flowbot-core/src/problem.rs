@@ -55,29 +55,17 @@ pub enum ProblemKind {
     #[error(
         "choices {first} and {second} have equal labels `{label}` (compared after NFKC and whitespace folding)"
     )]
-    EqualLabels {
-        first: usize,
-        second: usize,
-        label: String,
-    },
+    EqualLabels { first: usize, second: usize, label: String },
     #[error(
         "choice {choice}'s label `{label}` is the {button} button's label; typing it would be ambiguous"
     )]
-    LabelIsNavigation {
-        choice: usize,
-        label: String,
-        button: &'static str,
-    },
+    LabelIsNavigation { choice: usize, label: String, button: &'static str },
     #[error("choice {choice}'s label `{label}` reads as a choice number when typed")]
     LabelIsNumber { choice: usize, label: String },
     #[error(
         "choice {choice}'s label is {chars} characters, over Discord's 80-character button limit: `{label}`"
     )]
-    LabelTooLong {
-        choice: usize,
-        chars: usize,
-        label: String,
-    },
+    LabelTooLong { choice: usize, chars: usize, label: String },
     #[error("two choices are marked `means: {0}`")]
     DuplicateMeans(&'static str),
     #[error(

@@ -25,10 +25,7 @@ pub(crate) struct RawFlow {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawParam {
     #[serde(default)]
-    #[allow(
-        dead_code,
-        reason = "documentation for people reading the flow and `flowbot check`"
-    )]
+    #[allow(dead_code, reason = "documentation for people reading the flow and `flowbot check`")]
     pub description: String,
     #[serde(default)]
     pub default: String,
@@ -48,6 +45,8 @@ pub(crate) struct RawTexts {
     pub ended: String,
     pub unknown_entry: String,
     pub unknown_command: String,
+    pub resume_question: String,
+    pub resume: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -56,6 +56,8 @@ pub enum ScriptStep {
     Restart,
     Help,
     Start(String),
+    /// Let this many hours pass before the next input.
+    WaitHours(String),
     At(String),
     Says(String),
     NotSays(String),
@@ -69,6 +71,7 @@ const VALUE_STEPS: &[&str] = &[
     "press_token",
     "type",
     "start",
+    "wait_hours",
     "at",
     "says",
     "not_says",
@@ -93,6 +96,7 @@ impl ScriptStep {
             "press_token" => ScriptStep::PressToken(v),
             "type" => ScriptStep::Type(v),
             "start" => ScriptStep::Start(v),
+            "wait_hours" => ScriptStep::WaitHours(v),
             "at" => ScriptStep::At(v),
             "says" => ScriptStep::Says(v),
             "not_says" => ScriptStep::NotSays(v),
@@ -119,9 +123,8 @@ impl<'de> Deserialize<'de> for ScriptStep {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ScriptStep, A::Error> {
-                let key: String = map
-                    .next_key()?
-                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let key: String =
+                    map.next_key()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
                 let Scalar(value) = map.next_value()?;
                 if map.next_key::<String>()?.is_some() {
                     return Err(A::Error::custom("a step is a map with exactly one key"));
@@ -192,10 +195,7 @@ pub struct Coverage {
 
 impl Coverage {
     pub fn new(flow: &Flow) -> Self {
-        Coverage {
-            nodes: vec![false; flow.nodes().len()],
-            edges: HashSet::new(),
-        }
+        Coverage { nodes: vec![false; flow.nodes().len()], edges: HashSet::new() }
     }
 
     /// Records what one outcome shows and which edge it took.
@@ -236,11 +236,7 @@ impl Coverage {
                 let to = flow.node(e.to).id();
                 match (e.choice, from.kind()) {
                     (Some(c), NodeKind::Question(q)) => {
-                        format!(
-                            "{} --[{}]--> {to}",
-                            from.id(),
-                            q.choices()[usize::from(c)].label()
-                        )
+                        format!("{} --[{}]--> {to}", from.id(), q.choices()[usize::from(c)].label())
                     }
                     _ => format!("{} --> {to}", from.id()),
                 }
@@ -264,9 +260,7 @@ impl Coverage {
     }
 
     fn edges_missing(&self, all: &[crate::flow::Edge]) -> usize {
-        all.iter()
-            .filter(|e| !self.edges.contains(&(e.from, e.choice)))
-            .count()
+        all.iter().filter(|e| !self.edges.contains(&(e.from, e.choice))).count()
     }
 }
 
@@ -303,27 +297,20 @@ impl fmt::Display for CoverageReport {
 }
 
 fn percent(hit: usize, total: usize) -> f64 {
-    if total == 0 {
-        100.0
-    } else {
-        hit as f64 * 100.0 / total as f64
-    }
+    if total == 0 { 100.0 } else { hit as f64 * 100.0 / total as f64 }
 }
 
 /// Runs one script against `flow`, adding what it visits to `coverage`.
 ///
-/// Time does not matter to the engine's rules, so every step happens at a fixed instant.
+/// The script's clock starts at zero and moves only with `wait_hours` steps.
 pub fn run_script(
     flow: &Flow,
     script: &Script,
     coverage: &mut Coverage,
 ) -> Result<(), ScriptFailure> {
-    let now = Timestamp(0);
-    let fail = |step: usize, message: String| ScriptFailure {
-        script: script.name.clone(),
-        step,
-        message,
-    };
+    let mut now = Timestamp(0);
+    let fail =
+        |step: usize, message: String| ScriptFailure { script: script.name.clone(), step, message };
     let (mut conv, first) = Conversation::start(flow, script.entry.as_deref(), now);
     coverage.record(flow, &first);
     let mut last = Shown::from(&first);
@@ -337,19 +324,18 @@ pub fn run_script(
         let input = match step {
             ScriptStep::Press(label) => {
                 let current = prompts.last().map(Vec::as_slice).unwrap_or(&[]);
-                input_token = current
-                    .iter()
-                    .find(|(l, _)| l == label)
-                    .map(|(_, t)| t.clone())
-                    .ok_or_else(|| {
-                        fail(
-                            n,
-                            format!(
-                                "no button `{label}` on the current prompt ({})",
-                                last.describe(&conv, flow)
-                            ),
-                        )
-                    })?;
+                input_token =
+                    current.iter().find(|(l, _)| l == label).map(|(_, t)| t.clone()).ok_or_else(
+                        || {
+                            fail(
+                                n,
+                                format!(
+                                    "no button `{label}` on the current prompt ({})",
+                                    last.describe(&conv, flow)
+                                ),
+                            )
+                        },
+                    )?;
                 last_press = Some(input_token.clone());
                 Input::Press(&input_token)
             }
@@ -364,10 +350,7 @@ pub fn run_script(
                     .find(|(l, t)| l == label && !current.iter().any(|(_, c)| c == t))
                     .map(|(_, t)| t.clone())
                     .ok_or_else(|| {
-                        fail(
-                            n,
-                            format!("no earlier button `{label}` that is no longer current"),
-                        )
+                        fail(n, format!("no earlier button `{label}` that is no longer current"))
                     })?;
                 Input::Press(&input_token)
             }
@@ -383,6 +366,13 @@ pub fn run_script(
             ScriptStep::Restart => Input::Restart,
             ScriptStep::Help => Input::Help,
             ScriptStep::Start(entry) => Input::Start { entry: Some(entry) },
+            ScriptStep::WaitHours(hours) => {
+                let hours: u64 = hours
+                    .parse()
+                    .map_err(|_| fail(n, format!("`{hours}` is not a number of hours")))?;
+                now = Timestamp(now.0 + hours * 3_600_000);
+                continue;
+            }
             ScriptStep::At(id) => {
                 let at = flow.node(conv.node()).id();
                 if at != id {
@@ -463,10 +453,8 @@ impl Shown {
                         text.push_str(note);
                         text.push('\n');
                     }
-                    let b: Vec<_> = p
-                        .buttons()
-                        .map(|b| (b.label.to_owned(), b.token.to_string()))
-                        .collect();
+                    let b: Vec<_> =
+                        p.buttons().map(|b| (b.label.to_owned(), b.token.to_string())).collect();
                     for (label, _) in &b {
                         text.push_str(&format!("[{label}] "));
                     }
@@ -474,20 +462,11 @@ impl Shown {
                 }
             }
         }
-        Shown {
-            text,
-            notices: outcome.notices().collect(),
-            buttons,
-        }
+        Shown { text, notices: outcome.notices().collect(), buttons }
     }
 
     fn describe(&self, conv: &Conversation, flow: &Flow) -> String {
-        let labels: Vec<_> = self
-            .buttons
-            .iter()
-            .flatten()
-            .map(|(l, _)| l.as_str())
-            .collect();
+        let labels: Vec<_> = self.buttons.iter().flatten().map(|(l, _)| l.as_str()).collect();
         format!("at `{}`, buttons {labels:?}", flow.node(conv.node()).id())
     }
 }

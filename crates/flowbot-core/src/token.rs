@@ -1,7 +1,8 @@
 //! Button tokens: the opaque `callback_data` / `custom_id` a button press carries back.
 //!
 //! A token is `REV:NODE:ACTION`: the revision at which the conversation entered the node the
-//! button belongs to, that node's id, and the action (`0`–`9` a choice, `b` back, `r` restart).
+//! button belongs to, that node's id, and the action (`0`–`9` a choice, `b` back, `r` restart,
+//! `c` resume after a pause).
 //! A press is applied only when the token names the conversation's current node *and* the
 //! revision at which it entered it, so a press on an old message, a second press on the same
 //! message, or a made-up token changes nothing. Tokens need no signature: the only token that
@@ -16,6 +17,8 @@ pub enum Action {
     Choice(u8),
     Back,
     Restart,
+    /// Resume where the conversation left off (after a pause).
+    Resume,
 }
 
 /// A parsed or to-be-rendered button token.
@@ -48,6 +51,7 @@ impl<'a> Token<'a> {
             [d @ b'0'..=b'9'] => Action::Choice(d - b'0'),
             b"b" => Action::Back,
             b"r" => Action::Restart,
+            b"c" => Action::Resume,
             _ => return None,
         };
         Some(Token { rev, node, action })
@@ -61,6 +65,7 @@ impl fmt::Display for Token<'_> {
             Action::Choice(i) => write!(f, "{i}"),
             Action::Back => f.write_str("b"),
             Action::Restart => f.write_str("r"),
+            Action::Resume => f.write_str("c"),
         }
     }
 }
@@ -71,17 +76,8 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for action in [
-            Action::Choice(0),
-            Action::Choice(9),
-            Action::Back,
-            Action::Restart,
-        ] {
-            let t = Token {
-                rev: u64::MAX,
-                node: "m3_absent-wait",
-                action,
-            };
+        for action in [Action::Choice(0), Action::Choice(9), Action::Back, Action::Restart] {
+            let t = Token { rev: u64::MAX, node: "m3_absent-wait", action };
             let s = t.to_string();
             assert!(s.len() <= max_token_len(t.node));
             assert_eq!(Token::parse(&s), Some(t));

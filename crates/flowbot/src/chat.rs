@@ -2,29 +2,88 @@
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use flowbot_core::{Action, Conversation, Flow, Input, Outcome, Reply, Timestamp};
+use flowbot_core::{Action, Conversation, ConversationKey, Flow, Input, Outcome, Reply};
+use flowbot_store::{Handled, Service, Update};
+
+use crate::store::now;
 
 /// Typed lines longer than this are cut before they reach the engine (which matches nothing
 /// that long anyway); the rest of the line is read and dropped.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
 pub fn run(flow: &Flow, entry: Option<&str>) -> anyhow::Result<ExitCode> {
-    match converse(flow, entry) {
+    let (mut conv, outcome) = Conversation::start(flow, entry, now());
+    let mut step = |line: &str, out: &mut dyn Write| -> io::Result<()> {
+        let outcome = conv.step(flow, Input::Text(line), now());
+        write_replies(out, &outcome.replies)
+    };
+    converse(&outcome.replies, &mut step)
+}
+
+/// A conversation kept in the store under `--user`: it continues across runs.
+pub fn run_stored(
+    service: &Service,
+    user: &str,
+    entry: Option<&str>,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
+    let key = ConversationKey::new("cli", "terminal", user);
+    let render = |_: &Flow, outcome: &Outcome<'_>| {
+        let mut buf = Vec::new();
+        let _ = write_replies(&mut buf, &outcome.replies);
+        buf
+    };
+    let handle = |input: Input<'_>| -> anyhow::Result<Vec<u8>> {
+        let update = Update { key: &key, event: None, input, now: now() };
+        match rt.block_on(service.handle(update, render))? {
+            Handled::Done(bytes) => Ok(bytes),
+            Handled::Duplicate => Ok(Vec::new()),
+        }
+    };
+    // Continue where the conversation is, unless told to start at an entry.
+    let current = match entry {
+        Some(_) => None,
+        None => rt.block_on(service.current(&key, now(), |_, prompt| {
+            let mut buf = Vec::new();
+            let _ = write_replies(&mut buf, &[Reply::Prompt(prompt)]);
+            buf
+        }))?,
+    };
+    let first = match current {
+        Some(bytes) => bytes,
+        None => handle(Input::Start { entry })?,
+    };
+    let mut step = |line: &str, out: &mut dyn Write| -> io::Result<()> {
+        let bytes = handle(Input::Text(line)).map_err(io::Error::other)?;
+        out.write_all(&bytes)
+    };
+    let mut out = io::stdout().lock();
+    out.write_all(&first)?;
+    drop(out);
+    converse(&[], &mut step)
+}
+
+/// Shows `first`, then feeds standard input line by line to `step`.
+fn converse(
+    first: &[Reply<'_>],
+    step: &mut dyn FnMut(&str, &mut dyn Write) -> io::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    match talk(first, step) {
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         other => other.map(|()| ExitCode::SUCCESS).map_err(Into::into),
     }
 }
 
-fn converse(flow: &Flow, entry: Option<&str>) -> io::Result<()> {
+fn talk(
+    first: &[Reply<'_>],
+    step: &mut dyn FnMut(&str, &mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let stdin = io::stdin();
     let interactive = stdin.is_terminal();
     let mut input = stdin.lock();
     let mut out = io::stdout().lock();
-
-    let (mut conv, outcome) = Conversation::start(flow, entry, now());
-    write_outcome(&mut out, &outcome)?;
+    write_replies(&mut out, first)?;
     let mut buf = Vec::new();
     loop {
         if interactive {
@@ -43,8 +102,7 @@ fn converse(flow: &Flow, entry: Option<&str>) -> io::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let outcome = conv.step(flow, Input::Text(line), now());
-        write_outcome(&mut out, &outcome)?;
+        step(line, &mut out)?;
     }
     out.flush()
 }
@@ -72,8 +130,8 @@ fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<usize> {
 }
 
 /// Writes the replies of one step as plain text: choices numbered, navigation with its command.
-fn write_outcome(out: &mut impl Write, outcome: &Outcome<'_>) -> io::Result<()> {
-    for reply in &outcome.replies {
+fn write_replies(out: &mut dyn Write, replies: &[Reply<'_>]) -> io::Result<()> {
+    for reply in replies {
         match reply {
             Reply::Notice { text, .. } => writeln!(out, "! {}\n", text.replace('\n', "\n  "))?,
             Reply::Say { text, .. } => writeln!(out, "{text}\n")?,
@@ -84,10 +142,13 @@ fn write_outcome(out: &mut impl Write, outcome: &Outcome<'_>) -> io::Result<()> 
                 }
                 let mut nav = Vec::new();
                 for (i, button) in prompt.buttons().enumerate() {
+                    // The resume question's two buttons are its choices: 1 resumes, 2 restarts.
                     match button.token.action {
+                        _ if prompt.resume => writeln!(out, "  {}. {}", i + 1, button.label)?,
                         Action::Choice(_) => writeln!(out, "  {}. {}", i + 1, button.label)?,
                         Action::Back => nav.push(format!("[{}] /back", button.label)),
                         Action::Restart => nav.push(format!("[{}] /restart", button.label)),
+                        Action::Resume => nav.push(button.label.to_owned()),
                     }
                 }
                 if !nav.is_empty() {
@@ -98,13 +159,6 @@ fn write_outcome(out: &mut impl Write, outcome: &Outcome<'_>) -> io::Result<()> 
         }
     }
     Ok(())
-}
-
-fn now() -> Timestamp {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 /// Prints to standard output; a closed pipe (`flowbot render | head`) is not an error.

@@ -47,11 +47,7 @@ pub fn run(paths: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
         println!("FAILED configuration: {err}");
         broken += 1;
     }
-    Ok(if broken == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if broken == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn duplicate_id(flows: &[Flow]) -> Option<&str> {
@@ -63,9 +59,5 @@ fn duplicate_id(flows: &[Flow]) -> Option<&str> {
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }

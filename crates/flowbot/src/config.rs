@@ -40,10 +40,8 @@ impl Config {
         if unknown.is_empty() {
             return Ok(());
         }
-        let declared: Vec<String> = flows
-            .into_iter()
-            .map(|f| format!("{}: {}", f.id(), f.params().join(", ")))
-            .collect();
+        let declared: Vec<String> =
+            flows.into_iter().map(|f| format!("{}: {}", f.id(), f.params().join(", "))).collect();
         anyhow::bail!(
             "the configuration sets parameter{} {} that no flow declares (declared: {})",
             if unknown.len() == 1 { "" } else { "s" },

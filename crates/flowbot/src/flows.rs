@@ -14,6 +14,29 @@ pub const FLOWS_DIR: &str = "flows";
 pub const DEFAULT_FLOW: &str = include_str!("../../../flows/gmis-mail-trouble.yaml");
 pub const DEFAULT_FLOW_ORIGIN: &str = "flows/gmis-mail-trouble.yaml (embedded)";
 
+/// A flow's source text and where it came from.
+#[derive(Debug, Clone)]
+pub struct FlowSource {
+    pub origin: String,
+    pub text: String,
+}
+
+impl FlowSource {
+    /// The file at `path`, or the embedded default flow.
+    pub fn read(path: Option<&Path>) -> anyhow::Result<Self> {
+        Ok(match path {
+            Some(path) => FlowSource {
+                origin: path.display().to_string(),
+                text: std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            },
+            None => {
+                FlowSource { origin: DEFAULT_FLOW_ORIGIN.to_owned(), text: DEFAULT_FLOW.to_owned() }
+            }
+        })
+    }
+}
+
 /// Loads `path`, or the embedded default flow, with the configuration's parameters.
 pub fn load_or_default(path: Option<&Path>, config: &Config) -> anyhow::Result<Flow> {
     let flow = match path {
@@ -44,10 +67,7 @@ pub fn flow_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
         std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
     {
         let file = entry?.path();
-        let is_yaml = matches!(
-            file.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        );
+        let is_yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
         if is_yaml && file.is_file() {
             files.push(file);
         }

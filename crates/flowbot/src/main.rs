@@ -1,11 +1,14 @@
 //! The `flowbot` binary: command-line entry point, wiring the core to files and terminals.
 
+mod admin;
 mod chat;
 mod check;
 mod config;
 mod flows;
+mod pipe;
 mod render;
 mod scripts;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +46,36 @@ enum Command {
         /// Start at this named entry point instead of the beginning.
         #[arg(long, value_name = "NAME")]
         entry: Option<String>,
+        /// Keep the conversation in the store under this user id: a later `chat --user` with
+        /// the same id continues it. Without it the conversation lives only in memory.
+        #[arg(long, value_name = "ID")]
+        user: Option<String>,
+        #[command(flatten)]
+        store: store::StoreArgs,
+    },
+    /// Run the bot over standard input and output, one JSON object per line (see `pipe.rs`).
+    Pipe {
+        /// The flow file to run (default: the embedded G-MIS flow); SIGHUP reloads it.
+        #[arg(long, value_name = "FILE")]
+        flow: Option<PathBuf>,
+        #[command(flatten)]
+        store: store::StoreArgs,
+    },
+    /// Delete expired conversations (and the personal data they hold), old event ids and flow
+    /// versions no conversation uses.
+    Purge {
+        #[arg(long, value_name = "FILE")]
+        flow: Option<PathBuf>,
+        #[command(flatten)]
+        store: store::StoreArgs,
+    },
+    /// Per flow version: conversations, endings reached, answers chosen, and where
+    /// conversations stopped.
+    Stats {
+        #[arg(long, value_name = "FILE")]
+        flow: Option<PathBuf>,
+        #[command(flatten)]
+        store: store::StoreArgs,
     },
     /// Print a flow as a diagram whose boxes carry its exact texts.
     Render {
@@ -90,16 +123,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = config::Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Check { paths } => check::run(&paths, &config),
-        Command::Chat { flow, entry } => {
+        Command::Chat { flow, entry, user: None, store: _ } => {
             let flow = flows::load_or_default(flow.as_deref(), &config)?;
             chat::run(&flow, entry.as_deref())
         }
-        Command::Render {
-            flow,
-            format,
-            full,
-            entries,
-        } => {
+        Command::Chat { flow, entry, user: Some(user), store } => {
+            let source = flows::FlowSource::read(flow.as_deref())?;
+            let rt = runtime()?;
+            let service = rt.block_on(store.service(&source, &config))?;
+            chat::run_stored(&service, &user, entry.as_deref(), &rt)
+        }
+        Command::Pipe { flow, store } => {
+            let source = flows::FlowSource::read(flow.as_deref())?;
+            runtime()?.block_on(async {
+                let service = store.service(&source, &config).await?;
+                pipe::run(service, flow.as_deref()).await
+            })
+        }
+        Command::Purge { flow, store } => {
+            let source = flows::FlowSource::read(flow.as_deref())?;
+            runtime()?
+                .block_on(async { admin::purge(&*store.service(&source, &config).await?).await })
+        }
+        Command::Stats { flow, store } => {
+            let source = flows::FlowSource::read(flow.as_deref())?;
+            runtime()?
+                .block_on(async { admin::stats(&*store.service(&source, &config).await?).await })
+        }
+        Command::Render { flow, format, full, entries } => {
             let flow = flows::load_or_default(flow.as_deref(), &config)?;
             let options = render::Options { full, entries };
             let text = match format {
@@ -110,5 +161,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Test { files, flows } => scripts::run(&files, &flows, &config),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

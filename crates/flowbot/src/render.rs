@@ -61,11 +61,7 @@ pub fn mermaid(flow: &Flow, options: Options) -> String {
     if options.entries {
         for (name, ix) in flow.entries() {
             let entry = name.replace('-', "_");
-            let _ = writeln!(
-                s,
-                "  entry_{entry}>\"?start={name}\"] -.-> {}",
-                flow.node(ix).id()
-            );
+            let _ = writeln!(s, "  entry_{entry}>\"?start={name}\"] -.-> {}", flow.node(ix).id());
         }
     }
     s
@@ -106,11 +102,7 @@ pub fn dot(flow: &Flow, options: Options) -> String {
     }
     for (from, label, to) in edges(flow) {
         match label {
-            Some(label) => writeln!(
-                s,
-                "  \"{from}\" -> \"{to}\" [label=\"{}\"];",
-                dot_text(label)
-            ),
+            Some(label) => writeln!(s, "  \"{from}\" -> \"{to}\" [label=\"{}\"];", dot_text(label)),
             None => writeln!(s, "  \"{from}\" -> \"{to}\";"),
         }
         .unwrap_or(());
@@ -118,11 +110,8 @@ pub fn dot(flow: &Flow, options: Options) -> String {
     if options.entries {
         for (name, ix) in flow.entries() {
             let _ = writeln!(s, "  \"?start={name}\" [shape=plaintext];");
-            let _ = writeln!(
-                s,
-                "  \"?start={name}\" -> \"{}\" [style=dotted];",
-                flow.node(ix).id()
-            );
+            let _ =
+                writeln!(s, "  \"?start={name}\" -> \"{}\" [style=dotted];", flow.node(ix).id());
         }
     }
     s.push_str("}\n");
@@ -130,7 +119,5 @@ pub fn dot(flow: &Flow, options: Options) -> String {
 }
 
 fn dot_text(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -46,11 +46,7 @@ pub fn run(files: &[PathBuf], flows_dir: &Path, config: &Config) -> anyhow::Resu
             }
         };
         let Some(source) = sources.get_mut(&file.flow) else {
-            println!(
-                "FAIL {origin}: no flow `{}` in {}",
-                file.flow,
-                flows_dir.display()
-            );
+            println!("FAIL {origin}: no flow `{}` in {}", file.flow, flows_dir.display());
             failed += 1;
             continue;
         };
@@ -100,11 +96,7 @@ pub fn run(files: &[PathBuf], flows_dir: &Path, config: &Config) -> anyhow::Resu
     if uncovered > 0 {
         println!("coverage: {uncovered} flow(s) have nodes or edges no script covers");
     }
-    Ok(if failed == 0 && uncovered == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if failed == 0 && uncovered == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Every flow in `dir` by id; the embedded flow when the default folder does not exist.
@@ -127,15 +119,9 @@ fn load_sources(dir: &Path, config: &Config) -> anyhow::Result<BTreeMap<String, 
         })?;
         let coverage = Coverage::new(&flow);
         let id = flow.id().to_owned();
-        if let Some(other) = sources.insert(
-            id.clone(),
-            Source {
-                origin: origin.clone(),
-                text,
-                flow,
-                coverage,
-            },
-        ) {
+        if let Some(other) =
+            sources.insert(id.clone(), Source { origin: origin.clone(), text, flow, coverage })
+        {
             anyhow::bail!("{} and {origin} both define flow `{id}`", other.origin);
         }
     }

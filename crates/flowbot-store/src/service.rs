@@ -1,0 +1,282 @@
+//! The service every adapter calls: applies one platform update to its stored conversation.
+//!
+//! `handle` loads the conversation, steps the engine on the flow version the conversation
+//! started on, and commits the new state, the event id and the log entries in one transaction,
+//! compare-and-swap on the revision it read. Within one process, updates of one conversation
+//! take turns (a striped lock); across processes the compare-and-swap decides, and the loser
+//! re-reads and re-applies (its press may then be stale, which the engine answers).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use flowbot_core::{
+    Commit, Committed, Conversation, ConversationKey, Expected, Flow, FlowVersion, Input, Outcome,
+    Params, Problems, Prompt, Purged, Store, StoreError, Stored, Timestamp, Transition, load_flow,
+};
+
+/// How many times a conflicting update is re-read and re-applied before giving up.
+const MAX_ATTEMPTS: usize = 64;
+/// Lock stripes: updates of conversations in different stripes run in parallel.
+const STRIPES: usize = 1024;
+
+/// The deployment's rules for conversations.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Values for the flow's parameters.
+    pub params: Params,
+    /// After this pause (ms) a returning user is asked whether to resume; `None`: never.
+    pub resume_after: Option<u64>,
+    /// Conversations idle this long (ms) are over: the next update starts a new one, and
+    /// `purge` deletes them.
+    pub expire_after: u64,
+    /// How long (ms) processed event ids are kept for deduplication.
+    pub keep_events_for: u64,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            params: Params::new(),
+            resume_after: Some(flowbot_core::DEFAULT_RESUME_AFTER_MS),
+            expire_after: 30 * DAY_MS,
+            keep_events_for: 7 * DAY_MS,
+        }
+    }
+}
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// One inbound update.
+#[derive(Debug, Clone, Copy)]
+pub struct Update<'a> {
+    pub key: &'a ConversationKey,
+    /// The platform's id for this event (Telegram update id, Discord interaction id, …),
+    /// prefixed by the platform; `None` where the platform has none (the terminal).
+    pub event: Option<&'a str>,
+    pub input: Input<'a>,
+    pub now: Timestamp,
+}
+
+/// What became of an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled<R> {
+    /// Applied (or answered without a change); the adapter sends what `render` made.
+    Done(R),
+    /// The event was processed before: acknowledge it, send nothing.
+    Duplicate,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the flow does not load: {0}")]
+    Flow(Problems),
+    #[error("conversation {0}: still conflicting after {MAX_ATTEMPTS} attempts")]
+    Contention(ConversationKey),
+}
+
+/// Applies updates to stored conversations. Cheap to share (`Arc<Service>`).
+#[derive(Debug)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    options: ServiceOptions,
+    current: RwLock<Arc<Flow>>,
+    /// Compiled older versions, by flow id and version.
+    versions: Mutex<HashMap<(String, FlowVersion), Arc<Flow>>>,
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl Service {
+    /// Compiles the flow, keeps its version in the store, and serves it to new conversations.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        source: &str,
+        origin: &str,
+        options: ServiceOptions,
+        now: Timestamp,
+    ) -> Result<Self, ServiceError> {
+        let flow = compile(source, origin, &options)?;
+        store.save_flow(flow.id(), flow.version(), source, now).await?;
+        let stripes = (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        Ok(Service {
+            store,
+            options,
+            current: RwLock::new(Arc::new(flow)),
+            versions: Mutex::new(HashMap::new()),
+            stripes,
+        })
+    }
+
+    /// Makes a changed flow the one new conversations use; running ones finish on theirs.
+    pub async fn reload(
+        &self,
+        source: &str,
+        origin: &str,
+        now: Timestamp,
+    ) -> Result<FlowVersion, ServiceError> {
+        let flow = compile(source, origin, &self.options)?;
+        self.store.save_flow(flow.id(), flow.version(), source, now).await?;
+        let version = flow.version();
+        let previous = std::mem::replace(&mut *self.write_current(), Arc::new(flow));
+        self.cache().insert((previous.id().to_owned(), previous.version()), previous);
+        Ok(version)
+    }
+
+    /// The flow new conversations start on.
+    pub fn flow(&self) -> Arc<Flow> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Applies one update; `render` turns the outcome into what the adapter will send.
+    pub async fn handle<R>(
+        &self,
+        update: Update<'_>,
+        render: impl FnOnce(&Flow, &Outcome<'_>) -> R,
+    ) -> Result<Handled<R>, ServiceError> {
+        let _turn = self.stripe(update.key).lock().await;
+        for _ in 0..MAX_ATTEMPTS {
+            let loaded = self.store.load(update.key).await?;
+            let (flow, conversation, expected) = self.resolve(loaded, update.now).await?;
+            let (conversation, outcome, fresh) = match conversation {
+                Some(mut c) => {
+                    let outcome = c.step(&flow, update.input, update.now);
+                    (c, outcome, false)
+                }
+                None => {
+                    let (c, outcome) = Conversation::open(&flow, update.input, update.now);
+                    (c, outcome, true)
+                }
+            };
+            let changed = fresh || outcome.changed;
+            if !changed && update.event.is_none() {
+                return Ok(Handled::Done(render(&flow, &outcome)));
+            }
+            let session = match expected {
+                Expected::Revision { session, .. } | Expected::Replace { session, .. } => session,
+                Expected::Absent => 0,
+            };
+            let stored = Stored {
+                session,
+                flow_id: flow.id().to_owned(),
+                flow_version: flow.version(),
+                state: conversation.snapshot(&flow),
+            };
+            let transitions: Vec<Transition> =
+                outcome.event.iter().map(|e| Transition::of(&flow, *e, update.now)).collect();
+            let commit = Commit {
+                key: update.key,
+                expected,
+                state: changed.then_some(&stored),
+                event: update.event,
+                transitions: &transitions,
+                now: update.now,
+            };
+            match self.store.commit(&commit).await? {
+                Committed::Applied { .. } => return Ok(Handled::Done(render(&flow, &outcome))),
+                Committed::Duplicate => return Ok(Handled::Duplicate),
+                Committed::Conflict => tokio::task::yield_now().await,
+            }
+        }
+        Err(ServiceError::Contention(update.key.clone()))
+    }
+
+    /// The prompt a conversation waits at, rendered, without changing it; `None` when there is
+    /// no live conversation under `key`.
+    pub async fn current<R>(
+        &self,
+        key: &ConversationKey,
+        now: Timestamp,
+        render: impl FnOnce(&Flow, Prompt<'_>) -> R,
+    ) -> Result<Option<R>, ServiceError> {
+        let loaded = self.store.load(key).await?;
+        let (flow, conversation, _) = self.resolve(loaded, now).await?;
+        Ok(conversation.map(|c| render(&flow, c.prompt(&flow))))
+    }
+
+    /// Deletes expired conversations, old event ids and unused flow versions.
+    pub async fn purge(&self, now: Timestamp) -> Result<Purged, ServiceError> {
+        let flow = self.flow();
+        let keep = [(flow.id().to_owned(), flow.version())];
+        let idle_before = Timestamp(now.0.saturating_sub(self.options.expire_after));
+        let events_before = Timestamp(now.0.saturating_sub(self.options.keep_events_for));
+        Ok(self.store.purge(idle_before, events_before, &keep).await?)
+    }
+
+    /// The flow, conversation and compare-and-swap expectation for what was loaded. A
+    /// conversation that expired, that ended on an older flow version, or whose version can no
+    /// longer be compiled is replaced by a new one on the current flow.
+    async fn resolve(
+        &self,
+        loaded: Option<Stored>,
+        now: Timestamp,
+    ) -> Result<(Arc<Flow>, Option<Conversation>, Expected), ServiceError> {
+        let Some(stored) = loaded else { return Ok((self.flow(), None, Expected::Absent)) };
+        let replace =
+            Expected::Replace { session: stored.session, revision: stored.state.revision };
+        if now.0.saturating_sub(stored.state.updated_at.0) >= self.options.expire_after {
+            return Ok((self.flow(), None, replace));
+        }
+        let Some(flow) = self.version(&stored.flow_id, stored.flow_version).await? else {
+            return Ok((self.flow(), None, replace));
+        };
+        let Ok(conversation) = Conversation::restore(&flow, &stored.state) else {
+            return Ok((self.flow(), None, replace));
+        };
+        let current = self.flow();
+        if conversation.is_finished(&flow) && !Arc::ptr_eq(&flow, &current) {
+            // It ended on an older version: whatever comes next is a new conversation.
+            return Ok((current, None, replace));
+        }
+        let expected =
+            Expected::Revision { session: stored.session, revision: stored.state.revision };
+        Ok((flow, Some(conversation), expected))
+    }
+
+    /// The compiled flow of a stored conversation's version, if it can still be had.
+    async fn version(
+        &self,
+        flow_id: &str,
+        version: FlowVersion,
+    ) -> Result<Option<Arc<Flow>>, ServiceError> {
+        let current = self.flow();
+        if current.id() == flow_id && current.version() == version {
+            return Ok(Some(current));
+        }
+        let key = (flow_id.to_owned(), version);
+        if let Some(flow) = self.cache().get(&key) {
+            return Ok(Some(flow.clone()));
+        }
+        let Some(source) = self.store.flow_source(flow_id, version).await? else { return Ok(None) };
+        let Ok(flow) = compile(&source, &format!("{flow_id}@{version}"), &self.options) else {
+            return Ok(None);
+        };
+        let flow = Arc::new(flow);
+        self.cache().insert(key, flow.clone());
+        Ok(Some(flow))
+    }
+
+    fn stripe(&self, key: &ConversationKey) -> &tokio::sync::Mutex<()> {
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+        &self.stripes[(hash % STRIPES as u64) as usize]
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, FlowVersion), Arc<Flow>>> {
+        self.versions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_current(&self) -> std::sync::RwLockWriteGuard<'_, Arc<Flow>> {
+        self.current.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn compile(source: &str, origin: &str, options: &ServiceOptions) -> Result<Flow, ServiceError> {
+    load_flow(source, origin, &options.params)
+        .map(|f| f.with_resume_after(options.resume_after))
+        .map_err(ServiceError::Flow)
+}

@@ -1,0 +1,484 @@
+//! The SQL store: one implementation of [`Store`] for SQLite and PostgreSQL.
+//!
+//! It goes through sqlx's `Any` driver: the statements use `$N` placeholders, which both
+//! backends accept (numbered in order of appearance), and only the two migrations differ (how an
+//! identity column is spelt). The shared store suite runs against both.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flowbot_core::{
+    Commit, Committed, ConversationKey, Expected, FlowVersion, Purged, Snapshot, Store, StoreError,
+    Stored, Timestamp, VersionStats,
+};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row};
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("unsupported database URL (use sqlite://PATH or postgres://…): {0}")]
+    UnsupportedUrl(String),
+    #[error("cannot create the folder for the database file {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("cannot connect to the {backend:?} database: {source}")]
+    Connect { backend: Backend, source: sqlx::Error },
+    #[error("cannot apply the database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A conversation store on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const SQLITE_INIT: &str = include_str!("../migrations/sqlite/0001_init.sql");
+const POSTGRES_INIT: &str = include_str!("../migrations/postgres/0001_init.sql");
+
+impl SqlStore {
+    /// Opens (creating if needed) the database at `url` and applies the embedded migrations.
+    ///
+    /// SQLite: `sqlite://PATH` (the file and its folder are created); WAL journal with
+    /// `synchronous=NORMAL`, so a committed step survives a crash of the process (not of the
+    /// machine's power). PostgreSQL: `postgres://USER:PASSWORD@HOST/DB`.
+    pub async fn open(url: &str) -> Result<Self, OpenError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = normalize_url(url)?;
+        let options = match backend {
+            // SQLite has one writer at a time; a few connections serve readers without queueing
+            // writers behind each other for long.
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+        };
+        let pool = options
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&url)
+            .await
+            .map_err(|source| OpenError::Connect { backend, source })?;
+        let sql = match backend {
+            Backend::Sqlite => SQLITE_INIT,
+            Backend::Postgres => POSTGRES_INIT,
+        };
+        let migrator = Migrator {
+            migrations: Cow::Owned(vec![Migration::new(
+                1,
+                Cow::Borrowed("init"),
+                MigrationType::Simple,
+                Cow::Borrowed(sql),
+                false,
+            )]),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        };
+        migrator.run(&pool).await?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The backend a URL names, and the URL sqlx should get (SQLite: created if missing).
+fn normalize_url(url: &str) -> Result<(Backend, String), OpenError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url.to_owned()));
+    }
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+        return Err(OpenError::UnsupportedUrl(redact(url)));
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(OpenError::UnsupportedUrl(format!(
+            "{url}: give a file path; an in-memory database would lose every conversation"
+        )));
+    }
+    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| OpenError::CreateDir { path: path.to_owned(), source })?;
+    }
+    let query = if query.is_empty() { "mode=rwc".to_owned() } else { query.to_owned() };
+    Ok((Backend::Sqlite, format!("sqlite://{path}?{query}")))
+}
+
+/// A URL fit for an error message: no password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn uint(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn stored_from_row(row: &AnyRow) -> Result<Stored, StoreError> {
+    let get_i = |name: &str| row.try_get::<i64, _>(name).map_err(db);
+    let get_s = |name: &str| row.try_get::<String, _>(name).map_err(db);
+    let version = get_s("flow_version")?;
+    let flow_version = FlowVersion::parse_hex(&version)
+        .ok_or_else(|| StoreError::Corrupt(format!("flow version `{version}`")))?;
+    let path =
+        Snapshot::parse_path(&get_s("path")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Stored {
+        session: get_i("session")?,
+        flow_id: get_s("flow_id")?,
+        flow_version,
+        state: Snapshot {
+            node: get_s("node")?,
+            revision: uint(get_i("revision")?),
+            entered: uint(get_i("entered")?),
+            path,
+            misses: u8::try_from(get_i("misses")?).unwrap_or(u8::MAX),
+            awaiting_resume: get_i("awaiting_resume")? != 0,
+            started_at: Timestamp(uint(get_i("started_at")?)),
+            updated_at: Timestamp(uint(get_i("updated_at")?)),
+        },
+    })
+}
+
+const INSERT_CONVERSATION: &str = "INSERT INTO conversations \
+    (platform, chat, user_id, flow_id, flow_version, node, revision, entered, path, misses, \
+     awaiting_resume, started_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+    ON CONFLICT (platform, chat, user_id) DO NOTHING RETURNING session";
+
+const UPDATE_CONVERSATION: &str = "UPDATE conversations SET \
+    flow_id = $1, flow_version = $2, node = $3, revision = $4, entered = $5, path = $6, \
+    misses = $7, awaiting_resume = $8, started_at = $9, updated_at = $10 \
+    WHERE session = $11 AND revision = $12";
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
+        let row = sqlx::query(
+            "SELECT session, flow_id, flow_version, node, revision, entered, path, misses, \
+             awaiting_resume, started_at, updated_at FROM conversations \
+             WHERE platform = $1 AND chat = $2 AND user_id = $3",
+        )
+        .bind(&key.platform)
+        .bind(&key.conversation)
+        .bind(&key.user)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(stored_from_row).transpose()
+    }
+
+    async fn commit(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The first statement writes, so SQLite takes its write lock here (waiting, not failing,
+        // while another writer holds it).
+        if let Some(event) = c.event {
+            let inserted = sqlx::query(
+                "INSERT INTO events (event_id, seen_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(event)
+            .bind(int(c.now.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if inserted.rows_affected() == 0 {
+                tx.rollback().await.map_err(db)?;
+                return Ok(Committed::Duplicate);
+            }
+        }
+        let session = match (c.state, c.expected) {
+            (None, Expected::Revision { session, .. } | Expected::Replace { session, .. }) => {
+                Some(session)
+            }
+            (None, Expected::Absent) => None,
+            (Some(stored), Expected::Revision { session, revision }) => {
+                let s = &stored.state;
+                let updated = sqlx::query(UPDATE_CONVERSATION)
+                    .bind(&stored.flow_id)
+                    .bind(stored.flow_version.to_string())
+                    .bind(&s.node)
+                    .bind(int(s.revision))
+                    .bind(int(s.entered))
+                    .bind(s.path_text())
+                    .bind(i64::from(s.misses))
+                    .bind(i64::from(s.awaiting_resume))
+                    .bind(int(s.started_at.0))
+                    .bind(int(s.updated_at.0))
+                    .bind(session)
+                    .bind(int(revision))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if updated.rows_affected() == 0 {
+                    tx.rollback().await.map_err(db)?;
+                    return Ok(Committed::Conflict);
+                }
+                Some(session)
+            }
+            (Some(stored), expected) => {
+                if let Expected::Replace { session, revision } = expected {
+                    let deleted = sqlx::query(
+                        "DELETE FROM conversations WHERE session = $1 AND revision = $2",
+                    )
+                    .bind(session)
+                    .bind(int(revision))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    if deleted.rows_affected() == 0 {
+                        tx.rollback().await.map_err(db)?;
+                        return Ok(Committed::Conflict);
+                    }
+                }
+                let s = &stored.state;
+                let row = sqlx::query(INSERT_CONVERSATION)
+                    .bind(&c.key.platform)
+                    .bind(&c.key.conversation)
+                    .bind(&c.key.user)
+                    .bind(&stored.flow_id)
+                    .bind(stored.flow_version.to_string())
+                    .bind(&s.node)
+                    .bind(int(s.revision))
+                    .bind(int(s.entered))
+                    .bind(s.path_text())
+                    .bind(i64::from(s.misses))
+                    .bind(i64::from(s.awaiting_resume))
+                    .bind(int(s.started_at.0))
+                    .bind(int(s.updated_at.0))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let Some(row) = row else {
+                    tx.rollback().await.map_err(db)?;
+                    return Ok(Committed::Conflict);
+                };
+                Some(row.try_get::<i64, _>("session").map_err(db)?)
+            }
+        };
+        if let (Some(session), Some(stored)) = (session, c.state) {
+            for t in c.transitions {
+                sqlx::query(
+                    "INSERT INTO transitions \
+                     (session, flow_id, flow_version, kind, from_node, choice, to_node, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(session)
+                .bind(&stored.flow_id)
+                .bind(stored.flow_version.to_string())
+                .bind(t.kind.as_str())
+                .bind(t.from.as_deref())
+                .bind(t.choice.map(i64::from))
+                .bind(&t.to)
+                .bind(int(t.at.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(Committed::Applied { session: session.unwrap_or(0) })
+    }
+
+    async fn save_flow(
+        &self,
+        flow_id: &str,
+        version: FlowVersion,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO flow_versions (flow_id, version, source, saved_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (flow_id, version) DO NOTHING",
+        )
+        .bind(flow_id)
+        .bind(version.to_string())
+        .bind(source)
+        .bind(int(now.0))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn flow_source(
+        &self,
+        flow_id: &str,
+        version: FlowVersion,
+    ) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT source FROM flow_versions WHERE flow_id = $1 AND version = $2")
+                .bind(flow_id)
+                .bind(version.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        row.map(|r| r.try_get::<String, _>("source").map_err(db)).transpose()
+    }
+
+    async fn purge(
+        &self,
+        idle_before: Timestamp,
+        events_before: Timestamp,
+        keep: &[(String, FlowVersion)],
+    ) -> Result<Purged, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let conversations = sqlx::query("DELETE FROM conversations WHERE updated_at < $1")
+            .bind(int(idle_before.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        let events = sqlx::query("DELETE FROM events WHERE seen_at < $1")
+            .bind(int(events_before.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        let unused = sqlx::query(
+            "SELECT flow_id, version FROM flow_versions f WHERE NOT EXISTS \
+             (SELECT 1 FROM conversations c WHERE c.flow_id = f.flow_id AND c.flow_version = f.version)",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut flow_versions = 0;
+        for row in unused {
+            let flow_id: String = row.try_get("flow_id").map_err(db)?;
+            let version: String = row.try_get("version").map_err(db)?;
+            if keep.iter().any(|(id, v)| *id == flow_id && v.to_string() == version) {
+                continue;
+            }
+            flow_versions +=
+                sqlx::query("DELETE FROM flow_versions WHERE flow_id = $1 AND version = $2")
+                    .bind(&flow_id)
+                    .bind(&version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(Purged { conversations, events, flow_versions })
+    }
+
+    async fn stats(&self) -> Result<Vec<VersionStats>, StoreError> {
+        let mut all: Vec<VersionStats> = Vec::new();
+        let conversations = sqlx::query(
+            "SELECT flow_id, flow_version, COUNT(DISTINCT session) AS n FROM transitions \
+             GROUP BY flow_id, flow_version ORDER BY flow_id, flow_version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        for row in conversations {
+            all.push(VersionStats {
+                flow_id: row.try_get("flow_id").map_err(db)?,
+                flow_version: row.try_get("flow_version").map_err(db)?,
+                conversations: uint(row.try_get("n").map_err(db)?),
+                ..VersionStats::default()
+            });
+        }
+        let find = |all: &mut Vec<VersionStats>, row: &AnyRow| -> Result<usize, StoreError> {
+            let id: String = row.try_get("flow_id").map_err(db)?;
+            let version: String = row.try_get("flow_version").map_err(db)?;
+            all.iter().position(|s| s.flow_id == id && s.flow_version == version).ok_or_else(|| {
+                StoreError::Corrupt(format!("stats for unknown version {id} {version}"))
+            })
+        };
+        let reached = sqlx::query(
+            "SELECT flow_id, flow_version, to_node, COUNT(DISTINCT session) AS n FROM transitions \
+             GROUP BY flow_id, flow_version, to_node ORDER BY to_node",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        for row in &reached {
+            let i = find(&mut all, row)?;
+            let node: String = row.try_get("to_node").map_err(db)?;
+            all[i].reached.push((node, uint(row.try_get("n").map_err(db)?)));
+        }
+        let edges = sqlx::query(
+            "SELECT flow_id, flow_version, from_node, choice, COUNT(*) AS n FROM transitions \
+             WHERE kind = 'answer' GROUP BY flow_id, flow_version, from_node, choice \
+             ORDER BY from_node, choice",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        for row in &edges {
+            let i = find(&mut all, row)?;
+            let from: String = row.try_get("from_node").map_err(db)?;
+            let choice: i64 = row.try_get("choice").map_err(db)?;
+            let choice = u8::try_from(choice)
+                .map_err(|_| StoreError::Corrupt(format!("choice {choice}")))?;
+            all[i].edges.push((from, choice, uint(row.try_get("n").map_err(db)?)));
+        }
+        let stopped = sqlx::query(
+            "SELECT flow_id, flow_version, to_node, COUNT(*) AS n FROM transitions t \
+             WHERE t.id = (SELECT MAX(u.id) FROM transitions u WHERE u.session = t.session) \
+             GROUP BY flow_id, flow_version, to_node ORDER BY to_node",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        for row in &stopped {
+            let i = find(&mut all, row)?;
+            let node: String = row.try_get("to_node").map_err(db)?;
+            all[i].stopped_at.push((node, uint(row.try_get("n").map_err(db)?)));
+        }
+        Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(normalize_url("postgres://u:p@h/db").unwrap().0, Backend::Postgres);
+        let dir = std::env::temp_dir().join(format!("flowbot-url-{}", std::process::id()));
+        let path = dir.join("sub/x.sqlite");
+        let (backend, url) = normalize_url(&format!("sqlite://{}", path.display())).unwrap();
+        assert_eq!(backend, Backend::Sqlite);
+        assert!(url.ends_with("x.sqlite?mode=rwc"), "{url}");
+        assert!(path.parent().unwrap().is_dir());
+        std::fs::remove_dir_all(dir).unwrap();
+        assert!(normalize_url("sqlite::memory:").is_err());
+        let err = normalize_url("mysql://user:secret@host/db").unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test: `cargo test --workspace`, with a PostgreSQL server for the store suite.
+#
+# With DATABASE_URL set, that server is used (the role needs CREATEDB: each test makes its own
+# database). Otherwise a throwaway server is started on 127.0.0.1 in a temporary folder,
+# installed from Debian's packages first if this machine has none, and stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  pgbin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+  PGBIN=$(pgbin)
+  if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/postgres" ]; then
+    echo "== installing PostgreSQL from Debian's packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    PGBIN=$(pgbin)
+  fi
+  PGDIR=$(mktemp -d)
+  PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # The server refuses to run as root: run it as the postgres user then.
+  as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
+  [ "$(id -u)" = 0 ] && chown postgres: "$PGDIR"
+  echo flowbot > "$PGDIR/pw"
+  as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U flowbot --pwfile="$PGDIR/pw" -A scram-sha-256 --no-sync >/dev/null
+  stop_pg() { as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate -w -s stop || true; rm -rf "$PGDIR"; }
+  trap stop_pg EXIT
+  as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w -s start -o \
+    "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGDIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+  export DATABASE_URL="postgres://flowbot:flowbot@127.0.0.1:$PGPORT/postgres"
+  echo "== throwaway PostgreSQL on 127.0.0.1:$PGPORT"
+fi
+
+cargo test --workspace --locked "$@"
