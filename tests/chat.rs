@@ -244,3 +244,71 @@ fn run_bytes(args: &[&str], input: &[u8]) -> std::process::Output {
     cmd.args(args);
     run(cmd, input)
 }
+
+/// `flowbot chat --user ID` continues across runs; `flowbot stats` shows where people went.
+#[test]
+fn chat_with_a_user_continues_across_runs_and_stats_show_the_endings() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bot.sqlite").display());
+    let chat = |user: &str, input: &str| {
+        let out = run_with_input(&["chat", "--user", user, "--database-url", &url], input);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        stdout(&out)
+    };
+    let first = chat("alice", "届いている\n");
+    assert!(last_reply(&first).contains("「G-MIS利用案内メール（★）」は届いていますか？"));
+    // A new run shows the question alice was on, not the greeting.
+    let second = chat("alice", "");
+    assert!(second.starts_with("「G-MIS利用案内メール（★）」は届いていますか？"), "{second}");
+    let third = chat("alice", "届いている\nメールを見ることができた\nアクセスできた\n");
+    assert!(last_reply(&third).contains("「パスワード設定」を行ってください"), "{third}");
+    let bob = chat("bob", "届いていない\n空き容量が不足している\n");
+    assert!(
+        bob.starts_with("アカウント発行通知に係るトラブル対処方法について"),
+        "bob starts fresh"
+    );
+    chat("carol", "担当者が退職等で不在であり、不明\n");
+
+    let out = flowbot().args(["stats", "--database-url", &url]).output().unwrap();
+    let stats = stdout(&out);
+    assert!(out.status.success(), "{stats}");
+    assert!(stats.contains("(current): 3 conversations"), "{stats}");
+    assert!(stats.contains("1  done  パスワード設定"), "{stats}");
+    assert!(
+        stats.contains("1  m1  対応方法1（メールボックスの空き容量が不足していた場合）"),
+        "{stats}"
+    );
+    assert!(stats.contains("1  q1 [届いている -> q2]"), "{stats}");
+    assert!(stats.contains("1  q1 [届いていない -> q3]"), "{stats}");
+    assert!(stats.contains("1  m3_absent\n"), "carol stopped at 対応方法3: {stats}");
+
+    let out = flowbot().args(["purge", "--database-url", &url]).output().unwrap();
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("purged 0 expired conversations"), "{}", stdout(&out));
+    assert!(
+        chat("alice", "").contains("「パスワード設定」を行ってください"),
+        "nothing recent purged"
+    );
+}
+
+#[test]
+fn the_default_store_is_a_file_under_the_state_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = flowbot();
+    cmd.env("XDG_STATE_HOME", home.path()).args(["chat", "--user", "u"]);
+    let out = run(cmd, "2\n".as_bytes());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(home.path().join("flowbot/flowbot.sqlite").is_file());
+}
+
+#[test]
+fn a_bad_database_url_is_refused_without_echoing_the_password() {
+    let out = flowbot()
+        .args(["chat", "--user", "u", "--database-url", "mysql://me:s3cret@host/db"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unsupported database URL"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}

@@ -322,3 +322,100 @@ fn the_same_inputs_give_the_same_conversation() {
     let lines = ["はい", "x", "2", "/back", "いいえ", "1", "/restart", "3", "まだ確認していない"];
     assert_eq!(typed(&flow, &lines).0, typed(&flow, &lines).0);
 }
+
+const DAY: u64 = 24 * 3_600_000;
+
+#[test]
+fn after_a_pause_a_returning_user_is_asked_whether_to_resume() {
+    let flow = gmis();
+    let (mut conv, first) = Conversation::start(&flow, None, NOW);
+    let q2 = conv.step(&flow, Input::Press(&token(&first, "届いている")), NOW);
+    let later = Timestamp(NOW.0 + DAY + 1);
+
+    // Typing, or a plain /start (tapping the bot's link again), after a day asks first.
+    for input in [Input::Text("こんにちは"), Input::Start { entry: None }, Input::Text("/start")]
+    {
+        let mut c = conv.clone();
+        let out = c.step(&flow, input, later);
+        let prompt = out.prompt_shown().unwrap();
+        assert!(prompt.resume, "{input:?}");
+        assert_eq!(prompt.text(), "前回の続きから再開しますか？ それとも最初からやり直しますか？");
+        let labels: Vec<_> = prompt.buttons().map(|b| b.label).collect();
+        assert_eq!(labels, ["続きから", "最初から"]);
+        assert_eq!(at(&flow, &c), "q2", "nothing moved");
+
+        // 続きから shows the question again; 1 does the same; 2 starts again.
+        let mut resumed = c.clone();
+        let out = resumed.step(&flow, Input::Press(&token(&out, "続きから")), later);
+        assert_eq!(
+            out.prompt_shown().unwrap().text(),
+            "「G-MIS利用案内メール（★）」は届いていますか？"
+        );
+        assert!(matches!(out.event, Some(Event::Resumed { .. })));
+        let mut by_number = c.clone();
+        by_number.step(&flow, Input::Text("１"), later);
+        assert!(!by_number.is_awaiting_resume());
+        assert_eq!(at(&flow, &by_number), "q2");
+        let mut again = c.clone();
+        again.step(&flow, Input::Text("2"), later);
+        assert_eq!(at(&flow, &again), "q1");
+        assert!(again.path().is_empty());
+        // The question's own buttons still answer it while the resume question is open.
+        let mut direct = c.clone();
+        direct.step(&flow, Input::Press(&token(&q2, "届いていない")), later);
+        assert_eq!(at(&flow, &direct), "q3");
+    }
+
+    // A press of the question shown is an answer, not a reason to ask.
+    let mut c = conv.clone();
+    c.step(&flow, Input::Press(&token(&q2, "届いている")), later);
+    assert_eq!(at(&flow, &c), "q6");
+    // A named entry goes there.
+    let mut c = conv.clone();
+    c.step(&flow, Input::Text("/start taiou4"), later);
+    assert_eq!(at(&flow, &c), "m4");
+    // Within the pause nothing is asked; with the pause switched off, never.
+    let mut c = conv.clone();
+    assert_eq!(
+        notices(&c.step(&flow, Input::Text("??"), Timestamp(NOW.0 + DAY - 1))),
+        [NoticeKind::NoMatch]
+    );
+    let never = gmis().with_resume_after(None);
+    let mut c = conv.clone();
+    assert!(
+        !c.step(&never, Input::Text("??"), Timestamp(NOW.0 + 400 * DAY))
+            .prompt_shown()
+            .unwrap()
+            .resume
+    );
+}
+
+#[test]
+fn no_resume_question_at_the_beginning_or_at_an_ending() {
+    let flow = gmis();
+    let later = Timestamp(NOW.0 + 3 * DAY);
+    let (mut fresh, _) = Conversation::start(&flow, None, NOW);
+    assert_eq!(fresh.step(&flow, Input::Text("2"), later).prompt_shown().unwrap().node.id(), "q2");
+    let (mut ended, _) = typed(&flow, &["1", "1", "1"]);
+    let out = ended.step(&flow, Input::Text("hello"), later);
+    assert_eq!(notices(&out), [NoticeKind::Ended]);
+}
+
+#[test]
+fn a_snapshot_restores_the_same_conversation() {
+    let flow = gmis();
+    let (mut conv, _) = typed(&flow, &["1", "2", "x", "x"]);
+    conv.step(&flow, Input::Text("?"), Timestamp(NOW.0 + 2 * DAY));
+    let snapshot = conv.snapshot(&flow);
+    assert_eq!(snapshot.node, "q4");
+    assert_eq!(snapshot.path_text(), "q1:0 q3:1");
+    assert_eq!(flowbot_core::Snapshot::parse_path(&snapshot.path_text()).unwrap(), snapshot.path);
+    assert_eq!(Conversation::restore(&flow, &snapshot).unwrap(), conv);
+    let mut broken = snapshot.clone();
+    broken.node = "gone".into();
+    assert!(Conversation::restore(&flow, &broken).is_err());
+    broken = snapshot;
+    broken.path.push(("q1".into(), 7));
+    assert!(Conversation::restore(&flow, &broken).is_err());
+    assert!(flowbot_core::Snapshot::parse_path("q1:x").is_err());
+}

@@ -49,6 +49,7 @@ on_both_backends!(
     service_expires_idle_conversations,
     stats_count_endings_edges_and_drop_off_where_paths_merge,
     reopened_store_keeps_everything,
+    each_commit_of_a_batch_stands_alone,
 );
 
 const V1: FlowVersion = FlowVersion([1; 8]);
@@ -459,4 +460,57 @@ async fn reopened_store_keeps_everything(db: &TestDb) {
     let s = reopened.load(&k).await.unwrap().unwrap();
     assert_eq!(s.state.node, "q3");
     assert_eq!(s.state.path, [("q1".to_owned(), 0)]);
+}
+
+/// Many commits at once land in shared transactions; each keeps its own outcome.
+async fn each_commit_of_a_batch_stands_alone(db: &TestDb) {
+    let store = Arc::new(db.store().await);
+    let k = key("contested");
+    let session = insert(store.as_ref(), &k, &stored(0, "q1", 1, 10)).await;
+    let mut tasks = Vec::new();
+    // 20 writers of one conversation from revision 1, each with its own event: one wins.
+    for i in 0..20 {
+        let (store, k) = (store.clone(), k.clone());
+        tasks.push(tokio::spawn(async move {
+            let next = stored(session, &format!("n{i}"), 2, 20);
+            let event = format!("race-{i}");
+            let c =
+                commit(&k, Expected::Revision { session, revision: 1 }, Some(&next), Some(&event));
+            let result = store.commit(&c).await.unwrap();
+            (event, result)
+        }));
+    }
+    // 20 new conversations sharing one event id: one applies, the rest are duplicates.
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = stored(0, "q1", 1, 10);
+            let k = key(&format!("dup-{i}"));
+            (
+                "shared".to_owned(),
+                store
+                    .commit(&commit(&k, Expected::Absent, Some(&s), Some("shared")))
+                    .await
+                    .unwrap(),
+            )
+        }));
+    }
+    let mut lost = Vec::new();
+    let (mut won, mut shared_applied, mut duplicates) = (0, 0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (e, Committed::Applied { .. }) if e == "shared" => shared_applied += 1,
+            (_, Committed::Applied { .. }) => won += 1,
+            (e, Committed::Conflict) => lost.push(e),
+            (_, Committed::Duplicate) => duplicates += 1,
+        }
+    }
+    assert_eq!((won, lost.len(), shared_applied, duplicates), (1, 19, 1, 19));
+    // A loser's event id was not kept: redelivered against the new revision, it applies.
+    let stored_now = store.load(&k).await.unwrap().unwrap();
+    assert_eq!(stored_now.state.revision, 2);
+    let expected = Expected::Revision { session, revision: 2 };
+    let next = stored(session, "q9", 3, 30);
+    let c = commit(&k, expected, Some(&next), Some(&lost[0]));
+    assert_eq!(store.commit(&c).await.unwrap(), Committed::Applied { session });
 }

@@ -3,6 +3,7 @@
 mod chat;
 mod check;
 mod engine;
+mod process;
 mod render;
 mod scripts;
 mod store;

@@ -345,7 +345,7 @@ impl Conversation {
         Prompt {
             node: flow.node(self.node),
             rev: self.entered,
-            back: !self.path.is_empty(),
+            back: !self.path.is_empty() && !self.awaiting_resume,
             restart: self.node != flow.first_stop || !self.path.is_empty(),
             resume: self.awaiting_resume,
             texts: &flow.texts,

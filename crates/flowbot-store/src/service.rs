@@ -19,6 +19,8 @@ use flowbot_core::{
 const MAX_ATTEMPTS: usize = 64;
 /// Lock stripes: updates of conversations in different stripes run in parallel.
 const STRIPES: usize = 1024;
+/// Conversations kept in memory after their last write, so the next step needs no read.
+const CACHED: usize = 100_000;
 
 /// The deployment's rules for conversations.
 #[derive(Debug, Clone)]
@@ -86,6 +88,10 @@ pub struct Service {
     /// Compiled older versions, by flow id and version.
     versions: Mutex<HashMap<(String, FlowVersion), Arc<Flow>>>,
     stripes: Box<[tokio::sync::Mutex<()>]>,
+    /// The last state this process wrote or read of each recent conversation. Only a hint: a
+    /// write based on a stale entry (another process wrote since) fails its compare-and-swap
+    /// and the conversation is read again. Nothing is acknowledged from here.
+    cache: Mutex<HashMap<ConversationKey, Stored>>,
 }
 
 impl Service {
@@ -106,6 +112,7 @@ impl Service {
             current: RwLock::new(Arc::new(flow)),
             versions: Mutex::new(HashMap::new()),
             stripes,
+            cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -140,8 +147,12 @@ impl Service {
         render: impl FnOnce(&Flow, &Outcome<'_>) -> R,
     ) -> Result<Handled<R>, ServiceError> {
         let _turn = self.stripe(update.key).lock().await;
-        for _ in 0..MAX_ATTEMPTS {
-            let loaded = self.store.load(update.key).await?;
+        for attempt in 0..MAX_ATTEMPTS {
+            let cached = if attempt == 0 { self.cached(update.key) } else { None };
+            let loaded = match cached {
+                Some(stored) => Some(stored),
+                None => self.store.load(update.key).await?,
+            };
             let (flow, conversation, expected) = self.resolve(loaded, update.now).await?;
             let (conversation, outcome, fresh) = match conversation {
                 Some(mut c) => {
@@ -177,10 +188,25 @@ impl Service {
                 transitions: &transitions,
                 now: update.now,
             };
-            match self.store.commit(&commit).await? {
-                Committed::Applied { .. } => return Ok(Handled::Done(render(&flow, &outcome))),
-                Committed::Duplicate => return Ok(Handled::Duplicate),
-                Committed::Conflict => tokio::task::yield_now().await,
+            match self.store.commit(&commit).await {
+                Ok(Committed::Applied { session }) => {
+                    if changed {
+                        self.remember(update.key, Stored { session, ..stored });
+                    }
+                    return Ok(Handled::Done(render(&flow, &outcome)));
+                }
+                Ok(Committed::Duplicate) => {
+                    self.forget(update.key);
+                    return Ok(Handled::Duplicate);
+                }
+                Ok(Committed::Conflict) => {
+                    self.forget(update.key);
+                    tokio::task::yield_now().await;
+                }
+                Err(err) => {
+                    self.forget(update.key);
+                    return Err(err.into());
+                }
             }
         }
         Err(ServiceError::Contention(update.key.clone()))
@@ -201,6 +227,7 @@ impl Service {
 
     /// Deletes expired conversations, old event ids and unused flow versions.
     pub async fn purge(&self, now: Timestamp) -> Result<Purged, ServiceError> {
+        self.lock_cache().clear();
         let flow = self.flow();
         let keep = [(flow.id().to_owned(), flow.version())];
         let idle_before = Timestamp(now.0.saturating_sub(self.options.expire_after));
@@ -259,6 +286,29 @@ impl Service {
         let flow = Arc::new(flow);
         self.cache().insert(key, flow.clone());
         Ok(Some(flow))
+    }
+
+    fn cached(&self, key: &ConversationKey) -> Option<Stored> {
+        self.lock_cache().get(key).cloned()
+    }
+
+    fn remember(&self, key: &ConversationKey, stored: Stored) {
+        let mut cache = self.lock_cache();
+        if cache.len() >= CACHED && !cache.contains_key(key) {
+            // Any entry will do: a miss only costs a read.
+            if let Some(old) = cache.keys().next().cloned() {
+                cache.remove(&old);
+            }
+        }
+        cache.insert(key.clone(), stored);
+    }
+
+    fn forget(&self, key: &ConversationKey) {
+        self.lock_cache().remove(key);
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationKey, Stored>> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn stripe(&self, key: &ConversationKey) -> &tokio::sync::Mutex<()> {

@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flowbot_core::{
-    Commit, Committed, ConversationKey, Expected, FlowVersion, Purged, Snapshot, Store, StoreError,
-    Stored, Timestamp, VersionStats,
+    Commit, Committed, ConversationKey, FlowVersion, Purged, Snapshot, Store, StoreError, Stored,
+    Timestamp, VersionStats,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::batch::{self, Job, MAX_BATCH};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row};
 
@@ -38,10 +41,14 @@ pub enum OpenError {
 }
 
 /// A conversation store on SQLite or PostgreSQL.
+///
+/// Commits go to one writer task that applies all waiting commits in one transaction (see
+/// `batch`); reads use the pool directly.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    jobs: mpsc::Sender<Job>,
 }
 
 const SQLITE_INIT: &str = include_str!("../migrations/sqlite/0001_init.sql");
@@ -56,24 +63,11 @@ impl SqlStore {
     pub async fn open(url: &str) -> Result<Self, OpenError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = normalize_url(url)?;
-        let options = match backend {
-            // SQLite has one writer at a time; a few connections serve readers without queueing
-            // writers behind each other for long.
-            Backend::Sqlite => AnyPoolOptions::new().max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    Ok(())
-                })
-            }),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
-        };
-        let pool = options
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(&url)
-            .await
-            .map_err(|source| OpenError::Connect { backend, source })?;
+        // Reads go through a pool; all writes through one connection of their own (the group
+        // commit writer), so a burst of reads never keeps the writer waiting for a connection.
+        let pool =
+            Self::pool(backend, &url, if backend == Backend::Sqlite { 3 } else { 12 }).await?;
+        let writer = Self::pool(backend, &url, 1).await?;
         let sql = match backend {
             Backend::Sqlite => SQLITE_INIT,
             Backend::Postgres => POSTGRES_INIT,
@@ -90,8 +84,30 @@ impl SqlStore {
             locking: true,
             no_tx: false,
         };
-        migrator.run(&pool).await?;
-        Ok(SqlStore { pool, backend })
+        migrator.run(&writer).await?;
+        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(batch::writer(writer, queue));
+        Ok(SqlStore { pool, backend, jobs })
+    }
+
+    async fn pool(backend: Backend, url: &str, size: u32) -> Result<AnyPool, OpenError> {
+        let options = match backend {
+            Backend::Sqlite => AnyPoolOptions::new().after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => AnyPoolOptions::new(),
+        };
+        options
+            .max_connections(size)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(|source| OpenError::Connect { backend, source })
     }
 
     pub fn backend(&self) -> Backend {
@@ -173,17 +189,6 @@ fn stored_from_row(row: &AnyRow) -> Result<Stored, StoreError> {
     })
 }
 
-const INSERT_CONVERSATION: &str = "INSERT INTO conversations \
-    (platform, chat, user_id, flow_id, flow_version, node, revision, entered, path, misses, \
-     awaiting_resume, started_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-    ON CONFLICT (platform, chat, user_id) DO NOTHING RETURNING session";
-
-const UPDATE_CONVERSATION: &str = "UPDATE conversations SET \
-    flow_id = $1, flow_version = $2, node = $3, revision = $4, entered = $5, path = $6, \
-    misses = $7, awaiting_resume = $8, started_at = $9, updated_at = $10 \
-    WHERE session = $11 AND revision = $12";
-
 #[async_trait]
 impl Store for SqlStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
@@ -202,114 +207,19 @@ impl Store for SqlStore {
     }
 
     async fn commit(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        // The first statement writes, so SQLite takes its write lock here (waiting, not failing,
-        // while another writer holds it).
-        if let Some(event) = c.event {
-            let inserted = sqlx::query(
-                "INSERT INTO events (event_id, seen_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(event)
-            .bind(int(c.now.0))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            if inserted.rows_affected() == 0 {
-                tx.rollback().await.map_err(db)?;
-                return Ok(Committed::Duplicate);
-            }
-        }
-        let session = match (c.state, c.expected) {
-            (None, Expected::Revision { session, .. } | Expected::Replace { session, .. }) => {
-                Some(session)
-            }
-            (None, Expected::Absent) => None,
-            (Some(stored), Expected::Revision { session, revision }) => {
-                let s = &stored.state;
-                let updated = sqlx::query(UPDATE_CONVERSATION)
-                    .bind(&stored.flow_id)
-                    .bind(stored.flow_version.to_string())
-                    .bind(&s.node)
-                    .bind(int(s.revision))
-                    .bind(int(s.entered))
-                    .bind(s.path_text())
-                    .bind(i64::from(s.misses))
-                    .bind(i64::from(s.awaiting_resume))
-                    .bind(int(s.started_at.0))
-                    .bind(int(s.updated_at.0))
-                    .bind(session)
-                    .bind(int(revision))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                if updated.rows_affected() == 0 {
-                    tx.rollback().await.map_err(db)?;
-                    return Ok(Committed::Conflict);
-                }
-                Some(session)
-            }
-            (Some(stored), expected) => {
-                if let Expected::Replace { session, revision } = expected {
-                    let deleted = sqlx::query(
-                        "DELETE FROM conversations WHERE session = $1 AND revision = $2",
-                    )
-                    .bind(session)
-                    .bind(int(revision))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                    if deleted.rows_affected() == 0 {
-                        tx.rollback().await.map_err(db)?;
-                        return Ok(Committed::Conflict);
-                    }
-                }
-                let s = &stored.state;
-                let row = sqlx::query(INSERT_CONVERSATION)
-                    .bind(&c.key.platform)
-                    .bind(&c.key.conversation)
-                    .bind(&c.key.user)
-                    .bind(&stored.flow_id)
-                    .bind(stored.flow_version.to_string())
-                    .bind(&s.node)
-                    .bind(int(s.revision))
-                    .bind(int(s.entered))
-                    .bind(s.path_text())
-                    .bind(i64::from(s.misses))
-                    .bind(i64::from(s.awaiting_resume))
-                    .bind(int(s.started_at.0))
-                    .bind(int(s.updated_at.0))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                let Some(row) = row else {
-                    tx.rollback().await.map_err(db)?;
-                    return Ok(Committed::Conflict);
-                };
-                Some(row.try_get::<i64, _>("session").map_err(db)?)
-            }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            key: c.key.clone(),
+            expected: c.expected,
+            state: c.state.cloned(),
+            event: c.event.map(str::to_owned),
+            transitions: c.transitions.to_vec(),
+            now: c.now,
+            reply,
         };
-        if let (Some(session), Some(stored)) = (session, c.state) {
-            for t in c.transitions {
-                sqlx::query(
-                    "INSERT INTO transitions \
-                     (session, flow_id, flow_version, kind, from_node, choice, to_node, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(session)
-                .bind(&stored.flow_id)
-                .bind(stored.flow_version.to_string())
-                .bind(t.kind.as_str())
-                .bind(t.from.as_deref())
-                .bind(t.choice.map(i64::from))
-                .bind(&t.to)
-                .bind(int(t.at.0))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            }
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(Committed::Applied { session: session.unwrap_or(0) })
+        let closed = || StoreError::Database("the store is closed".to_owned());
+        self.jobs.send(job).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     async fn save_flow(

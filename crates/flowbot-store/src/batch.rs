@@ -1,0 +1,342 @@
+//! Group commit: one writer task applies every waiting commit in one transaction.
+//!
+//! A statement through sqlx costs tens of microseconds of hand-off whatever it does, so steps
+//! that each ran their own transaction (begin, event, update, log, commit) were bound by that,
+//! not by the database. The writer takes the first waiting commit and every other one already
+//! queued (up to [`MAX_BATCH`]), and applies them with a constant number of multi-row statements;
+//! each caller is answered only after the transaction commits. Under load batches grow by
+//! themselves; alone, a commit is a batch of one.
+//!
+//! Each commit in a batch keeps its own all-or-nothing outcome without savepoints: its event id
+//! is inserted first (a duplicate stops it there), its state change is a compare-and-swap whose
+//! losers are told apart by `RETURNING`, and a loser's event id is deleted again before the
+//! transaction commits.
+
+use std::collections::{HashMap, HashSet};
+
+use flowbot_core::{
+    Committed, ConversationKey, Expected, StoreError, Stored, Timestamp, Transition,
+};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
+
+/// The most commits one transaction takes.
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// A commit with its data owned, on its way to the writer.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub key: ConversationKey,
+    pub expected: Expected,
+    pub state: Option<Stored>,
+    pub event: Option<String>,
+    pub transitions: Vec<Transition>,
+    pub now: Timestamp,
+    pub reply: oneshot::Sender<Result<Committed, StoreError>>,
+}
+
+/// Runs until every sender is gone.
+pub(crate) async fn writer(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = jobs.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match apply(&pool, &batch).await {
+            Ok(results) => {
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(err) => {
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(StoreError::Database(err.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `($s,$s+1,…),(…)`: `rows` rows of `cols` numbered placeholders starting at `$1`.
+fn rows(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push('$');
+            s.push_str(&(r * cols + c + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// Binds a stored conversation's state columns in table order (flow_id … updated_at).
+fn bind_state<'q>(
+    q: Query<'q, Any, AnyArguments<'q>>,
+    s: &'q Stored,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    let st = &s.state;
+    q.bind(s.flow_id.as_str())
+        .bind(s.flow_version.to_string())
+        .bind(st.node.as_str())
+        .bind(int(st.revision))
+        .bind(int(st.entered))
+        .bind(st.path_text())
+        .bind(i64::from(st.misses))
+        .bind(i64::from(st.awaiting_resume))
+        .bind(int(st.started_at.0))
+        .bind(int(st.updated_at.0))
+}
+
+const STATE_COLUMNS: usize = 10;
+
+async fn apply(pool: &AnyPool, batch: &[Job]) -> Result<Vec<Committed>, sqlx::Error> {
+    let mut results: Vec<Option<Committed>> = vec![None; batch.len()];
+    let mut tx = pool.begin().await?;
+
+    // 1. Event ids: the first of each id in the batch is inserted; a repeat, or an id already
+    //    stored, makes its commit a duplicate.
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    for (i, job) in batch.iter().enumerate() {
+        if let Some(event) = job.event.as_deref() {
+            if first_of.contains_key(event) {
+                results[i] = Some(Committed::Duplicate);
+            } else {
+                first_of.insert(event, i);
+            }
+        }
+    }
+    if !first_of.is_empty() {
+        let sql = format!(
+            "INSERT INTO events (event_id, seen_at) VALUES {} ON CONFLICT DO NOTHING RETURNING event_id",
+            rows(first_of.len(), 2)
+        );
+        let mut q = sqlx::query(&sql);
+        for (event, &i) in &first_of {
+            q = q.bind(*event).bind(int(batch[i].now.0));
+        }
+        let inserted: HashSet<String> = q
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        for (event, &i) in &first_of {
+            if !inserted.contains(*event) {
+                results[i] = Some(Committed::Duplicate);
+            }
+        }
+    }
+    // One change per conversation per batch: a second one for the same conversation was based
+    // on the state before the first, so it is a conflict and re-reads.
+    let mut sessions_seen = HashSet::new();
+    let mut keys_seen = HashSet::new();
+    for (i, job) in batch.iter().enumerate() {
+        if results[i].is_some() || job.state.is_none() {
+            continue;
+        }
+        let first = match job.expected {
+            Expected::Revision { session, .. } => sessions_seen.insert(session),
+            Expected::Replace { session, .. } => {
+                sessions_seen.insert(session) && keys_seen.insert(&job.key)
+            }
+            Expected::Absent => keys_seen.insert(&job.key),
+        };
+        if !first {
+            results[i] = Some(Committed::Conflict);
+        }
+    }
+    let live = |i: usize, results: &[Option<Committed>]| results[i].is_none();
+
+    // 2. Updates in place: a compare-and-swap on (session, revision) per row.
+    let updates: Vec<usize> = (0..batch.len())
+        .filter(|&i| live(i, &results))
+        .filter(|&i| {
+            batch[i].state.is_some() && matches!(batch[i].expected, Expected::Revision { .. })
+        })
+        .collect();
+    if !updates.is_empty() {
+        let cols = 2 + STATE_COLUMNS;
+        let sql = format!(
+            "UPDATE conversations SET flow_id = v.column3, flow_version = v.column4, node = v.column5, \
+             revision = v.column6, entered = v.column7, path = v.column8, misses = v.column9, \
+             awaiting_resume = v.column10, started_at = v.column11, updated_at = v.column12 \
+             FROM (VALUES {}) AS v \
+             WHERE conversations.session = v.column1 AND conversations.revision = v.column2 \
+             RETURNING conversations.session",
+            rows(updates.len(), cols)
+        );
+        let mut q = sqlx::query(&sql);
+        for &i in &updates {
+            let Expected::Revision { session, revision } = batch[i].expected else {
+                unreachable!()
+            };
+            q = bind_state(
+                q.bind(session).bind(int(revision)),
+                batch[i].state.as_ref().expect("filtered"),
+            );
+        }
+        let done: HashSet<i64> = q
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        for &i in &updates {
+            let Expected::Revision { session, .. } = batch[i].expected else { unreachable!() };
+            results[i] = Some(if done.contains(&session) {
+                Committed::Applied { session }
+            } else {
+                Committed::Conflict
+            });
+        }
+    }
+
+    // 3. Replacements of expired conversations (rare): delete the old session if unchanged.
+    let mut inserts = Vec::new();
+    for i in 0..batch.len() {
+        if !live(i, &results) || batch[i].state.is_none() {
+            continue;
+        }
+        match batch[i].expected {
+            Expected::Replace { session, revision } => {
+                let deleted =
+                    sqlx::query("DELETE FROM conversations WHERE session = $1 AND revision = $2")
+                        .bind(session)
+                        .bind(int(revision))
+                        .execute(&mut *tx)
+                        .await?;
+                if deleted.rows_affected() == 0 {
+                    results[i] = Some(Committed::Conflict);
+                } else {
+                    inserts.push(i);
+                }
+            }
+            Expected::Absent => inserts.push(i),
+            Expected::Revision { .. } => {}
+        }
+    }
+
+    // 4. New conversations; one that another writer inserted first is a conflict.
+    if !inserts.is_empty() {
+        let cols = 3 + STATE_COLUMNS;
+        let sql = format!(
+            "INSERT INTO conversations (platform, chat, user_id, flow_id, flow_version, node, revision, \
+             entered, path, misses, awaiting_resume, started_at, updated_at) VALUES {} \
+             ON CONFLICT (platform, chat, user_id) DO NOTHING RETURNING session, platform, chat, user_id",
+            rows(inserts.len(), cols)
+        );
+        let mut q = sqlx::query(&sql);
+        for &i in &inserts {
+            let k = &batch[i].key;
+            q = bind_state(
+                q.bind(k.platform.as_str()).bind(k.conversation.as_str()).bind(k.user.as_str()),
+                batch[i].state.as_ref().expect("filtered"),
+            );
+        }
+        let mut sessions: HashMap<(String, String, String), i64> = HashMap::new();
+        for r in q.fetch_all(&mut *tx).await? {
+            sessions.insert((r.try_get(1)?, r.try_get(2)?, r.try_get(3)?), r.try_get(0)?);
+        }
+        for &i in &inserts {
+            let k = &batch[i].key;
+            let id = (k.platform.clone(), k.conversation.clone(), k.user.clone());
+            results[i] = Some(match sessions.get(&id) {
+                Some(&session) => Committed::Applied { session },
+                None => Committed::Conflict,
+            });
+        }
+    }
+
+    // 5. What is left changed nothing but its event id.
+    for (i, job) in batch.iter().enumerate() {
+        if results[i].is_none() {
+            let session = match job.expected {
+                Expected::Revision { session, .. } | Expected::Replace { session, .. } => session,
+                Expected::Absent => 0,
+            };
+            results[i] = Some(Committed::Applied { session });
+        }
+    }
+    let results: Vec<Committed> =
+        results.into_iter().map(|r| r.expect("every commit decided")).collect();
+
+    // 6. The event log of every applied change.
+    let logged: Vec<(i64, &Stored, &Transition)> = batch
+        .iter()
+        .zip(&results)
+        .filter_map(|(job, r)| match (r, &job.state) {
+            (Committed::Applied { session }, Some(state)) => {
+                Some((*session, state, &job.transitions))
+            }
+            _ => None,
+        })
+        .flat_map(|(session, state, ts)| ts.iter().map(move |t| (session, state, t)))
+        .collect();
+    if !logged.is_empty() {
+        let sql = format!(
+            "INSERT INTO transitions (session, flow_id, flow_version, kind, from_node, choice, to_node, at) \
+             VALUES {}",
+            rows(logged.len(), 8)
+        );
+        let mut q = sqlx::query(&sql);
+        for (session, state, t) in &logged {
+            q = q
+                .bind(*session)
+                .bind(state.flow_id.as_str())
+                .bind(state.flow_version.to_string())
+                .bind(t.kind.as_str())
+                .bind(t.from.as_deref())
+                .bind(t.choice.map(i64::from))
+                .bind(t.to.as_str())
+                .bind(int(t.at.0));
+        }
+        q.execute(&mut *tx).await?;
+    }
+
+    // 7. A commit that lost its compare-and-swap leaves no event id behind.
+    let undo: Vec<&str> = batch
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| **r == Committed::Conflict)
+        .filter_map(|(job, _)| job.event.as_deref())
+        .collect();
+    if !undo.is_empty() {
+        let list: Vec<String> = (1..=undo.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("DELETE FROM events WHERE event_id IN ({})", list.join(","));
+        let mut q = sqlx::query(&sql);
+        for event in &undo {
+            q = q.bind(*event);
+        }
+        q.execute(&mut *tx).await?;
+    }
+
+    tx.commit().await?;
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholder_rows() {
+        assert_eq!(super::rows(2, 3), "($1,$2,$3),($4,$5,$6)");
+        assert_eq!(super::rows(1, 1), "($1)");
+    }
+}
