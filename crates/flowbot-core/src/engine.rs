@@ -365,7 +365,13 @@ impl Conversation {
             return false;
         }
         match input {
-            Input::Text(_) | Input::Start { entry: None } => true,
+            // Commands (`/back`, `/help`, `/start ENTRY`) do what they say; a plain `/start`
+            // (tapping the bot's link again) or words ask.
+            Input::Text(text) => match start_command(text) {
+                Some(entry) => entry.is_none(),
+                None => !text.trim_start().starts_with('/'),
+            },
+            Input::Start { entry: None } => true,
             Input::Press(token) => self.current_token(flow, token).is_none(),
             Input::Start { entry: Some(_) } | Input::Back | Input::Restart | Input::Help => false,
         }
