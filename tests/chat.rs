@@ -1,6 +1,6 @@
 //! `flowbot chat` as a process: every root-to-ending path of the G-MIS flow, typed in.
 
-use flowbot_core::{Flow, NodeIx, NodeKind};
+use flowbot_core::{Conversation, Flow, Input, NodeKind, Timestamp};
 use flowbot_tests::{flowbot, gmis, run, run_with_input, stdout};
 
 /// What each ending must say, from `shared/docs/seed-reading.md` ("What each ending must say").
@@ -87,28 +87,22 @@ fn must_say(ending: &str) -> &'static [&'static str] {
 
 /// Every path from the first question to an ending, as the labels typed and the ending reached.
 fn paths(flow: &Flow) -> Vec<(Vec<String>, String)> {
-    fn walk(
-        flow: &Flow,
-        at: NodeIx,
-        typed: &mut Vec<String>,
-        out: &mut Vec<(Vec<String>, String)>,
-    ) {
-        let node = flow.node(at);
-        match node.kind() {
-            NodeKind::Ending { .. } => out.push((typed.clone(), node.id().to_owned())),
-            NodeKind::Message { next, .. } => walk(flow, *next, typed, out),
-            NodeKind::Question(q) => {
-                for choice in q.choices() {
-                    typed.push(choice.label().to_owned());
-                    walk(flow, choice.next(), typed, out);
-                    typed.pop();
-                }
+    flow.paths()
+        .into_iter()
+        .map(|path| {
+            let (mut conv, _) = Conversation::start(flow, None, Timestamp(0));
+            let mut labels = Vec::new();
+            for choice in path {
+                let NodeKind::Question(q) = flow.node(conv.node()).kind() else {
+                    panic!("not a question")
+                };
+                let label = q.choices()[usize::from(choice)].label();
+                conv.step(flow, Input::Text(label), Timestamp(0));
+                labels.push(label.to_owned());
             }
-        }
-    }
-    let mut out = Vec::new();
-    walk(flow, flow.start(), &mut Vec::new(), &mut out);
-    out
+            (labels, flow.node(conv.node()).id().to_owned())
+        })
+        .collect()
 }
 
 /// The part of a transcript after the last typed line: what the bot said last.

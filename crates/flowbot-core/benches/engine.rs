@@ -10,41 +10,28 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flowbot_core::{
-    Conversation, Flow, Input, NodeIx, NodeKind, Params, Reply, Timestamp, load_flow, normalize,
+    Conversation, Flow, Input, NodeKind, Params, Reply, Timestamp, load_flow, normalize,
 };
 
 const GMIS: &str = include_str!("../../../flows/gmis-mail-trouble.yaml");
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
-/// Every path as the choice indices taken at each question.
-fn paths(flow: &Flow) -> Vec<Vec<usize>> {
-    fn walk(flow: &Flow, at: NodeIx, taken: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
-        match flow.node(at).kind() {
-            NodeKind::Ending { .. } => out.push(taken.clone()),
-            NodeKind::Message { next, .. } => walk(flow, *next, taken, out),
-            NodeKind::Question(q) => {
-                for (i, c) in q.choices().iter().enumerate() {
-                    taken.push(i);
-                    walk(flow, c.next(), taken, out);
-                    taken.pop();
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(flow, flow.start(), &mut Vec::new(), &mut out);
-    out
-}
-
 /// The token strings a user's presses carry along each path (conversations are deterministic).
 fn press_scripts(flow: &Flow) -> Vec<Vec<String>> {
-    paths(flow)
+    flow.paths()
         .into_iter()
         .map(|path| {
             let (mut conv, mut out) = Conversation::start(flow, None, NOW);
             let mut tokens = Vec::new();
             for i in path {
-                let token = out.prompt_shown().unwrap().buttons().nth(i).unwrap().token.to_string();
+                let token = out
+                    .prompt_shown()
+                    .unwrap()
+                    .buttons()
+                    .nth(usize::from(i))
+                    .unwrap()
+                    .token
+                    .to_string();
                 out = conv.step(flow, Input::Press(&token), NOW);
                 tokens.push(token);
             }
@@ -55,13 +42,20 @@ fn press_scripts(flow: &Flow) -> Vec<Vec<String>> {
 }
 
 fn label_scripts(flow: &Flow) -> Vec<Vec<String>> {
-    paths(flow)
+    flow.paths()
         .into_iter()
         .map(|path| {
             let (mut conv, mut out) = Conversation::start(flow, None, NOW);
             let mut labels = Vec::new();
             for i in path {
-                let label = out.prompt_shown().unwrap().buttons().nth(i).unwrap().label.to_owned();
+                let label = out
+                    .prompt_shown()
+                    .unwrap()
+                    .buttons()
+                    .nth(usize::from(i))
+                    .unwrap()
+                    .label
+                    .to_owned();
                 out = conv.step(flow, Input::Text(&label), NOW);
                 labels.push(label);
             }
@@ -73,11 +67,11 @@ fn label_scripts(flow: &Flow) -> Vec<Vec<String>> {
 
 /// The same paths typed as full-width numbers (`２`): every step needs full NFKC.
 fn full_width_number_scripts(flow: &Flow) -> Vec<Vec<String>> {
-    paths(flow)
+    flow.paths()
         .into_iter()
         .map(|path| {
             path.into_iter()
-                .map(|i| char::from_u32(0xFF11 + i as u32).unwrap().to_string())
+                .map(|i| char::from_u32(0xFF11 + u32::from(i)).unwrap().to_string())
                 .collect()
         })
         .collect()

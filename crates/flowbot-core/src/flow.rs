@@ -132,6 +132,39 @@ impl Flow {
         &self.texts
     }
 
+    /// Every path from the start to an ending, as the choice index taken at each question.
+    ///
+    /// A path never visits a node twice, so a flow with loops still has finitely many; the
+    /// count grows with the number of branches, so this is for tests and benchmarks.
+    pub fn paths(&self) -> Vec<Vec<u8>> {
+        fn walk(
+            flow: &Flow,
+            at: NodeIx,
+            on_path: &mut Vec<bool>,
+            taken: &mut Vec<u8>,
+            out: &mut Vec<Vec<u8>>,
+        ) {
+            if std::mem::replace(&mut on_path[at.index()], true) {
+                return;
+            }
+            match &flow.node(at).kind {
+                NodeKind::Ending { .. } => out.push(taken.clone()),
+                NodeKind::Message { next, .. } => walk(flow, *next, on_path, taken, out),
+                NodeKind::Question(q) => {
+                    for (i, choice) in q.choices.iter().enumerate() {
+                        taken.push(i as u8);
+                        walk(flow, choice.next, on_path, taken, out);
+                        taken.pop();
+                    }
+                }
+            }
+            on_path[at.index()] = false;
+        }
+        let mut out = Vec::new();
+        walk(self, self.start, &mut vec![false; self.nodes.len()], &mut Vec::new(), &mut out);
+        out
+    }
+
     /// Every edge of the graph: `(from, choice index or None for a message's next, to)`.
     pub fn edges(&self) -> impl Iterator<Item = Edge> + '_ {
         self.nodes.iter().enumerate().flat_map(|(i, node)| {

@@ -12,30 +12,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowbot_core::{ConversationKey, Flow, Input, NodeIx, NodeKind, Params, Timestamp, load_flow};
+use flowbot_core::{ConversationKey, Input, Params, Timestamp, load_flow};
 use flowbot_store::{Handled, Service, ServiceOptions, SqlStore, Update};
 
 const GMIS: &str = include_str!("../../../flows/gmis-mail-trouble.yaml");
-
-/// Every root-to-ending path as the choice taken at each question.
-fn paths(flow: &Flow) -> Vec<Vec<usize>> {
-    fn walk(flow: &Flow, at: NodeIx, taken: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
-        match flow.node(at).kind() {
-            NodeKind::Ending { .. } => out.push(taken.clone()),
-            NodeKind::Message { next, .. } => walk(flow, *next, taken, out),
-            NodeKind::Question(q) => {
-                for (i, c) in q.choices().iter().enumerate() {
-                    taken.push(i);
-                    walk(flow, c.next(), taken, out);
-                    taken.pop();
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(flow, flow.start(), &mut Vec::new(), &mut out);
-    out
-}
 
 struct Run {
     steps: u64,
@@ -46,7 +26,7 @@ struct Run {
 
 async fn run(service: Arc<Service>, users: usize, seconds: u64, tag: &str) -> Run {
     let flow = load_flow(GMIS, "gmis", &Params::new()).unwrap();
-    let paths = Arc::new(paths(&flow));
+    let paths = Arc::new(flow.paths());
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..users)
@@ -71,7 +51,7 @@ async fn run(service: Arc<Service>, users: usize, seconds: u64, tag: &str) -> Ru
                         };
                         let update =
                             Update { key: &key, event: Some(&id), input, now: Timestamp(1) };
-                        let choose = path.get(i).copied();
+                        let choose = path.get(i).copied().map(usize::from);
                         let t0 = Instant::now();
                         let handled = service
                             .handle(update, |_, outcome| {
