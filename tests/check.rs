@@ -20,18 +20,18 @@ fn broken_flow_lists_every_problem() {
     let expected = [
         format!("{f}:7: entry name `bad entry!` is not a valid Telegram start payload"),
         format!("{f}:8: entry `ghost` names unknown node `nowhere`"),
-        format!("{f}:27: node `q1`: choice 1 has an empty label"),
-        format!("{f}:31: node `q1`: choices 2 and 3 have equal labels"),
+        format!("{f}:14: node `q1`: choice 1 has an empty label"),
+        format!("{f}:18: node `q1`: choices 2 and 3 have equal labels"),
         format!(
-            "{f}:33: node `q1`: choice 4's label is 82 characters, over Discord's 80-character button limit"
+            "{f}:20: node `q1`: choice 4's label is 82 characters, over Discord's 80-character button limit"
         ),
-        format!("{f}:35: node `q1`: choice 5's `next` names unknown node `missing`"),
-        format!("{f}:44: node `loop`: no ending can be reached from this node"),
-        format!("{f}:49: node `loop_again`: no ending can be reached from this node"),
-        format!("{f}:52: node `q1`: duplicate node id (first defined on line 24)"),
-        format!("{f}:54: node `orphan`: no entry point reaches this node"),
+        format!("{f}:22: node `q1`: choice 5's `next` names unknown node `missing`"),
+        format!("{f}:31: node `loop`: no ending can be reached from this node"),
+        format!("{f}:36: node `loop_again`: no ending can be reached from this node"),
+        format!("{f}:39: node `q1`: duplicate node id (first defined on line 11)"),
+        format!("{f}:41: node `orphan`: no entry point reaches this node"),
         format!(
-            "{f}:58: node `a_node_id_long_enough_that_its_tokens_overflow`: button tokens of this node can reach 69 bytes, over Telegram's 64-byte callback_data limit"
+            "{f}:45: node `a_node_id_long_enough_that_its_tokens_overflow`: button tokens of this node can reach 69 bytes, over Telegram's 64-byte callback_data limit"
         ),
     ];
     for line in &expected {
@@ -56,7 +56,8 @@ fn problems_of(yaml: &str) -> Vec<flowbot_core::Problem> {
 
 const TEXTS: &str = "texts: { back: 戻る, restart: 最初から, stale: s, no_match: n, contact: c, help: h, \
                      cannot_go_back: g, ended: e, unknown_entry: u, unknown_command: x, \
-                     resume_question: r, resume: 続きから }\n";
+                     resume_question: r, resume: 続きから, not_yours: y, command_start: cs, \
+                     command_back: cb, command_restart: cr, command_help: ch }\n";
 
 #[test]
 fn syntax_and_shape_errors_carry_a_line() {

@@ -7,3 +7,5 @@ mod process;
 mod render;
 mod scripts;
 mod store;
+mod telegram;
+mod telegram_fake;

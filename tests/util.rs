@@ -6,6 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use flowbot_core::{Flow, Params, load_flow};
 
+pub mod fake_telegram;
+
 /// The repository root (the workspace).
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()

@@ -320,6 +320,13 @@ pub struct Texts {
     pub resume_question: String,
     /// The label of the resume button (start again uses `restart`).
     pub resume: String,
+    /// A press on a button of someone else's conversation (group chats).
+    pub not_yours: String,
+    /// The descriptions of `/start`, `/back`, `/restart` and `/help` in the messengers' menus.
+    pub command_start: String,
+    pub command_back: String,
+    pub command_restart: String,
+    pub command_help: String,
     /// `back`, `restart` and `resume` normalised, for typed navigation.
     pub(crate) back_key: String,
     pub(crate) restart_key: String,

@@ -16,7 +16,8 @@
 //! texts: { back: 戻る, restart: 最初から, stale: 古いボタンです。, no_match: 番号で答えてください。,
 //!          contact: 窓口へどうぞ。, help: ボタンで答えてください。, cannot_go_back: 戻れません。,
 //!          ended: 終了しました。, unknown_entry: 最初から始めます。, unknown_command: 使えません。,
-//!          resume_question: 続きから再開しますか？, resume: 続きから }
+//!          resume_question: 続きから再開しますか？, resume: 続きから, not_yours: 別の方のボタンです。,
+//!          command_start: 始める, command_back: 戻る, command_restart: やり直す, command_help: 使い方 }
 //! nodes:
 //!   - id: q
 //!     ask: 電源は入っていますか？
@@ -73,5 +74,5 @@ pub use store::{
     Commit, Committed, ConversationKey, Expected, Purged, RestoreError, Snapshot, Store,
     StoreError, Stored, Transition, TransitionKind, VersionStats,
 };
-pub use text::normalize;
+pub use text::{Segment, normalize, segments};
 pub use token::{Action, Token, max_token_len};

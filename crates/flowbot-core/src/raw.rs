@@ -47,6 +47,11 @@ pub(crate) struct RawTexts {
     pub unknown_command: String,
     pub resume_question: String,
     pub resume: String,
+    pub not_yours: String,
+    pub command_start: String,
+    pub command_back: String,
+    pub command_restart: String,
+    pub command_help: String,
 }
 
 #[derive(Debug, Deserialize)]

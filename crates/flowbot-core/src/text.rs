@@ -31,6 +31,74 @@ pub fn normalize(input: &str) -> String {
     out
 }
 
+/// A piece of a text as messengers render it: plain, or a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment<'a> {
+    Plain(&'a str),
+    /// An `http://` or `https://` URL.
+    Url(&'a str),
+    /// An e-mail address (rendered as a `mailto:` link).
+    Email(&'a str),
+}
+
+/// Splits a text into plain runs, URLs and e-mail addresses, so that every adapter makes the
+/// same things clickable. A URL runs to the first white space or non-ASCII character (the flows'
+/// Japanese brackets end it), less trailing punctuation.
+pub fn segments(text: &str) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    let mut plain_from = 0;
+    let mut i = 0;
+    let bytes = text.as_bytes();
+    while i < bytes.len() {
+        let rest = &text[i..];
+        let link = if rest.starts_with("https://") || rest.starts_with("http://") {
+            let len = rest
+                .find(|c: char| {
+                    c.is_whitespace() || !c.is_ascii() || c == '<' || c == '>' || c == '"'
+                })
+                .unwrap_or(rest.len());
+            let len = rest[..len].trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '\'']).len();
+            Some((len, true))
+        } else if bytes[i] == b'@' {
+            email_around(text, i).map(|(start, end)| {
+                i = start;
+                (end - start, false)
+            })
+        } else {
+            None
+        };
+        match link {
+            Some((len, is_url)) if len > 0 && i >= plain_from => {
+                if i > plain_from {
+                    out.push(Segment::Plain(&text[plain_from..i]));
+                }
+                let link = &text[i..i + len];
+                out.push(if is_url { Segment::Url(link) } else { Segment::Email(link) });
+                i += len;
+                plain_from = i;
+            }
+            _ => i += rest.chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    if plain_from < text.len() {
+        out.push(Segment::Plain(&text[plain_from..]));
+    }
+    out
+}
+
+/// The e-mail address around the `@` at byte `at`, as `(start, end)`.
+fn email_around(text: &str, at: usize) -> Option<(usize, usize)> {
+    let local = |b: u8| b.is_ascii_alphanumeric() || b"._%+-".contains(&b);
+    let domain = |b: u8| b.is_ascii_alphanumeric() || b".-".contains(&b);
+    let bytes = text.as_bytes();
+    let start = (0..at).rev().take_while(|&j| local(bytes[j])).last()?;
+    let end = (at + 1..bytes.len()).take_while(|&j| domain(bytes[j])).last()? + 1;
+    let host = text[at + 1..end].trim_end_matches(['.', '-']);
+    let end = at + 1 + host.len();
+    let tld = host.rsplit_once('.')?.1;
+    (tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())).then_some((start, end))
+}
+
 /// Answer words that pick the choice a flow marks `means: yes`.
 const YES_WORDS: &[&str] = &["はい", "yes", "y"];
 /// Answer words that pick the choice a flow marks `means: no`.
@@ -79,6 +147,29 @@ mod tests {
         // Already NFKC (the quick path) and not (the full path) agree.
         assert_eq!(normalize("アクセスできた"), normalize("ｱｸｾｽできた"));
         assert_eq!(normalize("Ａ１"), normalize("a1"));
+    }
+
+    #[test]
+    fn finds_links_and_addresses() {
+        use Segment::*;
+        assert_eq!(
+            segments("ログイン画面（ https://www.med-login.mhlw.go.jp/ ）へ。"),
+            [Plain("ログイン画面（ "), Url("https://www.med-login.mhlw.go.jp/"), Plain(" ）へ。")]
+        );
+        assert_eq!(
+            segments("G-MIS事務局〈info@g-mis.net〉"),
+            [Plain("G-MIS事務局〈"), Email("info@g-mis.net"), Plain("〉")]
+        );
+        assert_eq!(
+            segments("see https://x.example/a."),
+            [Plain("see "), Url("https://x.example/a"), Plain(".")]
+        );
+        assert_eq!(
+            segments("https://www.g-mis.mhlw.go.jp/user-Registration-Form"),
+            [Url("https://www.g-mis.mhlw.go.jp/user-Registration-Form")]
+        );
+        assert_eq!(segments("a @ b, x@y, 1@2.3"), [Plain("a @ b, x@y, 1@2.3")]);
+        assert_eq!(segments(""), []);
     }
 
     #[test]

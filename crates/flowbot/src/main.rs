@@ -7,6 +7,7 @@ mod config;
 mod flows;
 mod pipe;
 mod render;
+mod run;
 mod scripts;
 mod store;
 
@@ -32,6 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the bot on the configured messengers (TELEGRAM_BOT_TOKEN for Telegram).
+    Run(Box<run::RunArgs>),
     /// Validate flow files; list every problem with file, line and node, and exit non-zero.
     Check {
         /// Flow files, or folders whose *.yaml files are flows.
@@ -122,6 +125,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = config::Config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Run(args) => {
+            init_logging();
+            runtime()?.block_on(run::run(*args, &config))
+        }
         Command::Check { paths } => check::run(&paths, &config),
         Command::Chat { flow, entry, user: None, store: _ } => {
             let flow = flows::load_or_default(flow.as_deref(), &config)?;
@@ -162,6 +169,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Test { files, flows } => scripts::run(&files, &flows, &config),
     }
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default: `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

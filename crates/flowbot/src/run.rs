@@ -1,0 +1,142 @@
+//! `flowbot run`: the bot on the configured messengers, with the shared HTTP listener.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use flowbot_store::Service;
+use flowbot_telegram::{Config as TelegramConfig, Telegram, default_webhook_secret};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::flows::FlowSource;
+use crate::store::{StoreArgs, now};
+
+/// The listener's default address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The flow file to run (default: the embedded G-MIS flow); SIGHUP reloads it.
+    #[arg(long, value_name = "FILE")]
+    flow: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The HTTP listener shared by webhooks and the health check (`GET /healthz`).
+    #[arg(long, env = "FLOWBOT_LISTEN", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Telegram: the bot token from BotFather. Prefer the environment variable to the flag.
+    #[arg(long, env = "TELEGRAM_BOT_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    telegram_bot_token: Option<String>,
+    /// Telegram: the Bot API server (default https://api.telegram.org).
+    #[arg(long, env = "TELEGRAM_API_URL", value_name = "URL")]
+    telegram_api_url: Option<url::Url>,
+    /// Telegram: receive updates by webhook at this public URL (it must reach
+    /// `/telegram/webhook` on the listener) instead of long polling.
+    #[arg(long, env = "TELEGRAM_WEBHOOK_URL", value_name = "URL")]
+    telegram_webhook_url: Option<url::Url>,
+    /// Telegram: the webhook's secret token (default: derived from the bot token, so every
+    /// replica agrees).
+    #[arg(long, env = "TELEGRAM_WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
+    telegram_webhook_secret: Option<String>,
+}
+
+impl RunArgs {
+    fn telegram_token(&self) -> Option<&str> {
+        self.telegram_bot_token.as_deref().map(str::trim).filter(|t| !t.is_empty())
+    }
+}
+
+pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let Some(token) = args.telegram_token().map(str::to_owned) else {
+        anyhow::bail!(
+            "no messenger is configured: set TELEGRAM_BOT_TOKEN to run on Telegram.\n\
+             To try the flow without a messenger, run `flowbot chat`."
+        );
+    };
+    let source = FlowSource::read(args.flow.as_deref())?;
+    let service = args.store.service(&source, config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            crate::shutdown().await;
+            tracing::info!("stopping: finishing the updates in flight");
+            shutdown.cancel();
+        }
+    });
+    tokio::spawn(reload_on_hangup(service.clone(), args.flow.clone()));
+
+    let mut router = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let telegram_config = TelegramConfig {
+        token: token.clone(),
+        api_url: args.telegram_api_url.clone(),
+        poll_timeout: Duration::from_secs(10),
+    };
+    let telegram = Telegram::connect(&telegram_config, service.clone())
+        .await
+        .context("cannot start the Telegram bot (is TELEGRAM_BOT_TOKEN right?)")?;
+    tracing::info!(bot = telegram.username(), "telegram: connected");
+    let mut polling = None;
+    match &args.telegram_webhook_url {
+        Some(url) => {
+            let secret = args
+                .telegram_webhook_secret
+                .clone()
+                .unwrap_or_else(|| default_webhook_secret(&token));
+            telegram.set_webhook(url, &secret).await.context("cannot set the Telegram webhook")?;
+            router = router.merge(telegram.webhook_router(secret));
+            tracing::info!(url = %url, "telegram: webhook set");
+        }
+        None => {
+            let (telegram, shutdown) = (telegram.clone(), shutdown.clone());
+            polling = Some(tokio::spawn(async move {
+                telegram.poll(telegram_config.poll_timeout, shutdown).await
+            }));
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!("http: listening on {address}");
+    let server = axum::serve(listener, router).with_graceful_shutdown({
+        let shutdown = shutdown.clone();
+        async move { shutdown.cancelled().await }
+    });
+    server.await.context("the HTTP listener failed")?;
+    if let Some(polling) = polling {
+        polling.await.context("the Telegram poller failed")??;
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: reload the flow file; running conversations finish on their version.
+async fn reload_on_hangup(service: Arc<Service>, path: Option<PathBuf>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            let result = match FlowSource::read(path.as_deref()) {
+                Ok(source) => service
+                    .reload(&source.text, &source.origin, now())
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(version) => tracing::info!(%version, "flow reloaded"),
+                Err(err) => tracing::error!("flow not reloaded, the running one stays: {err:#}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop((service, path));
+}

@@ -1,0 +1,460 @@
+//! Telegram end to end: the real `flowbot run` against the fake Bot API on 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flowbot_core::{Conversation, Input, NodeKind, Timestamp};
+use flowbot_tests::fake_telegram::{Call, Failure, FakeMessage, FakeTelegram};
+use flowbot_tests::{flowbot_path, gmis};
+
+const TOKEN: &str = "123456:TEST-never-print-this-token";
+const SECRET_PART: &str = "never-print-this-token";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A `flowbot run` process against a fake.
+struct Bot {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    address: String,
+}
+
+impl Bot {
+    fn start(fake: &FakeTelegram, db: &std::path::Path, extra: &[&str]) -> Bot {
+        let mut child = Command::new(flowbot_path())
+            .args(["run", "--listen", "127.0.0.1:0", "--database-url"])
+            .arg(format!("sqlite://{}", db.display()))
+            .args(extra)
+            .env("TELEGRAM_BOT_TOKEN", TOKEN)
+            .env("TELEGRAM_API_URL", fake.url())
+            .env("RUST_LOG", "info,flowbot_telegram=debug")
+            .env_remove("DATABASE_URL")
+            .env_remove("TELEGRAM_WEBHOOK_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn flowbot run");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        let address = loop {
+            let found = log
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| l.split("listening on ").nth(1).map(str::to_owned));
+            if let Some(address) = found {
+                break address.trim().to_owned();
+            }
+            assert!(Instant::now() < deadline, "flowbot did not start: {:?}", log.lock().unwrap());
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("flowbot exited with {status}: {:?}", log.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Bot { child, log, address }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// SIGTERM, then the exit status (within the wait limit).
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "flowbot did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = self.log();
+        assert!(!log.contains(SECRET_PART), "the token reached the log:\n{log}");
+    }
+}
+
+fn chat_of(call: &Call) -> i64 {
+    let id = &call.body["chat_id"];
+    id.as_i64().or_else(|| id.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
+}
+
+/// Waits for the bot's next message in `chat` after call index `since`, and returns it.
+async fn next_message(fake: &FakeTelegram, chat: i64, since: usize) -> FakeMessage {
+    fake.wait_for(since, WAIT, |c| c.method == "sendmessage" && chat_of(c) == chat)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no message in chat {chat}; calls: {:?}",
+                fake.calls().iter().map(|c| &c.method).collect::<Vec<_>>()
+            )
+        });
+    // The message with the keyboard is the last chunk; wait until the last chunk arrived.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let messages = fake.bot_messages(chat);
+        if let Some(last) = messages.last().filter(|m| !m.buttons.is_empty()) {
+            return last.clone();
+        }
+        assert!(Instant::now() < deadline, "no keyboard in chat {chat}: {messages:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn say(fake: &FakeTelegram, chat: i64, user: i64, text: &str) -> FakeMessage {
+    let since = fake.call_count();
+    fake.user_message(chat, user, text);
+    next_message(fake, chat, since).await
+}
+
+fn data_of(message: &FakeMessage, label: &str) -> String {
+    message
+        .buttons
+        .iter()
+        .flatten()
+        .find(|(l, _)| l == label)
+        .unwrap_or_else(|| panic!("no button {label} on {message:?}"))
+        .1
+        .clone()
+}
+
+async fn press(
+    fake: &FakeTelegram,
+    chat: i64,
+    user: i64,
+    message: &FakeMessage,
+    label: &str,
+) -> FakeMessage {
+    let since = fake.call_count();
+    fake.press(chat, user, message.message_id, &data_of(message, label));
+    next_message(fake, chat, since).await
+}
+
+/// The toast of the next answerCallbackQuery after `since`.
+async fn toast(fake: &FakeTelegram, since: usize) -> String {
+    let (_, call) = fake
+        .wait_for(since, WAIT, |c| c.method == "answercallbackquery")
+        .await
+        .expect("a callback answer");
+    call.body["text"].as_str().unwrap_or_default().to_owned()
+}
+
+fn labels_of_path(path: &[u8]) -> (Vec<String>, String) {
+    let flow = gmis();
+    let (mut conv, _) = Conversation::start(&flow, None, Timestamp(0));
+    let mut labels = Vec::new();
+    for &choice in path {
+        let NodeKind::Question(q) = flow.node(conv.node()).kind() else { panic!() };
+        let label = q.choices()[usize::from(choice)].label().to_owned();
+        conv.step(&flow, Input::Text(&label), Timestamp(0));
+        labels.push(label);
+    }
+    (labels, flow.node(conv.node()).title().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_path_of_the_flow_by_button_presses() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = Bot::start(&fake, &dir.path().join("db.sqlite"), &[]);
+    // The commands are registered at start.
+    let (_, commands) = fake.wait_for(0, WAIT, |c| c.method == "setmycommands").await.unwrap();
+    let names: Vec<_> = commands.body["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["start", "back", "restart", "help"]);
+
+    let paths = gmis().paths();
+    assert_eq!(paths.len(), 25);
+    for (i, path) in paths.iter().enumerate() {
+        let (labels, ending) = labels_of_path(path);
+        let chat = 1000 + i as i64;
+        let mut message = say(&fake, chat, chat, "/start").await;
+        assert!(message.text.contains("「事前確認メール（★）」は届いていますか？"), "{message:?}");
+        assert_eq!(message.parse_mode.as_deref(), Some("HTML"));
+        for label in &labels {
+            let pressed = message.message_id;
+            let since = fake.call_count();
+            message = press(&fake, chat, chat, &message, label).await;
+            assert_eq!(toast(&fake, since).await, "", "a press that moves on shows no toast");
+            // The answered message shows the answer and has no buttons left.
+            let answered = fake.message(chat, pressed).unwrap();
+            assert!(answered.buttons.is_empty(), "{answered:?}");
+            assert!(answered.text.ends_with(&format!("→ <b>{label}</b>")), "{answered:?}");
+        }
+        assert!(message.text.contains(&ending), "path {i} should end at {ending}: {message:?}");
+        let buttons: Vec<_> = message.buttons.iter().flatten().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(buttons, ["戻る", "最初から"]);
+        assert!(!message.text.contains(".rest/"));
+        if message.text.contains("https://www.med-login.mhlw.go.jp/") {
+            assert!(
+                message.text.contains("<a href=\"https://www.med-login.mhlw.go.jp/\">"),
+                "links are clickable"
+            );
+        }
+    }
+    drop(bot);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_answers_stale_double_and_forged_presses_and_deep_links() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _bot = Bot::start(&fake, &dir.path().join("db.sqlite"), &[]);
+    let chat = 42;
+
+    // Typed answers: a full-width number, a label, a yes word.
+    let q1 = say(&fake, chat, chat, "/start").await;
+    let q2 = say(&fake, chat, chat, "２").await;
+    assert!(q2.text.contains("「G-MIS利用案内メール（★）」は届いていますか？"), "{q2:?}");
+    let q3 = say(&fake, chat, chat, "届いていない").await;
+    assert!(q3.text.contains("メールボックスの空き容量は不足していませんか？"));
+    let miss = say(&fake, chat, chat, "なんとなく").await;
+    assert!(
+        miss.text.starts_with("選択肢の番号（1、2…）か、ボタンの文言を入力してください。"),
+        "{miss:?}"
+    );
+
+    // A press on an old message: a toast, nothing sent, nothing changed.
+    let since = fake.call_count();
+    fake.press(chat, chat, q1.message_id, &data_of(&q1, "届いている"));
+    assert_eq!(
+        toast(&fake, since).await,
+        "このボタンは以前の質問のものです。いまの質問にお答えください。"
+    );
+    // A forged button the same way.
+    let since = fake.call_count();
+    fake.press(chat, chat, miss.message_id, "99:q3:0");
+    assert_eq!(
+        toast(&fake, since).await,
+        "このボタンは以前の質問のものです。いまの質問にお答えください。"
+    );
+    let since = fake.call_count();
+    fake.press(chat, chat, miss.message_id, "\u{0}garbage");
+    assert!(!toast(&fake, since).await.is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        fake.calls()[since..].iter().all(|c| c.method != "sendmessage"),
+        "stale presses send nothing"
+    );
+
+    // A double press: both arrive, one applies.
+    let since = fake.call_count();
+    let data = data_of(&miss, "空き容量は十分にある");
+    fake.press(chat, chat, miss.message_id, &data);
+    fake.press(chat, chat, miss.message_id, &data);
+    let q4 = next_message(&fake, chat, since).await;
+    assert!(q4.text.contains("「迷惑メールフォルダ」に当該メールがありますか？"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = fake.calls();
+    assert_eq!(calls[since..].iter().filter(|c| c.method == "sendmessage").count(), 1);
+    assert_eq!(
+        calls[since..].iter().filter(|c| c.method == "answercallbackquery").count(),
+        2,
+        "both presses answered"
+    );
+
+    // Deep links: a named entry, and an unknown one.
+    let m3 = say(&fake, 43, 43, "/start taiou3").await;
+    assert!(
+        m3.text.starts_with("対応方法3（担当者が退職等で不在のため、メールが確認できない場合）"),
+        "{m3:?}"
+    );
+    let unknown = say(&fake, 44, 44, "/start nosuch").await;
+    assert!(
+        unknown.text.starts_with("指定された開始位置が見つからないため、最初から案内します。"),
+        "{unknown:?}"
+    );
+    assert!(unknown.text.contains("「事前確認メール（★）」は届いていますか？"));
+    // A sticker: answered like an unmatched answer.
+    let since = fake.call_count();
+    fake.push_update(serde_json::json!({"message": {"message_id": 9001, "date": 1, "chat": {"id": 44, "type": "private", "first_name": "U"}, "from": {"id": 44, "is_bot": false, "first_name": "U"}, "sticker": {"file_id": "s", "file_unique_id": "s", "type": "regular", "width": 1, "height": 1, "is_animated": false, "is_video": false}}}));
+    let answer = next_message(&fake, 44, since).await;
+    assert!(answer.text.starts_with("選択肢の番号"), "{answer:?}");
+    // An edited message is not applied again.
+    let since = fake.call_count();
+    fake.push_update(serde_json::json!({"edited_message": {"message_id": 9002, "date": 1, "edit_date": 2, "chat": {"id": 44, "type": "private", "first_name": "U"}, "from": {"id": 44, "is_bot": false, "first_name": "U"}, "text": "1"}}));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(fake.calls()[since..].iter().all(|c| c.method != "sendmessage"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_group_only_when_addressed_and_only_the_owner_presses() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _bot = Bot::start(&fake, &dir.path().join("db.sqlite"), &[]);
+    let (group, alice, bob) = (-100_123, 1, 2);
+    let since = fake.call_count();
+    fake.user_message(group, alice, "こんにちは、皆さん");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        fake.calls()[since..].iter().all(|c| c.method != "sendmessage"),
+        "not addressed: no answer"
+    );
+
+    let q1 = say(&fake, group, alice, "/start@gmis_test_bot").await;
+    assert!(q1.reply_to.is_some(), "the bot replies to the member it answers");
+    let since = fake.call_count();
+    fake.press(group, bob, q1.message_id, &data_of(&q1, "届いている"));
+    assert_eq!(
+        toast(&fake, since).await,
+        "このボタンは別の方の案内のものです。ご自身の案内は /start から始めてください。"
+    );
+    let q2 = press(&fake, group, alice, &q1, "届いている").await;
+    assert!(q2.text.contains("「G-MIS利用案内メール（★）」は届いていますか？"));
+    assert_eq!(q2.reply_to, q1.reply_to, "still replying to alice");
+    // Bob's own conversation in the same group is separate.
+    let bob_q1 = say(&fake, group, bob, "/start").await;
+    assert!(bob_q1.text.contains("「事前確認メール（★）」は届いていますか？"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_network_drops_lose_no_reply() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _bot = Bot::start(&fake, &dir.path().join("db.sqlite"), &[]);
+    let chat = 7;
+    fake.fail_next("sendMessage", 1, Failure::TooManyRequests { retry_after: 1 });
+    fake.fail_next("getUpdates", 1, Failure::NetworkDrop);
+    let started = Instant::now();
+    let q1 = say(&fake, chat, chat, "/start").await;
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited out retry_after");
+    fake.fail_next("answerCallbackQuery", 1, Failure::TooManyRequests { retry_after: 1 });
+    fake.fail_next("editMessageText", 1, Failure::TooManyRequests { retry_after: 1 });
+    fake.fail_next("sendMessage", 2, Failure::NetworkDrop);
+    let since = fake.call_count();
+    let q2 = press(&fake, chat, chat, &q1, "届いている").await;
+    assert!(q2.text.contains("「G-MIS利用案内メール（★）」は届いていますか？"));
+    let calls = fake.calls();
+    assert!(
+        calls[since..].iter().filter(|c| c.method == "answercallbackquery").count() >= 2,
+        "answer retried"
+    );
+    assert!(
+        calls[since..].iter().filter(|c| c.method == "editmessagetext").count() >= 2,
+        "edit retried"
+    );
+    assert!(fake.message(chat, q1.message_id).unwrap().buttons.is_empty(), "the edit landed");
+}
+
+/// teloxide waits 10 s after any 5xx before it reports it, so this test takes that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_is_retried() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _bot = Bot::start(&fake, &dir.path().join("db.sqlite"), &[]);
+    fake.fail_next("sendMessage", 1, Failure::ServerError);
+    let q1 = say(&fake, 9, 9, "/start").await;
+    assert!(q1.text.contains("「事前確認メール（★）」は届いていますか？"));
+    assert_eq!(fake.calls().iter().filter(|c| c.method == "sendmessage").count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_checks_its_secret_and_answers_after_handling() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "replicas-share_this-secret";
+    let bot = Bot::start(
+        &fake,
+        &dir.path().join("db.sqlite"),
+        &[
+            "--telegram-webhook-url",
+            "https://bot.example.org/telegram/webhook",
+            "--telegram-webhook-secret",
+            secret,
+        ],
+    );
+    // (teloxide sends setWebhook as multipart, whose fields the fake does not keep.)
+    fake.wait_for(0, WAIT, |c| c.method == "setwebhook").await.expect("setWebhook");
+    assert!(fake.calls().iter().all(|c| c.method != "getupdates"), "no polling in webhook mode");
+
+    let update = |id: i64, text: &str| {
+        serde_json::json!({"update_id": id, "message": {"message_id": id, "date": 1,
+            "chat": {"id": 77, "type": "private", "first_name": "U"},
+            "from": {"id": 77, "is_bot": false, "first_name": "U"}, "text": text}})
+        .to_string()
+    };
+    assert_eq!(post(&bot.address, None, &update(1, "/start")).await, 401);
+    assert_eq!(post(&bot.address, Some("wrong"), &update(1, "/start")).await, 401);
+    assert!(fake.calls().iter().all(|c| c.method != "sendmessage"), "refused requests did nothing");
+    let since = fake.call_count();
+    assert_eq!(post(&bot.address, Some(secret), &update(1, "/start")).await, 200);
+    // Answered after handling: the reply was already sent when 200 came back.
+    assert!(fake.calls()[since..].iter().any(|c| c.method == "sendmessage"));
+    // A redelivery of the same update is acknowledged and changes nothing.
+    let since = fake.call_count();
+    assert_eq!(post(&bot.address, Some(secret), &update(1, "/start")).await, 200);
+    assert!(fake.calls()[since..].iter().all(|c| c.method != "sendmessage"));
+    assert_eq!(
+        post(&bot.address, Some(secret), "{not json").await,
+        200,
+        "unreadable: nothing to retry"
+    );
+}
+
+/// A minimal HTTP/1.1 POST to the bot's listener; returns the status code.
+async fn post(address: &str, secret: Option<&str>, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        tokio::net::TcpStream::connect(address).await.expect("connect to the listener");
+    let secret =
+        secret.map(|s| format!("X-Telegram-Bot-Api-Secret-Token: {s}\r\n")).unwrap_or_default();
+    let request = format!(
+        "POST /telegram/webhook HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{secret}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .expect("response in time")
+        .unwrap();
+    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_restarted_mid_conversation_it_continues() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let chat = 5;
+    let mut bot = Bot::start(&fake, &db, &[]);
+    let q1 = say(&fake, chat, chat, "/start").await;
+    let q2 = press(&fake, chat, chat, &q1, "届いている").await;
+    bot.child.kill().unwrap();
+    bot.child.wait().unwrap();
+    drop(bot);
+    // While it is down the user presses; the update waits at Telegram.
+    let since = fake.call_count();
+    fake.press(chat, chat, q2.message_id, &data_of(&q2, "届いている"));
+    let mut bot = Bot::start(&fake, &db, &[]);
+    let q6 = next_message(&fake, chat, since).await;
+    assert!(q6.text.contains("届いたメールを見ることはできますか？"), "{q6:?}");
+    let q7 = press(&fake, chat, chat, &q6, "メールを見ることができた").await;
+    assert!(q7.text.contains("メールに記載のURLにアクセスできましたか？"));
+    // SIGTERM: a clean exit, with the handled updates confirmed to Telegram.
+    let status = bot.terminate();
+    assert!(status.success(), "{status}: {}", bot.log());
+    let handled = fake.calls().iter().filter(|c| c.method == "getupdates").count();
+    assert!(handled > 0);
+    assert_eq!(fake.pending_updates(), 0, "everything handled was confirmed");
+}
