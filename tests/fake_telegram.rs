@@ -93,6 +93,15 @@ pub struct FakeMessage {
     pub reply_to: Option<i64>,
 }
 
+/// A call seen through [`FakeTelegram::tap`]: method (lower-cased), parameters and the result.
+#[derive(Debug, Clone)]
+pub struct Tapped {
+    pub method: String,
+    pub body: Value,
+    /// The `result` of a successful answer (`sendMessage`: the message, with its id).
+    pub result: Option<Value>,
+}
+
 /// A fake Telegram Bot API server on 127.0.0.1; it shuts down when dropped.
 #[derive(Debug)]
 pub struct FakeTelegram {
@@ -110,6 +119,9 @@ struct Shared {
     /// Woken when an update is queued or the server stops.
     updates_changed: Notify,
     stopping: AtomicBool,
+    /// Receivers of every answered call with its result (load tests wait on these, not on
+    /// `calls`).
+    taps: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Tapped>>>,
 }
 
 #[derive(Debug, Default)]
@@ -176,6 +188,7 @@ impl FakeTelegram {
             }),
             updates_changed: Notify::new(),
             stopping: AtomicBool::new(false),
+            taps: Mutex::new(Vec::new()),
         });
         let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
         let (tx, rx) = oneshot::channel::<()>();
@@ -272,6 +285,14 @@ impl FakeTelegram {
         };
         self.shared.updates_changed.notify_waiters();
         ids
+    }
+
+    /// Every call from now on that gets an answer (not an injected failure), with its result,
+    /// just before the answer is sent.
+    pub fn tap(&self) -> tokio::sync::mpsc::UnboundedReceiver<Tapped> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.shared.taps.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(tx);
+        rx
     }
 
     /// Every call received with the right token so far, in order (injected failures included).
@@ -464,6 +485,12 @@ async fn handle(
         "getupdates" => get_updates(&shared, &params).await,
         other => call(&shared, other, &params),
     };
+    let mut taps = shared.taps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !taps.is_empty() {
+        let tapped = Tapped { method, body: params, result: result.as_ref().ok().cloned() };
+        taps.retain(|tap| tap.send(tapped.clone()).is_ok());
+    }
+    drop(taps);
     envelope(result)
 }
 

@@ -22,6 +22,8 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::sql::Backend;
+
 /// The most commits one transaction takes.
 pub(crate) const MAX_BATCH: usize = 64;
 
@@ -38,7 +40,7 @@ pub(crate) struct Job {
 }
 
 /// Runs until every sender is gone.
-pub(crate) async fn writer(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
+pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.recv().await {
         batch.push(first);
@@ -48,7 +50,7 @@ pub(crate) async fn writer(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match apply(&pool, &batch).await {
+        match apply(&pool, backend, &batch).await {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
                     let _ = job.reply.send(Ok(result));
@@ -67,8 +69,10 @@ fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// `($s,$s+1,…),(…)`: `rows` rows of `cols` numbered placeholders starting at `$1`.
-fn rows(rows: usize, cols: usize) -> String {
+/// `($1,$2,…),(…)`: `rows` rows of `cols` placeholders, numbered for PostgreSQL, plain `?` for
+/// SQLite. (The values are bound in order either way. SQLite looks a named parameter up by a
+/// linear scan for each bind, which made a 64-row statement quadratic.)
+fn rows(backend: Backend, rows: usize, cols: usize) -> String {
     let mut s = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         if r > 0 {
@@ -79,8 +83,13 @@ fn rows(rows: usize, cols: usize) -> String {
             if c > 0 {
                 s.push(',');
             }
-            s.push('$');
-            s.push_str(&(r * cols + c + 1).to_string());
+            match backend {
+                Backend::Sqlite => s.push('?'),
+                Backend::Postgres => {
+                    s.push('$');
+                    s.push_str(&(r * cols + c + 1).to_string());
+                }
+            }
         }
         s.push(')');
     }
@@ -107,7 +116,11 @@ fn bind_state<'q>(
 
 const STATE_COLUMNS: usize = 10;
 
-async fn apply(pool: &AnyPool, batch: &[Job]) -> Result<Vec<Committed>, sqlx::Error> {
+async fn apply(
+    pool: &AnyPool,
+    backend: Backend,
+    batch: &[Job],
+) -> Result<Vec<Committed>, sqlx::Error> {
     let mut results: Vec<Option<Committed>> = vec![None; batch.len()];
     let mut tx = pool.begin().await?;
 
@@ -126,7 +139,7 @@ async fn apply(pool: &AnyPool, batch: &[Job]) -> Result<Vec<Committed>, sqlx::Er
     if !first_of.is_empty() {
         let sql = format!(
             "INSERT INTO events (event_id, seen_at) VALUES {} ON CONFLICT DO NOTHING RETURNING event_id",
-            rows(first_of.len(), 2)
+            rows(backend, first_of.len(), 2)
         );
         let mut q = sqlx::query(&sql);
         for (event, &i) in &first_of {
@@ -181,7 +194,7 @@ async fn apply(pool: &AnyPool, batch: &[Job]) -> Result<Vec<Committed>, sqlx::Er
              FROM (VALUES {}) AS v \
              WHERE conversations.session = v.column1 AND conversations.revision = v.column2 \
              RETURNING conversations.session",
-            rows(updates.len(), cols)
+            rows(backend, updates.len(), cols)
         );
         let mut q = sqlx::query(&sql);
         for &i in &updates {
@@ -241,7 +254,7 @@ async fn apply(pool: &AnyPool, batch: &[Job]) -> Result<Vec<Committed>, sqlx::Er
             "INSERT INTO conversations (platform, chat, user_id, flow_id, flow_version, node, revision, \
              entered, path, misses, awaiting_resume, started_at, updated_at) VALUES {} \
              ON CONFLICT (platform, chat, user_id) DO NOTHING RETURNING session, platform, chat, user_id",
-            rows(inserts.len(), cols)
+            rows(backend, inserts.len(), cols)
         );
         let mut q = sqlx::query(&sql);
         for &i in &inserts {
@@ -294,7 +307,7 @@ async fn apply(pool: &AnyPool, batch: &[Job]) -> Result<Vec<Committed>, sqlx::Er
         let sql = format!(
             "INSERT INTO transitions (session, flow_id, flow_version, kind, from_node, choice, to_node, at) \
              VALUES {}",
-            rows(logged.len(), 8)
+            rows(backend, logged.len(), 8)
         );
         let mut q = sqlx::query(&sql);
         for (session, state, t) in &logged {
@@ -319,8 +332,7 @@ async fn apply(pool: &AnyPool, batch: &[Job]) -> Result<Vec<Committed>, sqlx::Er
         .filter_map(|(job, _)| job.event.as_deref())
         .collect();
     if !undo.is_empty() {
-        let list: Vec<String> = (1..=undo.len()).map(|n| format!("${n}")).collect();
-        let sql = format!("DELETE FROM events WHERE event_id IN ({})", list.join(","));
+        let sql = format!("DELETE FROM events WHERE event_id IN {}", rows(backend, 1, undo.len()));
         let mut q = sqlx::query(&sql);
         for event in &undo {
             q = q.bind(*event);
@@ -336,7 +348,9 @@ async fn apply(pool: &AnyPool, batch: &[Job]) -> Result<Vec<Committed>, sqlx::Er
 mod tests {
     #[test]
     fn placeholder_rows() {
-        assert_eq!(super::rows(2, 3), "($1,$2,$3),($4,$5,$6)");
-        assert_eq!(super::rows(1, 1), "($1)");
+        use crate::sql::Backend::{Postgres, Sqlite};
+        assert_eq!(super::rows(Postgres, 2, 3), "($1,$2,$3),($4,$5,$6)");
+        assert_eq!(super::rows(Postgres, 1, 1), "($1)");
+        assert_eq!(super::rows(Sqlite, 2, 2), "(?,?),(?,?)");
     }
 }

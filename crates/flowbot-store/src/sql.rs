@@ -86,7 +86,7 @@ impl SqlStore {
         };
         migrator.run(&writer).await?;
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(batch::writer(writer, queue));
+        tokio::spawn(batch::writer(writer, backend, queue));
         Ok(SqlStore { pool, backend, jobs })
     }
 
