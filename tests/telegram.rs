@@ -1,92 +1,27 @@
 //! Telegram end to end: the real `flowbot run` against the fake Bot API on 127.0.0.1.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flowbot_core::{Conversation, Input, NodeKind, Timestamp};
 use flowbot_tests::fake_telegram::{Call, Failure, FakeMessage, FakeTelegram};
-use flowbot_tests::{flowbot_path, gmis};
+use flowbot_tests::{BotProcess, gmis, http_request};
 
 const TOKEN: &str = "123456:TEST-never-print-this-token";
 const SECRET_PART: &str = "never-print-this-token";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A `flowbot run` process against a fake.
-struct Bot {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    address: String,
-}
+/// `flowbot run` against a fake Bot API.
+struct Bot;
 
 impl Bot {
-    fn start(fake: &FakeTelegram, db: &std::path::Path, extra: &[&str]) -> Bot {
-        let mut child = Command::new(flowbot_path())
-            .args(["run", "--listen", "127.0.0.1:0", "--database-url"])
-            .arg(format!("sqlite://{}", db.display()))
-            .args(extra)
-            .env("TELEGRAM_BOT_TOKEN", TOKEN)
-            .env("TELEGRAM_API_URL", fake.url())
-            .env("RUST_LOG", "info,flowbot_telegram=debug")
-            .env_remove("DATABASE_URL")
-            .env_remove("TELEGRAM_WEBHOOK_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn flowbot run");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let deadline = Instant::now() + WAIT;
-        let address = loop {
-            let found = log
-                .lock()
-                .unwrap()
-                .iter()
-                .find_map(|l| l.split("listening on ").nth(1).map(str::to_owned));
-            if let Some(address) = found {
-                break address.trim().to_owned();
-            }
-            assert!(Instant::now() < deadline, "flowbot did not start: {:?}", log.lock().unwrap());
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("flowbot exited with {status}: {:?}", log.lock().unwrap());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Bot { child, log, address }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// SIGTERM, then the exit status (within the wait limit).
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "flowbot did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let log = self.log();
-        assert!(!log.contains(SECRET_PART), "the token reached the log:\n{log}");
+    fn start(fake: &FakeTelegram, db: &std::path::Path, extra: &[&str]) -> BotProcess {
+        let url = fake.url();
+        BotProcess::start(
+            db,
+            extra,
+            &[("TELEGRAM_BOT_TOKEN", TOKEN), ("TELEGRAM_API_URL", &url)],
+            SECRET_PART,
+        )
     }
 }
 
@@ -452,20 +387,7 @@ async fn post(address: &str, secret: Option<&str>, body: &str) -> u16 {
 
 /// A minimal HTTP/1.1 request on loopback; returns the status code.
 async fn request(address: &str, line: &str, headers: &str, body: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream =
-        tokio::net::TcpStream::connect(address).await.expect("connect to the listener");
-    let request = format!(
-        "{line}\r\nHost: {address}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
-        .await
-        .expect("response in time")
-        .unwrap();
-    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    http_request(address, line, headers, body.as_bytes()).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

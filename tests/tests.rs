@@ -2,6 +2,7 @@
 
 mod chat;
 mod check;
+mod discord;
 mod engine;
 mod process;
 mod render;

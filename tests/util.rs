@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use flowbot_core::{Flow, Params, load_flow};
 
+pub mod fake_discord;
 pub mod fake_telegram;
 
 /// The repository root (the workspace).
@@ -135,4 +136,126 @@ impl TestDb {
             let _ = conn.execute(drop.as_str()).await;
         }
     }
+}
+
+/// A `flowbot run` process with its log collected; killed (and checked for a leaked secret) on
+/// drop.
+#[derive(Debug)]
+pub struct BotProcess {
+    pub child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The address the shared HTTP listener bound.
+    pub address: String,
+    /// A string that must never appear in the log (a token).
+    secret: String,
+}
+
+impl BotProcess {
+    /// Starts `flowbot run --listen 127.0.0.1:0 --database-url sqlite://DB ARGS` with `env`,
+    /// and waits until the listener is up.
+    pub fn start(db: &Path, args: &[&str], env: &[(&str, &str)], secret: &str) -> Self {
+        use std::io::BufRead;
+        let mut cmd = Command::new(flowbot_path());
+        cmd.args(["run", "--listen", "127.0.0.1:0", "--database-url"])
+            .arg(format!("sqlite://{}", db.display()))
+            .args(args)
+            .env("RUST_LOG", "info,flowbot_telegram=debug,flowbot_discord=debug")
+            .env_remove("DATABASE_URL")
+            .env_remove("TELEGRAM_BOT_TOKEN")
+            .env_remove("TELEGRAM_WEBHOOK_URL")
+            .env_remove("DISCORD_TOKEN")
+            .env_remove("DISCORD_PUBLIC_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn flowbot run");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log").push(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let address = loop {
+            let found = log
+                .lock()
+                .expect("log")
+                .iter()
+                .find_map(|l| l.split("listening on ").nth(1).map(|a| a.trim().to_owned()));
+            if let Some(address) = found {
+                break address;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("flowbot exited with {status}: {:?}", log.lock().expect("log"));
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "flowbot did not start: {:?}",
+                log.lock().expect("log")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        BotProcess { child, log, address, secret: secret.to_owned() }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    /// SIGTERM, then the exit status (within 20 s).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "flowbot did not stop on SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for BotProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = self.log();
+        assert!(
+            self.secret.is_empty() || !log.contains(&self.secret),
+            "a secret reached the log:\n{log}"
+        );
+    }
+}
+
+/// A minimal HTTP/1.1 request on loopback: the status code and the body.
+pub async fn http_request(address: &str, line: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        tokio::net::TcpStream::connect(address).await.expect("connect to the listener");
+    let head = format!(
+        "{line}\r\nHost: {address}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_end(&mut response))
+        .await
+        .expect("a response in time")
+        .expect("read");
+    let split =
+        response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |i| i + 4);
+    let status = String::from_utf8_lossy(&response[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response[split..].to_vec())
 }

@@ -33,7 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the bot on the configured messengers (TELEGRAM_BOT_TOKEN for Telegram).
+    /// Run the bot on the configured messengers (TELEGRAM_BOT_TOKEN for Telegram; DISCORD_TOKEN,
+    /// and for the HTTP mode DISCORD_APPLICATION_ID and DISCORD_PUBLIC_KEY, for Discord).
     Run(Box<run::RunArgs>),
     /// Validate flow files; list every problem with file, line and node, and exit non-zero.
     Check {

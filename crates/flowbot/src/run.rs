@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use flowbot_discord::{Config as DiscordConfig, Discord};
 use flowbot_store::Service;
 use flowbot_telegram::{Config as TelegramConfig, Telegram, default_webhook_secret};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,25 @@ pub struct RunArgs {
     /// replica agrees).
     #[arg(long, env = "TELEGRAM_WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
     telegram_webhook_secret: Option<String>,
+    /// Discord: the bot token (the gateway's login, and follow-up messages in HTTP mode).
+    #[arg(long, env = "DISCORD_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    discord_token: Option<String>,
+    /// Discord: the application id (asked of Discord when not given).
+    #[arg(long, env = "DISCORD_APPLICATION_ID", value_name = "ID")]
+    discord_application_id: Option<u64>,
+    /// Discord: the application's public key. With it, interactions come to
+    /// `/discord/interactions` on the listener (HTTP mode) instead of over the gateway.
+    #[arg(long, env = "DISCORD_PUBLIC_KEY", value_name = "HEX")]
+    discord_public_key: Option<String>,
+    /// Discord: a base URL standing in for https://discord.com (a proxy).
+    #[arg(long, env = "DISCORD_API_URL", value_name = "URL")]
+    discord_api_url: Option<String>,
+    /// Discord: the slash command's name.
+    #[arg(long, env = "DISCORD_COMMAND", value_name = "NAME", default_value = "gmis")]
+    discord_command: String,
+    /// Discord: register the command in this guild (immediately) instead of globally.
+    #[arg(long, env = "DISCORD_GUILD_ID", value_name = "ID")]
+    discord_guild_id: Option<u64>,
 }
 
 impl RunArgs {
@@ -52,12 +72,17 @@ impl RunArgs {
 }
 
 pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let Some(token) = args.telegram_token().map(str::to_owned) else {
+    let telegram_token = args.telegram_token().map(str::to_owned);
+    let discord_token =
+        args.discord_token.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+    if telegram_token.is_none() && discord_token.is_none() {
         anyhow::bail!(
-            "no messenger is configured: set TELEGRAM_BOT_TOKEN to run on Telegram.\n\
+            "no messenger is configured: set TELEGRAM_BOT_TOKEN to run on Telegram, or \
+             DISCORD_TOKEN (gateway) or DISCORD_TOKEN with DISCORD_APPLICATION_ID and \
+             DISCORD_PUBLIC_KEY (HTTP interactions) to run on Discord.\n\
              To try the flow without a messenger, run `flowbot chat`."
         );
-    };
+    }
     let source = FlowSource::read(args.flow.as_deref())?;
     let service = args.store.service(&source, config).await?;
     let shutdown = CancellationToken::new();
@@ -72,30 +97,64 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     tokio::spawn(reload_on_hangup(service.clone(), args.flow.clone()));
 
     let mut router = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
-    let telegram_config = TelegramConfig {
-        token: token.clone(),
-        api_url: args.telegram_api_url.clone(),
-        poll_timeout: Duration::from_secs(10),
-    };
-    let telegram = Telegram::connect(&telegram_config, service.clone())
-        .await
-        .context("cannot start the Telegram bot (is TELEGRAM_BOT_TOKEN right?)")?;
-    tracing::info!(bot = telegram.username(), "telegram: connected");
-    let mut polling = None;
-    match &args.telegram_webhook_url {
-        Some(url) => {
-            let secret = args
-                .telegram_webhook_secret
-                .clone()
-                .unwrap_or_else(|| default_webhook_secret(&token));
-            telegram.set_webhook(url, &secret).await.context("cannot set the Telegram webhook")?;
-            router = router.merge(telegram.webhook_router(secret));
-            tracing::info!(url = %url, "telegram: webhook set");
+    let mut tasks = Vec::new();
+    if let Some(token) = telegram_token {
+        let telegram_config = TelegramConfig {
+            token: token.clone(),
+            api_url: args.telegram_api_url.clone(),
+            poll_timeout: Duration::from_secs(10),
+        };
+        let telegram = Telegram::connect(&telegram_config, service.clone())
+            .await
+            .context("cannot start the Telegram bot (is TELEGRAM_BOT_TOKEN right?)")?;
+        tracing::info!(bot = telegram.username(), "telegram: connected");
+        match &args.telegram_webhook_url {
+            Some(url) => {
+                let secret = args
+                    .telegram_webhook_secret
+                    .clone()
+                    .unwrap_or_else(|| default_webhook_secret(&token));
+                telegram
+                    .set_webhook(url, &secret)
+                    .await
+                    .context("cannot set the Telegram webhook")?;
+                router = router.merge(telegram.webhook_router(secret));
+                tracing::info!(url = %url, "telegram: webhook set");
+            }
+            None => {
+                let shutdown = shutdown.clone();
+                tasks.push(tokio::spawn(async move {
+                    telegram
+                        .poll(telegram_config.poll_timeout, shutdown)
+                        .await
+                        .map_err(anyhow::Error::from)
+                }));
+            }
         }
-        None => {
-            let (telegram, shutdown) = (telegram.clone(), shutdown.clone());
-            polling = Some(tokio::spawn(async move {
-                telegram.poll(telegram_config.poll_timeout, shutdown).await
+    }
+    if let Some(token) = discord_token {
+        let discord_config = DiscordConfig {
+            token,
+            application_id: args.discord_application_id,
+            public_key: args.discord_public_key.clone(),
+            api_url: args.discord_api_url.clone(),
+            command: args.discord_command.clone(),
+            guild: args.discord_guild_id,
+        };
+        let discord = Discord::connect(&discord_config, service.clone()).await.context(
+            "cannot start the Discord bot (are DISCORD_TOKEN and DISCORD_PUBLIC_KEY right?)",
+        )?;
+        discord.register_commands();
+        if discord_config.public_key.is_some() {
+            router = router.merge(discord.interactions_router());
+            tracing::info!("discord: interactions endpoint at /discord/interactions");
+        } else {
+            let shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                discord
+                    .run_gateway(shutdown)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("discord gateway: {e}"))
             }));
         }
     }
@@ -110,8 +169,8 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         async move { shutdown.cancelled().await }
     });
     server.await.context("the HTTP listener failed")?;
-    if let Some(polling) = polling {
-        polling.await.context("the Telegram poller failed")??;
+    for task in tasks {
+        task.await.context("a messenger task failed")??;
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

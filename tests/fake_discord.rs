@@ -1,0 +1,188 @@
+//! A fake of Discord's REST API on 127.0.0.1: command registration, interaction follow-ups.
+//!
+//! serenity reaches it through `HttpBuilder::proxy` (its rate limiter off), so requests arrive
+//! as `/api/v10/...`. Calls are recorded; failures can be injected per route kind.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const APPLICATION_ID: &str = "1200000000000000001";
+pub const BOT_USER_ID: &str = "1200000000000000002";
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct DiscordCall {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+    /// The HTTP status the fake answered with.
+    pub status: u16,
+}
+
+/// Which requests a failure applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Commands,
+    Followup,
+}
+
+#[derive(Debug, Default)]
+struct State_ {
+    calls: Vec<DiscordCall>,
+    failures: HashMap<Kind, VecDeque<u16>>,
+    next_message: u64,
+}
+
+/// The fake; it stops when dropped.
+#[derive(Debug)]
+pub struct FakeDiscord {
+    state: Arc<Mutex<State_>>,
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl FakeDiscord {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let state = Arc::new(Mutex::new(State_ {
+            next_message: 1_500_000_000_000_000_000,
+            ..State_::default()
+        }));
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        FakeDiscord { state, addr, _stop: stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn calls(&self) -> Vec<DiscordCall> {
+        self.state.lock().expect("state").calls.clone()
+    }
+
+    /// The next `n` requests of `kind` fail with HTTP `status` (429 carries `retry_after`).
+    pub fn fail_next(&self, kind: Kind, n: usize, status: u16) {
+        let mut st = self.state.lock().expect("state");
+        st.failures.entry(kind).or_default().extend(std::iter::repeat_n(status, n));
+    }
+
+    /// Waits (at most `timeout`) for a follow-up to the interaction with `token`, and returns
+    /// its body.
+    pub async fn followup(&self, token: &str, timeout: Duration) -> Option<Value> {
+        let path = format!("/api/v10/webhooks/{APPLICATION_ID}/{token}");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let found = self
+                .state
+                .lock()
+                .expect("state")
+                .calls
+                .iter()
+                .rev()
+                .find(|c| c.method == "POST" && c.path == path && c.status == 200)
+                .map(|c| c.body.clone());
+            if found.is_some() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    }
+}
+
+async fn handle(
+    State(state): State<Arc<Mutex<State_>>>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let kind = if path.ends_with("/commands") {
+        Some(Kind::Commands)
+    } else if path.starts_with("/api/v10/webhooks/") {
+        Some(Kind::Followup)
+    } else {
+        None
+    };
+    let mut st = state.lock().expect("state");
+    let failure = kind.and_then(|k| st.failures.get_mut(&k).and_then(VecDeque::pop_front));
+    let status = failure.unwrap_or(200);
+    st.calls.push(DiscordCall {
+        method: method.to_string(),
+        path: path.clone(),
+        body: body.clone(),
+        status,
+    });
+    if let Some(status) = failure {
+        let body =
+            json!({"message": "injected failure", "code": 0, "retry_after": 0.2, "global": false});
+        return (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(body),
+        )
+            .into_response();
+    }
+    match kind {
+        Some(Kind::Commands) => axum::Json(json!([])).into_response(),
+        Some(Kind::Followup) => {
+            st.next_message += 1;
+            let id = st.next_message.to_string();
+            axum::Json(message(&id, "1300000000000000001", &body["content"], &body["components"], None)).into_response()
+        }
+        None if path == "/api/v10/oauth2/applications/@me" => axum::Json(json!({
+            "id": APPLICATION_ID, "name": "flowbot", "icon": null, "description": "", "bot_public": true,
+            "bot_require_code_grant": false, "verify_key": "00", "flags": 0,
+            "owner": user(BOT_USER_ID, "owner"),
+        }))
+        .into_response(),
+        None if path.contains("/callback") => StatusCode::NO_CONTENT.into_response(),
+        None => (StatusCode::NOT_FOUND, axum::Json(json!({"message": "404: Not Found", "code": 0}))).into_response(),
+    }
+}
+
+/// A user object as Discord sends it.
+pub fn user(id: &str, name: &str) -> Value {
+    json!({"id": id, "username": name, "discriminator": "0", "global_name": name, "avatar": null})
+}
+
+/// A message object as Discord sends it, with every field serenity requires.
+pub fn message(
+    id: &str,
+    channel: &str,
+    content: &Value,
+    components: &Value,
+    metadata: Option<Value>,
+) -> Value {
+    let mut m = json!({
+        "id": id, "channel_id": channel, "author": {"id": BOT_USER_ID, "username": "flowbot", "discriminator": "0", "avatar": null, "bot": true},
+        "content": content.as_str().unwrap_or_default(), "timestamp": "2024-01-01T00:00:00.000000+00:00",
+        "edited_timestamp": null, "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+        "attachments": [], "embeds": [], "pinned": false, "type": 0, "flags": 0,
+        "components": if components.is_array() { components.clone() } else { json!([]) },
+    });
+    if let Some(metadata) = metadata {
+        m["interaction_metadata"] = metadata;
+    }
+    m
+}
