@@ -322,3 +322,76 @@ async fn followups_survive_rate_limits_and_server_errors() {
     let attempts = fake.calls().iter().filter(|c| c.path.starts_with("/api/v10/webhooks/")).count();
     assert_eq!(attempts, 3, "two failures, then the follow-up");
 }
+
+/// The gateway mode: a whole conversation over a fake gateway WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_conversation_over_the_gateway() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake.url();
+    // No public key: the gateway mode.
+    let _bot = BotProcess::start(
+        &dir.path().join("db.sqlite"),
+        &[],
+        &[
+            ("DISCORD_TOKEN", TOKEN),
+            ("DISCORD_APPLICATION_ID", APPLICATION_ID),
+            ("DISCORD_API_URL", &url),
+        ],
+        TOKEN,
+    );
+    assert!(fake.gateway_ready(WAIT).await, "the bot identified on the gateway");
+    let owner = "2100000000000000001";
+    let id = next_id();
+    fake.dispatch_interaction(command(&id, owner, None));
+    let response = fake.callback(&id, WAIT).await.expect("a response to the command");
+    assert_eq!(response["type"], 4, "{response}");
+    let mut shown = Shown {
+        id: next_id(),
+        content: response["data"]["content"].as_str().unwrap().to_owned(),
+        components: response["data"]["components"].clone(),
+        owner: owner.into(),
+        from_component: false,
+    };
+    for label in ["届いている", "届いている", "メールを見ることができた", "アクセスできた"]
+    {
+        let id = next_id();
+        fake.dispatch_interaction(press(&id, owner, &shown, &button(&shown, label)));
+        let update = fake.callback(&id, WAIT).await.expect("a response to the press");
+        assert_eq!(update["type"], 7, "{update}");
+        let followup = fake.followup(&format!("tok-{id}"), WAIT).await.expect("the next question");
+        shown = Shown {
+            id: next_id(),
+            content: followup["content"].as_str().unwrap().to_owned(),
+            components: followup["components"].clone(),
+            owner: owner.into(),
+            from_component: true,
+        };
+    }
+    assert!(
+        plain(&shown.content).contains("「パスワード設定」を行ってください"),
+        "{}",
+        shown.content
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_option_autocompletes_entry_names() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start(&fake, &dir.path().join("db.sqlite"));
+    let mut body = base(4, &next_id(), "2200000000000000001");
+    body["data"] = json!({"id": "1400000000000000001", "name": "gmis", "type": 1,
+                          "options": [{"name": "start", "type": 3, "value": "taiou3", "focused": true}]});
+    let response = post(&bot, &body).await;
+    assert_eq!(response["type"], 8, "{response}");
+    let values: Vec<&str> = response["data"]["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["taiou3", "taiou3-view"]);
+    let name = response["data"]["choices"][0]["name"].as_str().unwrap();
+    assert!(name.starts_with("taiou3 — 対応方法3"), "{name}");
+}

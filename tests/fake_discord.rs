@@ -39,6 +39,12 @@ pub enum Kind {
 
 #[derive(Debug, Default)]
 struct State_ {
+    /// `ws://…` of the fake gateway.
+    gateway: String,
+    /// Whether a client has identified on the gateway.
+    identified: bool,
+    /// Events to send to the connected gateway client.
+    events: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
     calls: Vec<DiscordCall>,
     failures: HashMap<Kind, VecDeque<u16>>,
     next_message: u64,
@@ -56,10 +62,14 @@ impl FakeDiscord {
     pub async fn start() -> Self {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
         let addr = listener.local_addr().expect("address");
+        let ws = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
+        let gateway = format!("ws://{}", ws.local_addr().expect("address"));
         let state = Arc::new(Mutex::new(State_ {
             next_message: 1_500_000_000_000_000_000,
+            gateway,
             ..State_::default()
         }));
+        tokio::spawn(serve_gateway(ws, state.clone()));
         let app = Router::new().fallback(handle).with_state(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -84,6 +94,47 @@ impl FakeDiscord {
     pub fn fail_next(&self, kind: Kind, n: usize, status: u16) {
         let mut st = self.state.lock().expect("state");
         st.failures.entry(kind).or_default().extend(std::iter::repeat_n(status, n));
+    }
+
+    /// Waits (at most `timeout`) until a client identified on the gateway.
+    pub async fn gateway_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.state.lock().expect("state").identified {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Sends an `INTERACTION_CREATE` dispatch to the gateway client.
+    pub fn dispatch_interaction(&self, interaction: Value) {
+        let st = self.state.lock().expect("state");
+        let events = st.events.as_ref().expect("a gateway client is connected");
+        events.send(interaction).expect("the gateway connection is open");
+    }
+
+    /// Waits for the interaction callback (`POST /interactions/{id}/{token}/callback`) of
+    /// interaction `id`, and returns its body.
+    pub async fn callback(&self, id: &str, timeout: Duration) -> Option<Value> {
+        let prefix = format!("/api/v10/interactions/{id}/");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let found = self
+                .state
+                .lock()
+                .expect("state")
+                .calls
+                .iter()
+                .find(|c| c.method == "POST" && c.path.starts_with(&prefix))
+                .map(|c| c.body.clone());
+            if found.is_some() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
     }
 
     /// Waits (at most `timeout`) for a follow-up to the interaction with `token`, and returns
@@ -150,6 +201,7 @@ async fn handle(
             let id = st.next_message.to_string();
             axum::Json(message(&id, "1300000000000000001", &body["content"], &body["components"], None)).into_response()
         }
+        None if path == "/api/v10/gateway" => axum::Json(json!({"url": st.gateway})).into_response(),
         None if path == "/api/v10/oauth2/applications/@me" => axum::Json(json!({
             "id": APPLICATION_ID, "name": "flowbot", "icon": null, "description": "", "bot_public": true,
             "bot_require_code_grant": false, "verify_key": "00", "flags": 0,
@@ -185,4 +237,58 @@ pub fn message(
         m["interaction_metadata"] = metadata;
     }
     m
+}
+
+/// The fake gateway: Hello, READY after Identify, heartbeat acks, and queued dispatches.
+async fn serve_gateway(listener: TcpListener, state: Arc<Mutex<State_>>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    while let Ok((stream, _)) = listener.accept().await {
+        let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { continue };
+        let (mut sink, mut source) = ws.split();
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        state.lock().expect("state").events = Some(tx);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let hello = json!({"op": 10, "d": {"heartbeat_interval": 45000}});
+            if sink.send(Message::Text(hello.to_string())).await.is_err() {
+                return;
+            }
+            let mut seq = 0u64;
+            loop {
+                tokio::select! {
+                    incoming = source.next() => {
+                        let Some(Ok(Message::Text(text))) = incoming else { break };
+                        let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                        let reply = match frame["op"].as_u64() {
+                            Some(1) => Some(json!({"op": 11})),
+                            Some(2) => {
+                                state.lock().expect("state").identified = true;
+                                seq += 1;
+                                Some(json!({"op": 0, "s": seq, "t": "READY", "d": {
+                                    "v": 10, "user": {"id": BOT_USER_ID, "username": "flowbot", "discriminator": "0", "avatar": null, "bot": true},
+                                    "guilds": [], "session_id": "session", "resume_gateway_url": "ws://127.0.0.1:1",
+                                    "shard": [0, 1], "application": {"id": APPLICATION_ID, "flags": 0},
+                                }}))
+                            }
+                            _ => None,
+                        };
+                        if let Some(reply) = reply
+                            && sink.send(Message::Text(reply.to_string())).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    event = events.recv() => {
+                        let Some(d) = event else { break };
+                        seq += 1;
+                        let frame = json!({"op": 0, "s": seq, "t": "INTERACTION_CREATE", "d": d});
+                        if sink.send(Message::Text(frame.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
 }

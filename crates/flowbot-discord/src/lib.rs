@@ -91,6 +91,8 @@ pub struct Discord {
 
 struct Inner {
     http: Arc<Http>,
+    /// The proxy the HTTP clients use, if any (the gateway client gets one of its own).
+    api_url: Option<String>,
     token: String,
     service: Arc<Service>,
     command: String,
@@ -148,6 +150,7 @@ impl Discord {
         Ok(Discord {
             inner: Arc::new(Inner {
                 http: Arc::new(http),
+                api_url: config.api_url.clone(),
                 token: config.token.clone(),
                 service,
                 command: config.command.clone(),
@@ -378,11 +381,21 @@ impl Discord {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Result<(), serenity::Error> {
         let handler = GatewayHandler { discord: self.clone() };
-        let mut client =
-            serenity::Client::builder(&self.inner.token, serenity::all::GatewayIntents::empty())
-                .event_handler(handler)
-                .await?;
-        // Use the same (possibly proxied) HTTP client as everything else.
+        // The client needs an HTTP client of its own, set up like ours (it asks it for the
+        // gateway's address, through the same proxy).
+        let mut builder = HttpBuilder::new(&self.inner.token);
+        if let Some(id) = self.inner.http.application_id() {
+            builder = builder.application_id(id);
+        }
+        if let Some(url) = &self.inner.api_url {
+            builder = builder.proxy(url.trim_end_matches('/')).ratelimiter_disabled(true);
+        }
+        let mut client = serenity::all::ClientBuilder::new_with_http(
+            builder.build(),
+            serenity::all::GatewayIntents::empty(),
+        )
+        .event_handler(handler)
+        .await?;
         let manager = client.shard_manager.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
