@@ -94,6 +94,19 @@ async fn press(
     next_message(fake, chat, at).await
 }
 
+/// The bot's message `id` once its keyboard is gone (it was answered).
+async fn answered(fake: &FakeTelegram, chat: i64, id: i64) -> FakeMessage {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let message = fake.message(chat, id).expect("the message");
+        if message.buttons.is_empty() {
+            return message;
+        }
+        assert!(Instant::now() < deadline, "the answered message kept its keyboard: {message:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The toast of the next answerCallbackQuery after `since`.
 async fn toast(fake: &FakeTelegram, since: usize) -> String {
     let (_, call) = fake
@@ -144,9 +157,9 @@ async fn every_path_of_the_flow_by_button_presses() {
             let since = fake.call_count();
             message = press(&fake, chat, chat, &message, label).await;
             assert_eq!(toast(&fake, since).await, "", "a press that moves on shows no toast");
-            // The answered message shows the answer and has no buttons left.
-            let answered = fake.message(chat, pressed).unwrap();
-            assert!(answered.buttons.is_empty(), "{answered:?}");
+            // The answered message shows the answer and has no buttons left (the edit goes out
+            // alongside the next message, so it may land a moment later).
+            let answered = answered(&fake, chat, pressed).await;
             assert!(answered.text.ends_with(&format!("→ <b>{label}</b>")), "{answered:?}");
         }
         assert!(message.text.contains(&ending), "path {i} should end at {ending}: {message:?}");
@@ -213,7 +226,13 @@ async fn typed_answers_stale_double_and_forged_presses_and_deep_links() {
     fake.press(chat, chat, miss.message_id, &data);
     let q4 = next_message(&fake, chat, at).await;
     assert!(q4.text.contains("「迷惑メールフォルダ」に当該メールがありますか？"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both presses are answered (wait for the second), and only one sent a question.
+    let (first, _) =
+        fake.wait_for(since, WAIT, |c| c.method == "answercallbackquery").await.unwrap();
+    fake.wait_for(first + 1, WAIT, |c| c.method == "answercallbackquery")
+        .await
+        .expect("the second press answered");
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let calls = fake.calls();
     assert_eq!(calls[since..].iter().filter(|c| c.method == "sendmessage").count(), 1);
     assert_eq!(
@@ -300,11 +319,7 @@ async fn rate_limits_and_network_drops_lose_no_reply() {
             .await
             .unwrap_or_else(|| panic!("{method} retried"));
     }
-    let deadline = Instant::now() + WAIT;
-    while !fake.message(chat, q1.message_id).unwrap().buttons.is_empty() {
-        assert!(Instant::now() < deadline, "the edit never landed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    answered(&fake, chat, q1.message_id).await;
 }
 
 /// teloxide waits 10 s after any 5xx before it reports it, so this test takes that long.
