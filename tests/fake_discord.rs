@@ -119,28 +119,22 @@ impl FakeDiscord {
     /// interaction `id`, and returns its body.
     pub async fn callback(&self, id: &str, timeout: Duration) -> Option<Value> {
         let prefix = format!("/api/v10/interactions/{id}/");
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            let found = self
-                .state
-                .lock()
-                .expect("state")
-                .calls
-                .iter()
-                .find(|c| c.method == "POST" && c.path.starts_with(&prefix))
-                .map(|c| c.body.clone());
-            if found.is_some() {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        None
+        self.wait_call(timeout, |c| c.path.starts_with(&prefix)).await
     }
 
-    /// Waits (at most `timeout`) for a follow-up to the interaction with `token`, and returns
-    /// its body.
+    /// Waits (at most `timeout`) for a successful follow-up to the interaction with `token`,
+    /// and returns its body.
     pub async fn followup(&self, token: &str, timeout: Duration) -> Option<Value> {
         let path = format!("/api/v10/webhooks/{APPLICATION_ID}/{token}");
+        self.wait_call(timeout, |c| c.path == path && c.status == 200).await
+    }
+
+    /// The body of the latest POST matching `pred`, waiting at most `timeout` for one.
+    async fn wait_call(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&DiscordCall) -> bool,
+    ) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let found = self
@@ -150,7 +144,7 @@ impl FakeDiscord {
                 .calls
                 .iter()
                 .rev()
-                .find(|c| c.method == "POST" && c.path == path && c.status == 200)
+                .find(|c| c.method == "POST" && pred(c))
                 .map(|c| c.body.clone());
             if found.is_some() {
                 return found;

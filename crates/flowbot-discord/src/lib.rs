@@ -22,8 +22,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use flowbot_core::{ConversationKey, Input, Timestamp, Token};
-use flowbot_store::{Handled, Service, ServiceError, Update};
+use flowbot_core::{ConversationKey, Input, Token};
+use flowbot_store::{Handled, Service, ServiceError, Update, now};
 use serenity::all::{
     ApplicationId, AutocompleteChoice, CommandInteraction, CommandOptionType, ComponentInteraction,
     CreateAutocompleteResponse, CreateCommand, CreateCommandOption, CreateInteractionResponse,
@@ -113,13 +113,6 @@ struct Answer {
     response: CreateInteractionResponse,
     followups: Vec<CreateInteractionResponseFollowup>,
     token: String,
-}
-
-fn now() -> Timestamp {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 impl Discord {

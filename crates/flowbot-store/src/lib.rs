@@ -34,4 +34,12 @@ mod service;
 mod sql;
 
 pub use service::{Handled, Service, ServiceError, ServiceOptions, Update};
+
+/// The wall clock as the engine's [`flowbot_core::Timestamp`]: the one place adapters read it.
+pub fn now() -> flowbot_core::Timestamp {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    flowbot_core::Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
+}
 pub use sql::{Backend, OpenError, SqlStore};

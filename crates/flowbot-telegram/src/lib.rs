@@ -27,8 +27,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use flowbot_core::{ConversationKey, Input, Timestamp};
-use flowbot_store::{Handled, Service, ServiceError, Update as StoreUpdate};
+use flowbot_core::{ConversationKey, Input};
+use flowbot_store::{Handled, Service, ServiceError, Update as StoreUpdate, now};
 use sha2::{Digest, Sha256};
 use teloxide::Bot;
 use teloxide::payloads::{
@@ -97,13 +97,6 @@ impl std::fmt::Debug for Telegram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telegram").field("username", &self.inner.username).finish_non_exhaustive()
     }
-}
-
-fn now() -> Timestamp {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 impl Telegram {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use flowbot_core::Timestamp;
+pub use flowbot_store::now;
 use flowbot_store::{Service, ServiceOptions, SqlStore};
 
 use crate::config::Config;
@@ -71,11 +71,4 @@ impl StoreArgs {
         config.check_params([service.flow().as_ref()])?;
         Ok(Arc::new(service))
     }
-}
-
-pub fn now() -> Timestamp {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
 }
