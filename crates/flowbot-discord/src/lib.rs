@@ -350,20 +350,11 @@ impl Discord {
     /// Sends follow-ups one by one, retrying a 429 after its delay and other failures briefly.
     async fn send_followups(&self, token: &str, followups: Vec<CreateInteractionResponseFollowup>) {
         for followup in followups {
-            let mut wait = Duration::from_millis(100);
-            for attempt in 1..=6 {
-                match self.inner.http.create_followup_message(token, &followup, vec![]).await {
-                    Ok(_) => break,
-                    Err(err) => {
-                        let retry_after = retry_after(&err);
-                        if attempt == 6 {
-                            tracing::error!(error = %self.redact(&err), "discord: a follow-up could not be sent");
-                            return;
-                        }
-                        tokio::time::sleep(retry_after.unwrap_or(wait)).await;
-                        wait = (wait * 2).min(Duration::from_secs(5));
-                    }
-                }
+            let http = &self.inner.http;
+            let sent = retrying(|| http.create_followup_message(token, &followup, vec![])).await;
+            if let Err(err) = sent {
+                tracing::error!(error = %self.redact(&err), "discord: a follow-up could not be sent");
+                return;
             }
         }
     }
@@ -475,6 +466,43 @@ fn ephemeral(text: &str, token: &str) -> Answer {
     }
 }
 
+/// Runs a REST call until it succeeds or fails for good, at most six times: after a 429 a
+/// second later (see `retry_after`), after a server or network error with backoff from 100 ms.
+async fn retrying<T, F, Fut>(mut call: F) -> Result<T, serenity::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, serenity::Error>>,
+{
+    let mut wait = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(err) if attempt >= 6 || !retryable(&err) => return Err(err),
+            Err(err) => {
+                tokio::time::sleep(retry_after(&err).unwrap_or(wait)).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// A rate limit, a server error or a network failure: worth another try.
+fn retryable(err: &serenity::Error) -> bool {
+    use serenity::http::HttpError;
+    match err {
+        serenity::Error::Http(HttpError::UnsuccessfulRequest(r)) => {
+            r.status_code.as_u16() == 429 || r.status_code.is_server_error()
+        }
+        serenity::Error::Http(HttpError::Request(_)) => true,
+        _ => false,
+    }
+}
+
+/// How long to wait after a 429. serenity's error does not carry Discord's `retry_after` (its
+/// rate limiter, on in production, handles 429s itself); with the limiter off a second is a
+/// safe wait for the per-route limits an interaction touches.
 fn retry_after(err: &serenity::Error) -> Option<Duration> {
     if let serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(response)) = err
         && response.status_code.as_u16() == 429
@@ -550,9 +578,10 @@ impl serenity::all::EventHandler for GatewayHandler {
             }
         };
         let http = &self.discord.inner.http;
-        if let Err(err) =
-            http.create_interaction_response(id, &token, &answer.response, vec![]).await
-        {
+        let answered =
+            retrying(|| http.create_interaction_response(id, &token, &answer.response, vec![]))
+                .await;
+        if let Err(err) = answered {
             tracing::error!(error = %self.discord.redact(&err), "discord: could not answer an interaction");
             return;
         }
