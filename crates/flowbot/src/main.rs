@@ -5,6 +5,7 @@ mod chat;
 mod check;
 mod config;
 mod flows;
+mod link;
 mod pipe;
 mod render;
 mod run;
@@ -80,6 +81,30 @@ enum Command {
         flow: Option<PathBuf>,
         #[command(flatten)]
         store: store::StoreArgs,
+    },
+    /// Print the link (and optionally write a QR code) that opens the bot, at the start or at a
+    /// named entry point.
+    Link {
+        #[arg(long, value_enum)]
+        platform: link::Platform,
+        /// The entry point to open (one of the flow's `entries:`).
+        #[arg(long, value_name = "NAME")]
+        entry: Option<String>,
+        /// Telegram: the bot's username.
+        #[arg(long, env = "TELEGRAM_BOT_USERNAME", value_name = "NAME")]
+        bot_username: Option<String>,
+        /// Discord: the application id (for the install link).
+        #[arg(long, env = "DISCORD_APPLICATION_ID", value_name = "ID")]
+        discord_application_id: Option<u64>,
+        /// Discord: the slash command's name.
+        #[arg(long, env = "DISCORD_COMMAND", value_name = "NAME", default_value = "gmis")]
+        discord_command: String,
+        /// Also write the link as a QR code: FILE.png, FILE.svg, or - to draw it here.
+        #[arg(long, value_name = "FILE")]
+        qr: Option<PathBuf>,
+        /// The flow whose entry points count (default: the embedded G-MIS flow).
+        #[arg(long, value_name = "FILE")]
+        flow: Option<PathBuf>,
     },
     /// Print a flow as a diagram whose boxes carry its exact texts.
     Render {
@@ -169,6 +194,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Test { files, flows } => scripts::run(&files, &flows, &config),
+        Command::Link {
+            platform,
+            entry,
+            bot_username,
+            discord_application_id,
+            discord_command,
+            qr,
+            flow,
+        } => {
+            let flow = flows::load_or_default(flow.as_deref(), &config)?;
+            let request = link::Request {
+                platform,
+                entry: entry.as_deref(),
+                bot_username: bot_username.as_deref(),
+                discord_application_id,
+                discord_command: &discord_command,
+                qr: qr.as_deref(),
+            };
+            link::run(&flow, &request)
+        }
     }
 }
 
