@@ -315,12 +315,14 @@ async fn followups_survive_rate_limits_and_server_errors() {
     let dir = tempfile::tempdir().unwrap();
     let bot = start(&fake, &dir.path().join("db.sqlite"));
     let shown = open(&bot, "2000000000000000001", None).await;
+    // A follow-up that beats its interaction's response to Discord gets a 404: retried too.
+    fake.fail_next(Kind::Followup, 1, 404);
     fake.fail_next(Kind::Followup, 1, 429);
     fake.fail_next(Kind::Followup, 1, 500);
     let next = choose(&bot, &fake, &shown, "届いている").await;
     assert!(plain(&next.content).contains("「G-MIS利用案内メール（★）」は届いていますか？"));
     let attempts = fake.calls().iter().filter(|c| c.path.starts_with("/api/v10/webhooks/")).count();
-    assert_eq!(attempts, 3, "two failures, then the follow-up");
+    assert_eq!(attempts, 4, "three failures, then the follow-up");
 }
 
 /// The gateway mode: a whole conversation over a fake gateway WebSocket.

@@ -351,7 +351,10 @@ impl Discord {
     async fn send_followups(&self, token: &str, followups: Vec<CreateInteractionResponseFollowup>) {
         for followup in followups {
             let http = &self.inner.http;
-            let sent = retrying(|| http.create_followup_message(token, &followup, vec![])).await;
+            // A follow-up can reach Discord before the interaction's own response (they travel
+            // separately): its 404 is retried like a rate limit.
+            let sent =
+                retrying(true, || http.create_followup_message(token, &followup, vec![])).await;
             if let Err(err) = sent {
                 tracing::error!(error = %self.redact(&err), "discord: a follow-up could not be sent");
                 return;
@@ -468,7 +471,7 @@ fn ephemeral(text: &str, token: &str) -> Answer {
 
 /// Runs a REST call until it succeeds or fails for good, at most six times: after a 429 a
 /// second later (see `retry_after`), after a server or network error with backoff from 100 ms.
-async fn retrying<T, F, Fut>(mut call: F) -> Result<T, serenity::Error>
+async fn retrying<T, F, Fut>(retry_not_found: bool, mut call: F) -> Result<T, serenity::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, serenity::Error>>,
@@ -478,7 +481,11 @@ where
     loop {
         match call().await {
             Ok(value) => return Ok(value),
-            Err(err) if attempt >= 6 || !retryable(&err) => return Err(err),
+            Err(err)
+                if attempt >= 6 || !(retryable(&err) || retry_not_found && not_found(&err)) =>
+            {
+                return Err(err);
+            }
             Err(err) => {
                 tokio::time::sleep(retry_after(&err).unwrap_or(wait)).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
@@ -486,6 +493,10 @@ where
             }
         }
     }
+}
+
+fn not_found(err: &serenity::Error) -> bool {
+    matches!(err, serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) if r.status_code.as_u16() == 404)
 }
 
 /// A rate limit, a server error or a network failure: worth another try.
@@ -578,9 +589,10 @@ impl serenity::all::EventHandler for GatewayHandler {
             }
         };
         let http = &self.discord.inner.http;
-        let answered =
-            retrying(|| http.create_interaction_response(id, &token, &answer.response, vec![]))
-                .await;
+        let answered = retrying(false, || {
+            http.create_interaction_response(id, &token, &answer.response, vec![])
+        })
+        .await;
         if let Err(err) = answered {
             tracing::error!(error = %self.discord.redact(&err), "discord: could not answer an interaction");
             return;
