@@ -2,6 +2,11 @@
 
 use flowbot_tests::{flowbot, stdout};
 
+/// Runs `flowbot link ARGS`.
+fn link(args: &[&str]) -> std::process::Output {
+    flowbot().arg("link").args(args).output().unwrap()
+}
+
 fn decode(image: image::GrayImage) -> String {
     let mut prepared = rqrr::PreparedImage::prepare(image);
     let grids = prepared.detect_grids();
@@ -13,31 +18,31 @@ fn decode(image: image::GrayImage) -> String {
 fn telegram_links_and_their_qr_codes() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("desk.png");
-    let out = flowbot()
-        .args([
-            "link",
-            "--platform",
-            "telegram",
-            "--bot-username",
-            "@gmis_help_bot",
-            "--entry",
-            "taiou3",
-            "--qr",
-        ])
-        .arg(&png)
-        .output()
-        .unwrap();
+    let png_path = png.to_str().unwrap();
+    let out = link(&[
+        "--platform",
+        "telegram",
+        "--bot-username",
+        "@gmis_help_bot",
+        "--entry",
+        "taiou3",
+        "--qr",
+        png_path,
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout(&out).trim(), "https://t.me/gmis_help_bot?start=taiou3");
     let image = image::open(&png).unwrap().to_luma8();
     assert_eq!(decode(image), "https://t.me/gmis_help_bot?start=taiou3");
 
     let svg = dir.path().join("desk.svg");
-    let out = flowbot()
-        .args(["link", "--platform", "telegram", "--bot-username", "gmis_help_bot", "--qr"])
-        .arg(&svg)
-        .output()
-        .unwrap();
+    let out = link(&[
+        "--platform",
+        "telegram",
+        "--bot-username",
+        "gmis_help_bot",
+        "--qr",
+        svg.to_str().unwrap(),
+    ]);
     assert_eq!(stdout(&out).trim(), "https://t.me/gmis_help_bot", "no entry: the plain bot link");
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("<svg") && text.contains("</svg>"), "{text}");
@@ -45,20 +50,16 @@ fn telegram_links_and_their_qr_codes() {
 
 #[test]
 fn the_terminal_drawing_is_a_readable_qr_code() {
-    let out = flowbot()
-        .args([
-            "link",
-            "--platform",
-            "telegram",
-            "--bot-username",
-            "gmis_help_bot",
-            "--entry",
-            "q5",
-            "--qr",
-            "-",
-        ])
-        .output()
-        .unwrap();
+    let out = link(&[
+        "--platform",
+        "telegram",
+        "--bot-username",
+        "gmis_help_bot",
+        "--entry",
+        "q5",
+        "--qr",
+        "-",
+    ]);
     let text = stdout(&out);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("https://t.me/gmis_help_bot?start=q5"));
@@ -101,55 +102,34 @@ fn the_terminal_drawing_is_a_readable_qr_code() {
 
 #[test]
 fn discord_links_unknown_entries_and_bad_names() {
-    let out = flowbot()
-        .args([
-            "link",
-            "--platform",
-            "discord",
-            "--discord-application-id",
-            "1200000000000000001",
-            "--entry",
-            "taiou5",
-        ])
-        .output()
-        .unwrap();
+    let out = link(&[
+        "--platform",
+        "discord",
+        "--discord-application-id",
+        "1200000000000000001",
+        "--entry",
+        "taiou5",
+    ]);
     assert!(out.status.success());
     let text = stdout(&out);
     assert!(text.starts_with("https://discord.com/oauth2/authorize?client_id=1200000000000000001&scope=bot+applications.commands\n"), "{text}");
     assert!(text.contains("/gmis start:taiou5"), "{text}");
 
-    let out = flowbot()
-        .args([
-            "link",
-            "--platform",
-            "telegram",
-            "--bot-username",
-            "gmis_help_bot",
-            "--entry",
-            "m3_change",
-        ])
-        .output()
-        .unwrap();
+    let out = link(&[
+        "--platform",
+        "telegram",
+        "--bot-username",
+        "gmis_help_bot",
+        "--entry",
+        "m3_change",
+    ]);
     assert!(!out.status.success(), "a node id is not an entry");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no entry point `m3_change`") && err.contains("taiou3-view"), "{err}");
 
-    let out = flowbot()
-        .args(["link", "--platform", "telegram", "--bot-username", "not a bot"])
-        .output()
-        .unwrap();
+    let out = link(&["--platform", "telegram", "--bot-username", "not a bot"]);
     assert!(!out.status.success());
-    let out = flowbot()
-        .args([
-            "link",
-            "--platform",
-            "telegram",
-            "--bot-username",
-            "gmis_help_bot",
-            "--qr",
-            "/tmp/x.gif",
-        ])
-        .output()
-        .unwrap();
+    let out =
+        link(&["--platform", "telegram", "--bot-username", "gmis_help_bot", "--qr", "/tmp/x.gif"]);
     assert!(!out.status.success(), "only png, svg or -");
 }
