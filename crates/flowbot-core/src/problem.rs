@@ -80,8 +80,6 @@ pub enum ProblemKind {
     UndeclaredParam(String),
     #[error("text has an unterminated `{{{{` placeholder")]
     UnterminatedPlaceholder,
-    #[error("a value is given for parameter `{0}`, which no flow declares")]
-    UnknownParamValue(String),
 }
 
 /// Every problem of one load, in file order. A flow with any problem does not load.

@@ -22,7 +22,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::sql::Backend;
+use crate::sql::{Backend, int};
 
 /// The most commits one transaction takes.
 pub(crate) const MAX_BATCH: usize = 64;
@@ -63,10 +63,6 @@ pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut jobs: mpsc::Rece
             }
         }
     }
-}
-
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// `($1,$2,…),(…)`: `rows` rows of `cols` placeholders, numbered for PostgreSQL, plain `?` for

@@ -113,11 +113,6 @@ impl SqlStore {
     pub fn backend(&self) -> Backend {
         self.backend
     }
-
-    /// Closes the pool, waiting for connections in use to be returned.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 /// The backend a URL names, and the URL sqlx should get (SQLite: created if missing).
@@ -156,7 +151,7 @@ fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn int(v: u64) -> i64 {
+pub(crate) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
