@@ -71,7 +71,7 @@ pub use script::{
     Coverage, CoverageReport, Script, ScriptFailure, ScriptFile, ScriptStep, run_script,
 };
 pub use store::{
-    Commit, Committed, ConversationKey, Expected, Purged, RestoreError, Snapshot, Store,
+    Commit, Committed, ConversationKey, Delivery, DeliveryCounts, Expected, NewRequest, Purged, RestoreError, Snapshot, Store,
     StoreError, Stored, Transition, TransitionKind, VersionStats,
 };
 pub use text::{Segment, normalize, segments};

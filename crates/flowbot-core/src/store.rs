@@ -50,6 +50,10 @@ pub struct Snapshot {
     pub awaiting_resume: bool,
     pub started_at: Timestamp,
     pub updated_at: Timestamp,
+    /// A form being filled in (its stage and answers so far), encoded by the core; `None`
+    /// outside a form. Personal data: kept no longer than the conversation, and cleared by
+    /// `purge` once older than the retention period.
+    pub form: Option<String>,
 }
 
 /// Why a snapshot does not fit the flow it names.
@@ -109,6 +113,7 @@ impl Conversation {
             awaiting_resume: self.is_awaiting_resume(),
             started_at: self.started_at(),
             updated_at: self.updated_at(),
+            form: None,
         }
     }
 
@@ -220,7 +225,49 @@ pub struct Commit<'a> {
     /// The platform's id of the inbound event, for deduplication.
     pub event: Option<&'a str>,
     pub transitions: &'a [Transition],
+    /// A hand-off request submitted by this step, written in the same transaction with one
+    /// pending delivery per destination.
+    pub request: Option<&'a NewRequest<'a>>,
     pub now: Timestamp,
+}
+
+/// A submitted hand-off request (personal data), as [`Commit`] writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRequest<'a> {
+    /// The reference number the user is shown; unique.
+    pub reference: &'a str,
+    pub flow_id: &'a str,
+    /// The form's id in the flow.
+    pub form: &'a str,
+    /// The ready-to-send text (what chat destinations receive).
+    pub text: &'a str,
+    /// The request as a JSON document (what webhook destinations receive).
+    pub payload: &'a str,
+    /// The names of the destinations to deliver to; one pending delivery each. Empty: the
+    /// request is only kept (the user sends the text themselves).
+    pub destinations: &'a [String],
+}
+
+/// One pending delivery of a request to one destination, claimed by a delivery worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The store's id of this delivery.
+    pub id: i64,
+    pub reference: String,
+    pub destination: String,
+    pub text: String,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub created_at: Timestamp,
+}
+
+/// Counts of hand-off deliveries, for `flowbot stats` and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    pub requests: u64,
+    pub pending: u64,
+    pub delivered: u64,
 }
 
 /// The result of a commit.
@@ -249,6 +296,10 @@ pub struct Purged {
     pub conversations: u64,
     pub events: u64,
     pub flow_versions: u64,
+    /// Hand-off requests (with their deliveries) older than the retention period.
+    pub requests: u64,
+    /// Form drafts cleared from idle conversations older than the retention period.
+    pub drafts: u64,
 }
 
 /// Counts for `flowbot stats`, per flow version.
@@ -295,12 +346,43 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes conversations idle since before `idle_before` (and with them the personal data
     /// they hold), event ids recorded before `events_before`, and flow versions that no
     /// conversation uses any more, except those in `keep`.
+    ///
+    /// Personal data: hand-off requests created before `personal_before` are deleted with
+    /// their deliveries (delivered or not), and the form drafts of conversations idle since
+    /// before it are cleared.
     async fn purge(
         &self,
         idle_before: Timestamp,
         events_before: Timestamp,
+        personal_before: Timestamp,
         keep: &[(String, FlowVersion)],
     ) -> Result<Purged, StoreError>;
+
+    /// Claims up to `limit` deliveries that are due (`next attempt <= now`, not delivered, not
+    /// claimed by a lease that is still running), oldest first, leasing them until
+    /// `lease_until`. Two workers (in two processes) never claim one delivery under the same
+    /// lease.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Marks a delivery done.
+    async fn delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Records a failed attempt: one more attempt, due again at `retry_at`, lease released.
+    /// `error` is a short description without personal data.
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        retry_at: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// How many requests there are and how their deliveries stand.
+    async fn delivery_counts(&self) -> Result<DeliveryCounts, StoreError>;
 
     /// Statistics from the event log, per flow version.
     async fn stats(&self) -> Result<Vec<VersionStats>, StoreError>;

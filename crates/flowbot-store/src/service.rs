@@ -34,6 +34,9 @@ pub struct ServiceOptions {
     pub expire_after: u64,
     /// How long (ms) processed event ids are kept for deduplication.
     pub keep_events_for: u64,
+    /// How long (ms) personal data (hand-off requests, form drafts) is kept before `purge`
+    /// deletes it.
+    pub keep_personal_data_for: u64,
 }
 
 impl Default for ServiceOptions {
@@ -43,6 +46,7 @@ impl Default for ServiceOptions {
             resume_after: Some(flowbot_core::DEFAULT_RESUME_AFTER_MS),
             expire_after: 30 * DAY_MS,
             keep_events_for: 7 * DAY_MS,
+            keep_personal_data_for: 90 * DAY_MS,
         }
     }
 }
@@ -186,6 +190,7 @@ impl Service {
                 state: changed.then_some(&stored),
                 event: update.event,
                 transitions: &transitions,
+                request: None,
                 now: update.now,
             };
             match self.store.commit(&commit).await {
@@ -232,7 +237,9 @@ impl Service {
         let keep = [(flow.id().to_owned(), flow.version())];
         let idle_before = Timestamp(now.0.saturating_sub(self.options.expire_after));
         let events_before = Timestamp(now.0.saturating_sub(self.options.keep_events_for));
-        Ok(self.store.purge(idle_before, events_before, &keep).await?)
+        let personal_before =
+            Timestamp(now.0.saturating_sub(self.options.keep_personal_data_for));
+        Ok(self.store.purge(idle_before, events_before, personal_before, &keep).await?)
     }
 
     /// The flow, conversation and compare-and-swap expectation for what was loaded. A
