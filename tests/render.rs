@@ -46,6 +46,14 @@ fn mermaid_carries_every_question_answer_and_ending() {
             NodeKind::Message { next, .. } => {
                 assert!(diagram.contains(&format!("{} --> {}", node.id(), flow.node(*next).id())));
             }
+            NodeKind::Form { next, .. } => {
+                assert!(
+                    diagram.contains(&format!("{}[[\"{}\"]]", node.id(), node.title())),
+                    "{}",
+                    node.id()
+                );
+                assert!(diagram.contains(&format!("{} --> {}", node.id(), flow.node(*next).id())));
+            }
         }
     }
     assert!(diagram.contains("q5{{\"同じ病院等内でG-MISを既に利用している部署がありますか<br/>※歯科診療所、助産所は全て「ない」に該当します\"}}"));

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use std::collections::HashSet;
+
 use flowbot_core::{
-    Commit, Committed, ConversationKey, Expected, FlowVersion, Input, Snapshot, Store, Stored,
-    Timestamp, Transition, TransitionKind,
+    Commit, Committed, ConversationKey, Delivery, DeliveryCounts, Expected, FlowVersion, Input,
+    NewRequest, Snapshot, Store, Stored, Timestamp, Transition, TransitionKind,
 };
 use flowbot_store::{Handled, Service, ServiceOptions, SqlStore, Update};
 use flowbot_tests::{TestDb, root};
@@ -50,6 +52,13 @@ on_both_backends!(
     stats_count_endings_edges_and_drop_off_where_paths_merge,
     reopened_store_keeps_everything,
     each_commit_of_a_batch_stands_alone,
+    form_drafts_round_trip,
+    a_commit_with_a_request_writes_it_with_one_delivery_per_destination,
+    a_duplicate_or_conflicting_commit_writes_no_request,
+    only_the_winner_of_a_batch_writes_its_request,
+    claimed_deliveries_are_leased_retried_and_delivered,
+    purge_deletes_old_requests_and_clears_old_drafts,
+    concurrent_claimers_never_share_a_delivery,
 );
 
 const V1: FlowVersion = FlowVersion([1; 8]);
@@ -73,6 +82,7 @@ fn stored(session: i64, node: &str, revision: u64, at: u64) -> Stored {
             awaiting_resume: true,
             started_at: Timestamp(5),
             updated_at: Timestamp(at),
+            form: None,
         },
     }
 }
@@ -83,7 +93,7 @@ fn commit<'a>(
     state: Option<&'a Stored>,
     event: Option<&'a str>,
 ) -> Commit<'a> {
-    Commit { key, expected, state, event, transitions: &[], now: Timestamp(100) }
+    Commit { key, expected, state, event, transitions: &[], request: None, now: Timestamp(100) }
 }
 
 async fn insert(store: &dyn Store, key: &ConversationKey, s: &Stored) -> i64 {
@@ -238,8 +248,12 @@ async fn purge_removes_expired_conversations_old_events_and_unused_versions(db: 
     c.now = Timestamp(1000);
     store.commit(&c).await.unwrap();
 
-    let purged = store.purge(Timestamp(500), Timestamp(500), &[("g".into(), V2)]).await.unwrap();
+    let purged = store
+        .purge(Timestamp(500), Timestamp(500), Timestamp(0), &[("g".into(), V2)])
+        .await
+        .unwrap();
     assert_eq!((purged.conversations, purged.events, purged.flow_versions), (1, 1, 1));
+    assert_eq!((purged.requests, purged.drafts), (0, 0));
     assert_eq!(
         store.load(&old).await.unwrap(),
         None,
@@ -513,4 +527,342 @@ async fn each_commit_of_a_batch_stands_alone(db: &TestDb) {
     let next = stored(session, "q9", 3, 30);
     let c = commit(&k, expected, Some(&next), Some(&lost[0]));
     assert_eq!(store.commit(&c).await.unwrap(), Committed::Applied { session });
+}
+
+/// A form draft with everything a text column might mangle.
+const AWKWARD: &str =
+    "stage=2\nname=\"O'Brien\" | a\\b\\\\c; -- '; DROP TABLE x;\r\n\t日本語 ✓ 🎉\n";
+
+async fn form_drafts_round_trip(db: &TestDb) {
+    let store = db.store().await;
+    let k = key("form");
+    let mut s = stored(0, "q1", 1, 10);
+    s.state.form = Some(AWKWARD.to_owned());
+    let session = insert(&store, &k, &s).await;
+    let loaded = store.load(&k).await.unwrap().unwrap();
+    assert_eq!(loaded, Stored { session, ..s.clone() }, "inserted with its draft");
+    // Updated in place: a new draft, an empty one, none.
+    let forms = [Some("name=\"x\"|y\\z\n".to_owned()), Some(String::new()), None];
+    for (revision, form) in (1..).zip(forms) {
+        let mut next = stored(session, "q2", revision + 1, 20 + revision);
+        next.state.form = form.clone();
+        let c = commit(&k, Expected::Revision { session, revision }, Some(&next), None);
+        assert_eq!(store.commit(&c).await.unwrap(), Committed::Applied { session });
+        assert_eq!(store.load(&k).await.unwrap().unwrap(), next, "{form:?}");
+    }
+    // Another conversation in the same batch keeps its own draft.
+    let (a, b) = (key("fa"), key("fb"));
+    let mut sa = stored(0, "q1", 1, 10);
+    sa.state.form = Some("a|1".into());
+    let mut sb = stored(0, "q1", 1, 10);
+    sb.state.form = Some("b|2".into());
+    let (ca, cb) = (
+        commit(&a, Expected::Absent, Some(&sa), None),
+        commit(&b, Expected::Absent, Some(&sb), None),
+    );
+    let (ra, rb) = tokio::join!(store.commit(&ca), store.commit(&cb));
+    assert!(matches!(
+        (ra.unwrap(), rb.unwrap()),
+        (Committed::Applied { .. }, Committed::Applied { .. })
+    ));
+    assert_eq!(store.load(&a).await.unwrap().unwrap().state.form.as_deref(), Some("a|1"));
+    assert_eq!(store.load(&b).await.unwrap().unwrap().state.form.as_deref(), Some("b|2"));
+}
+
+fn destinations(names: &[&str]) -> Vec<String> {
+    names.iter().map(|&n| n.to_owned()).collect()
+}
+
+fn request<'a>(reference: &'a str, destinations: &'a [String]) -> NewRequest<'a> {
+    NewRequest {
+        reference,
+        flow_id: "f",
+        form: "contact",
+        text: AWKWARD,
+        payload: r#"{"reference":"R","answers":{"name":"O'Brien \"x\" | \\"}}"#,
+        destinations,
+    }
+}
+
+fn counts(requests: u64, pending: u64, delivered: u64) -> DeliveryCounts {
+    DeliveryCounts { requests, pending, delivered }
+}
+
+/// Commits a new conversation under `user` with `request`, at `now`.
+async fn submit(store: &dyn Store, user: &str, r: &NewRequest<'_>, now: u64) -> Committed {
+    let k = key(user);
+    let s = stored(0, "done", 1, now);
+    let mut c = commit(&k, Expected::Absent, Some(&s), None);
+    c.request = Some(r);
+    c.now = Timestamp(now);
+    store.commit(&c).await.unwrap()
+}
+
+async fn a_commit_with_a_request_writes_it_with_one_delivery_per_destination(db: &TestDb) {
+    let store = db.store().await;
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(0, 0, 0));
+    let to = destinations(&["desk", "hook"]);
+    assert!(matches!(
+        submit(&store, "a", &request("R-1", &to), 100).await,
+        Committed::Applied { .. }
+    ));
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 2, 0));
+    // No destinations: the request is only kept.
+    assert!(matches!(
+        submit(&store, "b", &request("R-2", &[]), 110).await,
+        Committed::Applied { .. }
+    ));
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(2, 2, 0));
+    // An update in place carries a request too.
+    let k = key("a");
+    let session = store.load(&k).await.unwrap().unwrap().session;
+    let next = stored(session, "done", 2, 120);
+    let to3 = destinations(&["desk"]);
+    let r3 = request("R-3", &to3);
+    let mut c = commit(&k, Expected::Revision { session, revision: 1 }, Some(&next), Some("e-3"));
+    c.request = Some(&r3);
+    c.now = Timestamp(120);
+    assert_eq!(store.commit(&c).await.unwrap(), Committed::Applied { session });
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(3, 3, 0));
+
+    let claimed = store.claim_deliveries(Timestamp(200), Timestamp(300), 10).await.unwrap();
+    let shown: Vec<(&str, &str, u64)> = claimed
+        .iter()
+        .map(|d| (d.reference.as_str(), d.destination.as_str(), d.created_at.0))
+        .collect();
+    assert_eq!(shown, [("R-1", "desk", 100), ("R-1", "hook", 100), ("R-3", "desk", 120)]);
+    for d in &claimed {
+        assert_eq!((d.text.as_str(), d.payload.as_str(), d.attempts), (AWKWARD, r3.payload, 0));
+    }
+}
+
+async fn a_duplicate_or_conflicting_commit_writes_no_request(db: &TestDb) {
+    let store = db.store().await;
+    let k = key("a");
+    let s1 = stored(0, "q1", 1, 10);
+    let Committed::Applied { session } =
+        store.commit(&commit(&k, Expected::Absent, Some(&s1), Some("e-1"))).await.unwrap()
+    else {
+        panic!()
+    };
+    let to = destinations(&["desk", "hook"]);
+    let r = request("R-1", &to);
+    let s2 = stored(session, "done", 2, 20);
+    // A redelivered event.
+    let mut c = commit(&k, Expected::Revision { session, revision: 1 }, Some(&s2), Some("e-1"));
+    c.request = Some(&r);
+    assert_eq!(store.commit(&c).await.unwrap(), Committed::Duplicate);
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(0, 0, 0));
+    // A lost compare-and-swap.
+    let mut c = commit(&k, Expected::Revision { session, revision: 0 }, Some(&s2), Some("e-2"));
+    c.request = Some(&r);
+    assert_eq!(store.commit(&c).await.unwrap(), Committed::Conflict);
+    // An insert that another writer beat, and a replacement of a changed conversation.
+    let mut c = commit(&k, Expected::Absent, Some(&s2), Some("e-3"));
+    c.request = Some(&r);
+    assert_eq!(store.commit(&c).await.unwrap(), Committed::Conflict);
+    let mut c = commit(&k, Expected::Replace { session, revision: 0 }, Some(&s2), None);
+    c.request = Some(&r);
+    assert_eq!(store.commit(&c).await.unwrap(), Committed::Conflict);
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(0, 0, 0));
+    assert!(store.claim_deliveries(Timestamp(1000), Timestamp(2000), 10).await.unwrap().is_empty());
+    // The same request on the right revision is written (its reference was never taken).
+    let mut c = commit(&k, Expected::Revision { session, revision: 1 }, Some(&s2), Some("e-2"));
+    c.request = Some(&r);
+    assert_eq!(store.commit(&c).await.unwrap(), Committed::Applied { session });
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 2, 0));
+}
+
+/// Racing commits in shared transactions: only those that apply write their requests.
+async fn only_the_winner_of_a_batch_writes_its_request(db: &TestDb) {
+    let store = Arc::new(db.store().await);
+    let k = key("contested");
+    let session = insert(store.as_ref(), &k, &stored(0, "q1", 1, 10)).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (store, k) = (store.clone(), k.clone());
+        tasks.push(tokio::spawn(async move {
+            let next = stored(session, &format!("n{i}"), 2, 20);
+            let reference = format!("race-{i}");
+            let to = destinations(&["desk", "hook"]);
+            let r = request(&reference, &to);
+            let mut c = commit(&k, Expected::Revision { session, revision: 1 }, Some(&next), None);
+            c.request = Some(&r);
+            let result = store.commit(&c).await.unwrap();
+            (reference, result)
+        }));
+    }
+    // New conversations sharing one event id, each with a request: one applies.
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = stored(0, "q1", 1, 10);
+            let k = key(&format!("dup-{i}"));
+            let reference = format!("shared-{i}");
+            let to = destinations(&["desk"]);
+            let r = request(&reference, &to);
+            let mut c = commit(&k, Expected::Absent, Some(&s), Some("shared"));
+            c.request = Some(&r);
+            let result = store.commit(&c).await.unwrap();
+            (reference, result)
+        }));
+    }
+    let mut applied = Vec::new();
+    for t in tasks {
+        if let (reference, Committed::Applied { .. }) = t.await.unwrap() {
+            applied.push(reference);
+        }
+    }
+    applied.sort();
+    assert_eq!(applied.len(), 2, "{applied:?}");
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(2, 3, 0));
+    let claimed = store.claim_deliveries(Timestamp(100), Timestamp(200), 10).await.unwrap();
+    let mut references: Vec<String> = claimed.iter().map(|d| d.reference.clone()).collect();
+    references.sort();
+    references.dedup();
+    assert_eq!(references, applied);
+}
+
+async fn claimed_deliveries_are_leased_retried_and_delivered(db: &TestDb) {
+    let store = db.store().await;
+    let to = destinations(&["desk", "hook"]);
+    submit(&store, "a", &request("R-1", &to), 100).await;
+    let claim = |now: u64, lease: u64| store.claim_deliveries(Timestamp(now), Timestamp(lease), 10);
+    let ids = |ds: &[Delivery]| ds.iter().map(|d| d.id).collect::<Vec<_>>();
+
+    assert!(claim(99, 200).await.unwrap().is_empty(), "not due before the request was made");
+    let first = claim(100, 200).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first[0].id < first[1].id, "oldest first");
+    assert_eq!((first[0].destination.as_str(), first[1].destination.as_str()), ("desk", "hook"));
+    assert!(claim(150, 250).await.unwrap().is_empty(), "leased until 200");
+    assert!(claim(199, 250).await.unwrap().is_empty(), "leased until 200");
+
+    let (desk, hook) = (first[0].id, first[1].id);
+    let long_error = "é".repeat(1000);
+    store.delivery_failed(desk, Timestamp(300), &long_error).await.unwrap();
+    store.delivered(hook, Timestamp(160)).await.unwrap();
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 1, 1));
+    assert!(claim(250, 350).await.unwrap().is_empty(), "released, but due again at 300 only");
+    let retried = claim(300, 400).await.unwrap();
+    assert_eq!(ids(&retried), [desk]);
+    assert_eq!(retried[0].attempts, 1);
+    assert_eq!(retried[0].text, AWKWARD);
+    // A lease that ran out (a worker that died) makes it due again.
+    let again = claim(400, 500).await.unwrap();
+    assert_eq!((ids(&again), again[0].attempts), (vec![desk], 1));
+    store.delivered(desk, Timestamp(450)).await.unwrap();
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 0, 2));
+    assert!(claim(10_000, 20_000).await.unwrap().is_empty(), "delivered is done");
+    // A late failure report of a delivered one changes nothing.
+    store.delivery_failed(desk, Timestamp(600), "late").await.unwrap();
+    assert!(claim(10_000, 20_000).await.unwrap().is_empty());
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 0, 2));
+
+    // The error kept is bounded.
+    let pool = sqlx::AnyPool::connect(&db.url()).await.unwrap();
+    let kept: String = sqlx::query_scalar("SELECT last_error FROM deliveries WHERE id = $1")
+        .bind(desk)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, "é".repeat(500));
+    pool.close().await;
+
+    // `limit` takes the oldest.
+    let to = destinations(&["1", "2", "3"]);
+    submit(&store, "b", &request("R-2", &to), 1000).await;
+    let two = store.claim_deliveries(Timestamp(1000), Timestamp(2000), 2).await.unwrap();
+    let names: Vec<&str> = two.iter().map(|d| d.destination.as_str()).collect();
+    assert_eq!(names, ["1", "2"]);
+    let rest = store.claim_deliveries(Timestamp(1000), Timestamp(2000), 2).await.unwrap();
+    assert_eq!(rest.iter().map(|d| d.destination.as_str()).collect::<Vec<_>>(), ["3"]);
+    assert!(store.claim_deliveries(Timestamp(1000), Timestamp(2000), 0).await.unwrap().is_empty());
+}
+
+async fn purge_deletes_old_requests_and_clears_old_drafts(db: &TestDb) {
+    let store = db.store().await;
+    let with_form = |at: u64, form: &str| {
+        let mut s = stored(0, "q1", 1, at);
+        s.state.form = Some(form.to_owned());
+        s
+    };
+    let (old, new) = (key("old-draft"), key("new-draft"));
+    let old_state = with_form(10, "old|draft");
+    let new_state = with_form(1000, "new|draft");
+    let old_session = insert(&store, &old, &old_state).await;
+    insert(&store, &new, &new_state).await;
+    let to = destinations(&["desk", "hook"]);
+    submit(&store, "a", &request("R-old", &to), 100).await;
+    let to1 = destinations(&["desk"]);
+    submit(&store, "b", &request("R-new", &to1), 1000).await;
+    // One of the old request's deliveries was delivered: it goes as well.
+    let claimed = store.claim_deliveries(Timestamp(100), Timestamp(200), 1).await.unwrap();
+    assert_eq!(claimed[0].reference, "R-old");
+    store.delivered(claimed[0].id, Timestamp(150)).await.unwrap();
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(2, 2, 1));
+
+    let purged = store.purge(Timestamp(0), Timestamp(0), Timestamp(500), &[]).await.unwrap();
+    assert_eq!((purged.requests, purged.drafts, purged.conversations), (1, 1, 0));
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 1, 0));
+    let remaining = store.claim_deliveries(Timestamp(5000), Timestamp(6000), 10).await.unwrap();
+    assert_eq!(remaining.iter().map(|d| d.reference.as_str()).collect::<Vec<_>>(), ["R-new"]);
+    // The old conversation stays, without its draft; the recent draft stays.
+    let mut expected = Stored { session: old_session, ..old_state };
+    expected.state.form = None;
+    assert_eq!(store.load(&old).await.unwrap().unwrap(), expected);
+    assert_eq!(store.load(&new).await.unwrap().unwrap().state.form.as_deref(), Some("new|draft"));
+    // Again: nothing left to purge.
+    let purged = store.purge(Timestamp(0), Timestamp(0), Timestamp(500), &[]).await.unwrap();
+    assert_eq!((purged.requests, purged.drafts), (0, 0));
+    // An expired conversation is deleted with its draft, counted as a conversation.
+    let purged = store.purge(Timestamp(2000), Timestamp(0), Timestamp(2000), &[]).await.unwrap();
+    assert_eq!((purged.conversations, purged.requests, purged.drafts), (4, 1, 0));
+    assert_eq!(store.delivery_counts().await.unwrap(), counts(0, 0, 0));
+}
+
+/// Two workers in one process and one in another (a second store on the same database) claim
+/// at once: every delivery goes to exactly one of them.
+async fn concurrent_claimers_never_share_a_delivery(db: &TestDb) {
+    let store = Arc::new(db.store().await);
+    let other = Arc::new(SqlStore::open(&db.url()).await.unwrap());
+    let to: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();
+    for i in 0..10 {
+        let reference = format!("R-{i}");
+        submit(store.as_ref(), &format!("u{i}"), &request(&reference, &to), 100).await;
+    }
+    let total = 60;
+    let mut seen = HashSet::new();
+    let mut rounds = 0;
+    while seen.len() < total {
+        rounds += 1;
+        assert!(rounds < 100, "claims stopped making progress");
+        let claim = |s: &Arc<SqlStore>| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.claim_deliveries(Timestamp(100), Timestamp(1_000), 4).await.unwrap()
+            })
+        };
+        let (a, b, c) = (claim(&store), claim(&store), claim(&other));
+        let (a, b, c) = tokio::join!(a, b, c);
+        let (d, e) = tokio::join!(
+            store.claim_deliveries(Timestamp(100), Timestamp(1_000), 3),
+            other.claim_deliveries(Timestamp(100), Timestamp(1_000), 3)
+        );
+        for d in [a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap(), e.unwrap()].iter().flatten() {
+            assert!(seen.insert(d.id), "delivery {} claimed twice", d.id);
+        }
+    }
+    assert_eq!(seen.len(), total);
+    assert!(
+        store.claim_deliveries(Timestamp(999), Timestamp(2_000), 100).await.unwrap().is_empty()
+    );
+    // Once the leases run out, each is claimed again, once.
+    let (a, b) = tokio::join!(
+        store.claim_deliveries(Timestamp(1_000), Timestamp(2_000), 100),
+        other.claim_deliveries(Timestamp(1_000), Timestamp(2_000), 100)
+    );
+    let again: Vec<i64> = a.unwrap().iter().chain(&b.unwrap()).map(|d| d.id).collect();
+    assert_eq!(again.len(), total);
+    assert_eq!(again.iter().collect::<HashSet<_>>().len(), total);
 }

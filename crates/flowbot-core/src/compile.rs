@@ -9,9 +9,13 @@ use sha2::{Digest, Sha256};
 use crate::flow::{
     Choice, Flow, FlowVersion, Means, Node, NodeIx, NodeKind, Question, Texts, to_ix,
 };
+use crate::form::{
+    ANSWER_LINE_SLOTS, Check, DEFAULT_MAX_CHARS, Field, Form, FormTexts, HANDOFF_SLOTS, MAX_FIELDS,
+    PATH_LINE_SLOTS,
+};
 use crate::loader::Params;
 use crate::problem::{Problem, ProblemKind, Problems};
-use crate::raw::{RawFlow, RawMeans, RawNode};
+use crate::raw::{RawFlow, RawForm, RawMeans, RawNode};
 use crate::text::{Typed, classify, normalize};
 use crate::token::max_token_len;
 
@@ -21,6 +25,10 @@ pub const TELEGRAM_CALLBACK_DATA_MAX: usize = 64;
 pub const DISCORD_LABEL_MAX: usize = 80;
 /// The most choices one question may have (one keyboard, single-digit choice tokens).
 pub const MAX_CHOICES: usize = 10;
+/// Discord's limit on a text input's label and a modal's title, in characters.
+pub const DISCORD_MODAL_LABEL_MAX: usize = 45;
+/// Discord's limit on a text input's length, in characters.
+pub const DISCORD_INPUT_MAX: usize = 4000;
 
 /// Where things are in the source, as far as the loader could tell. Lines are 1-based.
 #[derive(Debug, Default)]
@@ -29,6 +37,7 @@ pub(crate) struct SourceMap {
     /// Per node, the line of each choice; empty where unknown.
     pub choices: Vec<Vec<u32>>,
     pub entries: BTreeMap<String, u32>,
+    pub forms: BTreeMap<String, u32>,
     pub start: Option<u32>,
     pub flow: Option<u32>,
 }
@@ -92,11 +101,38 @@ pub(crate) fn compile(
 
     // Parameters: the deployment's values over the declared defaults. Values for parameters this
     // flow does not declare are the caller's to judge (one configuration may serve several flows).
-    let values: Values<'_> = raw
+    // A value may itself use other parameters (one level: `desk_contact` built from
+    // `desk_name` and `desk_phone`), so a deployment sets the parts and the flow lays them out.
+    let given: Values<'_> = raw
         .params
         .iter()
         .map(|(name, p)| (name.as_str(), params.get(name).unwrap_or(&p.default).as_str()))
         .collect();
+    let derived: Vec<(&str, String)> = given
+        .iter()
+        .filter(|(_, v)| v.contains("{{"))
+        .map(|(&name, v)| {
+            let nested = placeholders(v).find(|n| given.get(n).is_some_and(|v| v.contains("{{")));
+            let value = match nested {
+                Some(n) => Err(ProblemKind::Param {
+                    name: name.to_owned(),
+                    message: format!("uses `{{{{{n}}}}}`, which uses parameters itself"),
+                }),
+                None => fill_template(v, &given).map_err(|kind| ProblemKind::Param {
+                    name: name.to_owned(),
+                    message: kind.to_string(),
+                }),
+            };
+            (name, value.unwrap_or_else(|kind| {
+                r.add(None, None, kind);
+                String::new()
+            }))
+        })
+        .collect();
+    let mut values = given.clone();
+    for (name, value) in &derived {
+        values.insert(name, value);
+    }
 
     // Ids: valid, unique.
     let node_line = |i: usize| map.nodes.get(i).copied().flatten();
@@ -175,6 +211,18 @@ pub(crate) fn compile(
     texts.restart_key = normalize(&texts.restart);
     texts.resume_key = normalize(&texts.resume);
 
+    // Forms.
+    let mut forms = Vec::with_capacity(raw.forms.len());
+    let mut form_ix: HashMap<&str, usize> = HashMap::new();
+    for (name, form) in &raw.forms {
+        let line = map.forms.get(name).copied();
+        if let Some(form) = compile_form(name, form, line, &texts, &values, &mut r) {
+            form_ix.insert(name, forms.len());
+            forms.push(form);
+        }
+    }
+    let mut forms_used = vec![false; forms.len()];
+
     // Nodes, one by one.
     let mut nodes = Vec::with_capacity(raw.nodes.len());
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); raw.nodes.len()];
@@ -182,25 +230,49 @@ pub(crate) fn compile(
         let line = node_line(i);
         let id = Some(node.id.as_str());
         let choice_lines = map.choices.get(i).map(Vec::as_slice).unwrap_or(&[]);
-        let kind = compile_node(
-            node,
-            line,
-            choice_lines,
-            &texts,
-            &values,
-            &resolve,
-            &mut r,
-            &mut edges[i],
-        );
+        let kind = if let Some(name) = &node.form {
+            compile_form_node(node, name, line, &form_ix, &forms, &resolve, &mut r, &mut edges[i])
+        } else {
+            compile_node(
+                node,
+                line,
+                choice_lines,
+                &texts,
+                &values,
+                &resolve,
+                &mut r,
+                &mut edges[i],
+            )
+        };
         let Some(kind) = kind else { continue };
-        if let NodeKind::Question(_) | NodeKind::Ending { .. } = kind {
+        if let NodeKind::Form { form, .. } = kind {
+            forms_used[form] = true;
+        }
+        if let NodeKind::Question(_) | NodeKind::Ending { .. } | NodeKind::Form { .. } = kind {
             let bytes = max_token_len(&node.id);
             if bytes > TELEGRAM_CALLBACK_DATA_MAX {
                 r.add(line, id, ProblemKind::TokenTooLong { bytes });
             }
         }
-        let title = node.title.clone().unwrap_or_else(|| first_line(node_text(&kind)).to_owned());
+        let title = match (&node.title, &kind) {
+            (Some(title), _) => title.clone(),
+            (None, NodeKind::Form { form, .. }) => forms[*form].title.clone(),
+            (None, kind) => first_line(node_text(kind)).to_owned(),
+        };
         nodes.push(Node { id: node.id.clone(), title, line, kind });
+    }
+
+    for (form, used) in forms.iter().zip(&forms_used) {
+        if !used {
+            r.add(
+                map.forms.get(&form.id).copied(),
+                None,
+                ProblemKind::Form {
+                    form: form.id.clone(),
+                    message: "no node asks this form (`form:`)".to_owned(),
+                },
+            );
+        }
     }
 
     // Graph: every node reachable from an entry point, and able to reach an ending.
@@ -246,6 +318,8 @@ pub(crate) fn compile(
         nodes,
         params: raw.params.keys().cloned().collect(),
         resume_after: Some(crate::flow::DEFAULT_RESUME_AFTER_MS),
+        forms,
+        delivers: false,
     };
     flow.first_stop = flow.settle(start);
     Ok(flow)
@@ -396,7 +470,236 @@ fn node_text(kind: &NodeKind) -> &str {
     match kind {
         NodeKind::Question(q) => &q.text,
         NodeKind::Message { text, .. } | NodeKind::Ending { text } => text,
+        NodeKind::Form { .. } => "",
     }
+}
+
+/// A node that asks a form: `form:` and `next:`, nothing else.
+#[allow(clippy::too_many_arguments, reason = "one call site, like compile_node")]
+fn compile_form_node(
+    node: &RawNode,
+    name: &str,
+    line: Option<u32>,
+    form_ix: &HashMap<&str, usize>,
+    forms: &[Form],
+    resolve: &dyn Fn(&str) -> Option<usize>,
+    r: &mut Report<'_>,
+    edges: &mut Vec<usize>,
+) -> Option<NodeKind> {
+    let id = Some(node.id.as_str());
+    let others: Vec<&str> = [
+        ("ask", node.ask.is_some()),
+        ("say", node.say.is_some()),
+        ("end", node.end.is_some()),
+        ("note", node.note.is_some()),
+        ("choices", node.choices.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| *k)
+    .collect();
+    if !others.is_empty() {
+        r.add(
+            line,
+            id,
+            ProblemKind::Shape(format!(
+                "a form node has `form` and `next` only, not {}",
+                others.join(", ")
+            )),
+        );
+    }
+    let form = match form_ix.get(name) {
+        Some(&ix) => Some(ix),
+        None => {
+            // A form that failed to compile was reported already.
+            let _ = forms;
+            r.add(
+                line,
+                id,
+                ProblemKind::Shape(format!("`form: {name}` names no form under `forms:`")),
+            );
+            None
+        }
+    };
+    let Some(next) = &node.next else {
+        r.add(line, id, ProblemKind::Shape("a form node needs `next`".to_owned()));
+        return None;
+    };
+    let next = match resolve(next) {
+        Some(ix) => {
+            edges.push(ix);
+            ix
+        }
+        None => {
+            r.add(
+                line,
+                id,
+                ProblemKind::UnknownTarget { field: "`next`".into(), target: next.clone() },
+            );
+            return None;
+        }
+    };
+    Some(NodeKind::Form { form: form?, next: to_ix(next) })
+}
+
+/// Compiles one form, reporting every problem it has.
+fn compile_form(
+    name: &str,
+    raw: &RawForm,
+    line: Option<u32>,
+    texts: &Texts,
+    values: &Values<'_>,
+    r: &mut Report<'_>,
+) -> Option<Form> {
+    let before = r.problems.len();
+    let problem = |r: &mut Report<'_>, message: String| {
+        r.add(line, None, ProblemKind::Form { form: name.to_owned(), message });
+    };
+    if !is_payload(name) {
+        problem(r, "invalid form name: use 1 to 64 of A-Z a-z 0-9 _ -".to_owned());
+    }
+    // Deployment parameters are filled in now; the runtime slots stay for the engine.
+    let text = |r: &mut Report<'_>, what: &str, source: &str, slots: &[&str]| {
+        let mut with_slots = values.clone();
+        let kept: Vec<String> = slots.iter().map(|s| format!("{{{{{s}}}}}")).collect();
+        for (slot, keep) in slots.iter().zip(&kept) {
+            with_slots.insert(slot, keep);
+        }
+        match fill(source, &with_slots) {
+            Ok(t) if t.trim().is_empty() => {
+                problem(r, format!("`{what}` is empty"));
+                t
+            }
+            Ok(t) => t,
+            Err(kind) => {
+                problem(r, format!("`{what}`: {kind}"));
+                String::new()
+            }
+        }
+    };
+    let title = text(r, "title", &raw.title, &[]);
+    let mut t = FormTexts {
+        input: text(r, "input", &raw.input, &[]),
+        confirm: text(r, "confirm", &raw.confirm, &[]),
+        submit: text(r, "submit", &raw.submit, &[]),
+        fix: text(r, "fix", &raw.fix, &[]),
+        fix_question: text(r, "fix_question", &raw.fix_question, &[]),
+        required: text(r, "required", &raw.required, &[]),
+        too_long: text(r, "too_long", &raw.too_long, &[]),
+        email: text(r, "email", &raw.email, &[]),
+        invalid: text(r, "invalid", &raw.invalid, &[]),
+        answer_line: text(r, "answer_line", &raw.answer_line, ANSWER_LINE_SLOTS),
+        path_line: text(r, "path_line", &raw.path_line, PATH_LINE_SLOTS),
+        handoff: text(r, "handoff", &raw.handoff, HANDOFF_SLOTS),
+        handoff_sent: text(r, "handoff_sent", &raw.handoff_sent, &[]),
+        handoff_copy: text(r, "handoff_copy", &raw.handoff_copy, &[]),
+        submit_key: String::new(),
+        fix_key: String::new(),
+    };
+    t.submit_key = normalize(&t.submit);
+    t.fix_key = normalize(&t.fix);
+    if !t.handoff.contains("{{answers}}") || !t.handoff.contains("{{reference}}") {
+        problem(r, "`handoff` must show `{{answers}}` and `{{reference}}`".to_owned());
+    }
+    if title.chars().count() > DISCORD_MODAL_LABEL_MAX {
+        problem(r, format!("`title` is over Discord's {DISCORD_MODAL_LABEL_MAX}-character limit for a modal title"));
+    }
+
+    // Buttons: the confirmation's two, the input button; and the fields' labels, which are the
+    // buttons for picking the answer to fix.
+    let mut buttons: Vec<(String, String)> = Vec::new();
+    let mut button = |r: &mut Report<'_>, what: String, label: &str| {
+        let key = normalize(label);
+        let chars = label.chars().count();
+        if chars > DISCORD_LABEL_MAX {
+            problem(r, format!("{what} `{label}` is {chars} characters, over Discord's {DISCORD_LABEL_MAX}-character button limit"));
+        }
+        if let Typed::Number(_) = classify(&key) {
+            problem(r, format!("{what} `{label}` reads as a number when typed"));
+        }
+        if key == texts.back_key || key == texts.restart_key {
+            problem(r, format!("{what} `{label}` is a navigation button's label"));
+        }
+        if let Some((first, _)) = buttons.iter().find(|(_, k)| !key.is_empty() && *k == key) {
+            problem(r, format!("{what} `{label}` equals {first} (compared after NFKC)"));
+        }
+        buttons.push((what, key));
+    };
+    button(r, "`submit`".into(), &t.submit);
+    button(r, "`fix`".into(), &t.fix);
+
+    if raw.fields.is_empty() || raw.fields.len() > MAX_FIELDS {
+        problem(r, format!("{} fields; a form has 1 to {MAX_FIELDS}", raw.fields.len()));
+    }
+    let mut fields = Vec::with_capacity(raw.fields.len());
+    let mut ids: Vec<&str> = Vec::new();
+    for (i, f) in raw.fields.iter().enumerate() {
+        let n = i + 1;
+        if !is_payload(&f.id) {
+            problem(r, format!("field {n}: invalid id `{}`: use A-Z a-z 0-9 _ -", f.id));
+        } else if ids.contains(&f.id.as_str()) {
+            problem(r, format!("field {n}: duplicate id `{}`", f.id));
+        }
+        ids.push(&f.id);
+        let label = text(r, &format!("field {n} `label`"), &f.label, &[]);
+        if label.chars().count() > DISCORD_MODAL_LABEL_MAX {
+            problem(r, format!("field {n}: label over Discord's {DISCORD_MODAL_LABEL_MAX}-character limit for a text box"));
+        }
+        button(r, format!("field {n}'s label"), &label);
+        let ask = text(r, &format!("field {n} `ask`"), &f.ask, &[]);
+        let unknown = f.unknown.as_ref().map(|u| text(r, &format!("field {n} `unknown`"), u, &[]));
+        if let Some(u) = &unknown {
+            let key = normalize(u);
+            let chars = u.chars().count();
+            if chars > DISCORD_LABEL_MAX {
+                problem(r, format!("field {n}: `unknown` is over Discord's {DISCORD_LABEL_MAX}-character button limit"));
+            }
+            if key == texts.back_key || key == texts.restart_key {
+                problem(r, format!("field {n}: `unknown` `{u}` is a navigation button's label"));
+            }
+        }
+        let check = match (&f.pattern, f.email) {
+            (Some(_), true) => {
+                problem(r, format!("field {n}: `email` and `pattern` exclude each other"));
+                Check::Text
+            }
+            (Some(p), false) => match regex::Regex::new(p) {
+                Ok(re) => Check::Pattern(re),
+                Err(e) => {
+                    let e = e.to_string();
+                    let e = e.lines().last().unwrap_or_default().trim().to_owned();
+                    problem(r, format!("field {n}: `pattern` is not a regular expression: {e}"));
+                    Check::Text
+                }
+            },
+            (None, true) => Check::Email,
+            (None, false) => Check::Text,
+        };
+        if f.invalid.is_some() && f.pattern.is_none() {
+            problem(r, format!("field {n}: `invalid` explains a `pattern`, and there is none"));
+        }
+        let invalid = f.invalid.as_ref().map(|v| text(r, &format!("field {n} `invalid`"), v, &[]));
+        let max_chars = f.max_chars.unwrap_or(DEFAULT_MAX_CHARS);
+        if !(1..=DISCORD_INPUT_MAX).contains(&max_chars) {
+            problem(r, format!("field {n}: `max_chars` must be 1 to {DISCORD_INPUT_MAX}"));
+        }
+        fields.push(Field {
+            id: f.id.clone(),
+            label,
+            ask,
+            unknown_key: unknown.as_deref().map(normalize).unwrap_or_default(),
+            unknown,
+            check,
+            max_chars,
+            invalid,
+        });
+    }
+    (r.problems.len() == before).then(|| Form { id: name.to_owned(), title, fields, texts: t })
+}
+
+/// The names of the `{{placeholders}}` in a text.
+fn placeholders(text: &str) -> impl Iterator<Item = &str> {
+    text.split("{{").skip(1).filter_map(|s| s.split_once("}}").map(|(n, _)| n.trim()))
 }
 
 fn first_line(text: &str) -> &str {
@@ -419,6 +722,20 @@ fn reach(roots: &[usize], edges: &[Vec<usize>]) -> Vec<bool> {
 /// Substitutes `{{name}}` placeholders. A line that held a placeholder and is left blank is
 /// dropped, so an unset parameter leaves no empty line. Trailing line breaks are trimmed.
 fn fill(text: &str, values: &HashMap<&str, &str>) -> Result<String, ProblemKind> {
+    fill_lines(text, values, false)
+}
+
+/// [`fill`] for a parameter built from other parameters: there, a line whose placeholders were
+/// all empty is dropped, captions and all (`電話：{{desk_phone}}` without a phone number).
+fn fill_template(text: &str, values: &HashMap<&str, &str>) -> Result<String, ProblemKind> {
+    fill_lines(text, values, true)
+}
+
+fn fill_lines(
+    text: &str,
+    values: &HashMap<&str, &str>,
+    drop_captions: bool,
+) -> Result<String, ProblemKind> {
     let text = text.trim_end();
     if !text.contains("{{") {
         return Ok(text.to_owned());
@@ -428,6 +745,7 @@ fn fill(text: &str, values: &HashMap<&str, &str>) -> Result<String, ProblemKind>
         let mut filled = String::with_capacity(line.len());
         let mut rest = line;
         let had_placeholder = line.contains("{{");
+        let mut all_empty = true;
         while let Some(open) = rest.find("{{") {
             filled.push_str(&rest[..open]);
             let after = &rest[open + 2..];
@@ -436,10 +754,12 @@ fn fill(text: &str, values: &HashMap<&str, &str>) -> Result<String, ProblemKind>
             let value =
                 values.get(name).ok_or_else(|| ProblemKind::UndeclaredParam(name.to_owned()))?;
             filled.push_str(value);
+            all_empty &= value.trim().is_empty();
             rest = &after[close + 2..];
         }
         filled.push_str(rest);
-        if had_placeholder && filled.trim().is_empty() {
+        let dropped = if drop_captions { all_empty } else { filled.trim().is_empty() };
+        if had_placeholder && dropped {
             continue;
         }
         if !out.is_empty() {
@@ -496,6 +816,8 @@ mod tests {
         assert_eq!(fill("x {{a}} y\n{{ empty }}\nz\n", &v).unwrap(), "x A y\nz");
         assert_eq!(fill("keep\n\nblank", &v).unwrap(), "keep\n\nblank");
         assert_eq!(fill("x{{empty}}", &v).unwrap(), "x");
+        assert_eq!(fill("a\n電話：{{empty}}", &v).unwrap(), "a\n電話：");
+        assert_eq!(fill_template("a\n電話：{{empty}}\nb {{a}}{{empty}}", &v).unwrap(), "a\nb A");
         assert_eq!(fill("{{nope}}", &v), Err(ProblemKind::UndeclaredParam("nope".into())));
         assert_eq!(fill("{{a", &v), Err(ProblemKind::UnterminatedPlaceholder));
     }

@@ -6,6 +6,7 @@
 //! argument, and the same inputs always give the same outputs.
 
 use crate::flow::{Flow, Means, Node, NodeIx, NodeKind, Texts};
+use crate::form::{Answer, Draft, Form, Invalid, Stage, Submission};
 use crate::text::{MAX_TYPED_BYTES, Typed, classify, normalize};
 use crate::token::{Action, Token};
 
@@ -23,8 +24,15 @@ pub enum Input<'a> {
     },
     /// A button press carrying its token (`callback_data`, `custom_id`).
     Press(&'a str),
-    /// Typed text: an answer by number, label or yes/no word, or a `/command`.
+    /// Typed text: an answer by number, label or yes/no word, a form field's answer, or a
+    /// `/command`.
     Text(&'a str),
+    /// A form field's answer typed into a box opened by the button with `token` (a Discord
+    /// modal): applied only if that button is current, like a press.
+    Answer {
+        token: &'a str,
+        text: &'a str,
+    },
     Back,
     Restart,
     Help,
@@ -51,9 +59,14 @@ pub struct Conversation {
     misses: u8,
     /// The user came back after a pause and was asked whether to resume.
     awaiting_resume: bool,
+    /// At a form node: where in the form, and the answers so far.
+    form: Option<Draft>,
     started_at: Timestamp,
     updated_at: Timestamp,
 }
+
+/// The longest text a form field takes in one message (its own `max_chars` is checked after).
+const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// Why the engine is saying something other than the flow's next node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,10 +79,12 @@ pub enum NoticeKind {
     Ended,
     UnknownEntry,
     UnknownCommand,
+    /// A form's answer was refused; the text says why.
+    Invalid,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 8] = [
+    pub const ALL: [NoticeKind; 9] = [
         NoticeKind::Stale,
         NoticeKind::NoMatch,
         NoticeKind::Contact,
@@ -78,6 +93,7 @@ impl NoticeKind {
         NoticeKind::Ended,
         NoticeKind::UnknownEntry,
         NoticeKind::UnknownCommand,
+        NoticeKind::Invalid,
     ];
 
     /// The name used in conversation scripts and logs.
@@ -91,6 +107,7 @@ impl NoticeKind {
             NoticeKind::Ended => "ended",
             NoticeKind::UnknownEntry => "unknown_entry",
             NoticeKind::UnknownCommand => "unknown_command",
+            NoticeKind::Invalid => "invalid",
         }
     }
 
@@ -104,12 +121,14 @@ impl NoticeKind {
             NoticeKind::Ended => &t.ended,
             NoticeKind::UnknownEntry => &t.unknown_entry,
             NoticeKind::UnknownCommand => &t.unknown_command,
+            // The reason comes from the form (`Outcome::invalid`).
+            NoticeKind::Invalid => &t.no_match,
         }
     }
 }
 
 /// One thing to show the user, platform-neutral. Adapters render these in order.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Reply<'f> {
     /// A short remark about the input (an old button, an unmatched answer, …).
     Notice { kind: NoticeKind, text: &'f str },
@@ -117,10 +136,12 @@ pub enum Reply<'f> {
     Say { node: &'f Node, text: &'f str },
     /// The node the conversation now waits at, with its buttons.
     Prompt(Prompt<'f>),
+    /// A submitted form: show [`Outcome::handoff`]'s message here.
+    Handoff,
 }
 
-/// A question (or an ending) with its buttons.
-#[derive(Debug, Clone, Copy)]
+/// A question (or an ending, or a step of a form) with its buttons.
+#[derive(Debug, Clone)]
 pub struct Prompt<'f> {
     pub node: &'f Node,
     /// The revision the buttons' tokens carry.
@@ -131,6 +152,10 @@ pub struct Prompt<'f> {
     pub restart: bool,
     /// This is the question whether to resume after a pause, not the node's own prompt.
     pub resume: bool,
+    /// At a form node: the form and where in it.
+    pub form: Option<(&'f Form, Stage)>,
+    /// The confirmation's text (it lists the answers).
+    confirmation: Option<String>,
     texts: &'f Texts,
 }
 
@@ -142,11 +167,31 @@ pub struct Button<'f> {
 }
 
 impl<'f> Prompt<'f> {
-    pub fn text(&self) -> &'f str {
+    pub fn text(&self) -> &str {
         if self.resume {
             return &self.texts.resume_question;
         }
-        self.node.text()
+        match self.form {
+            Some((form, Stage::Field { index, .. })) => &form.fields[usize::from(index)].ask,
+            Some((_, Stage::Confirm)) => self.confirmation.as_deref().unwrap_or_default(),
+            Some((form, Stage::Pick)) => &form.texts.fix_question,
+            None => self.node.text(),
+        }
+    }
+
+    /// At a form field: the token of the button that opens a box to type the answer in
+    /// (for platforms where the bot cannot read typed messages), and the field.
+    pub fn input(&self) -> Option<(Button<'f>, &'f crate::form::Field)> {
+        match self.form {
+            Some((form, Stage::Field { index, .. })) if !self.resume => Some((
+                Button {
+                    label: &form.texts.input,
+                    token: Token { rev: self.rev, node: &self.node.id, action: Action::Field(index) },
+                },
+                &form.fields[usize::from(index)],
+            )),
+            _ => None,
+        }
     }
 
     pub fn note(&self) -> Option<&'f str> {
@@ -160,13 +205,33 @@ impl<'f> Prompt<'f> {
         self.node.is_ending()
     }
 
-    /// The choices' buttons, in order, then back and restart where offered.
+    /// The choices' buttons, in order, then back and restart where offered. (A form field's
+    /// input button is [`Prompt::input`], not one of these.)
     pub fn buttons(&self) -> impl Iterator<Item = Button<'f>> + use<'f> {
         let node = self.node;
         let rev = self.rev;
         let choices = match &node.kind {
             NodeKind::Question(q) if !self.resume => q.choices.as_slice(),
             _ => &[],
+        };
+        let form: Vec<(&'f str, Action)> = match self.form {
+            _ if self.resume => Vec::new(),
+            None => Vec::new(),
+            Some((form, Stage::Field { index, .. })) => form.fields[usize::from(index)]
+                .unknown
+                .as_deref()
+                .map(|label| (label, Action::Unknown(index)))
+                .into_iter()
+                .collect(),
+            Some((form, Stage::Confirm)) => {
+                vec![(&form.texts.submit, Action::Submit), (&form.texts.fix, Action::Fix)]
+            }
+            Some((form, Stage::Pick)) => form
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.label.as_str(), Action::Choice(i as u8)))
+                .collect(),
         };
         let nav = [
             self.resume.then_some((self.texts.resume.as_str(), Action::Resume)),
@@ -177,6 +242,7 @@ impl<'f> Prompt<'f> {
             .iter()
             .enumerate()
             .map(|(i, c)| (c.label.as_str(), Action::Choice(i as u8)))
+            .chain(form)
             .chain(nav.into_iter().flatten())
             .map(move |(label, action)| Button {
                 label,
@@ -186,8 +252,11 @@ impl<'f> Prompt<'f> {
 
     /// The number of choice buttons (the ones a typed number selects).
     pub fn choice_count(&self) -> usize {
-        match &self.node.kind {
-            NodeKind::Question(q) if !self.resume => q.choices.len(),
+        match (&self.node.kind, self.form) {
+            _ if self.resume => 0,
+            (NodeKind::Question(q), _) => q.choices.len(),
+            (_, Some((_, Stage::Confirm))) => 2,
+            (_, Some((form, Stage::Pick))) => form.fields.len(),
             _ => 0,
         }
     }
@@ -218,6 +287,30 @@ pub enum Event {
     Resumed {
         at: NodeIx,
     },
+    /// The form at `from` was submitted, which led (through any messages) to `to`.
+    Submitted {
+        from: NodeIx,
+        to: NodeIx,
+    },
+}
+
+/// A submitted form, for the service to store and deliver and the adapter to show.
+#[derive(Debug, Clone)]
+pub struct Handoff<'f> {
+    pub form: &'f Form,
+    pub submission: Submission,
+}
+
+impl Handoff<'_> {
+    /// The request as the help desk reads it.
+    pub fn text(&self) -> String {
+        self.submission.text(self.form)
+    }
+
+    /// What the user is shown at [`Reply::Handoff`].
+    pub fn message(&self) -> String {
+        self.submission.message(self.form)
+    }
 }
 
 /// What one input did.
@@ -227,6 +320,8 @@ pub struct Outcome<'f> {
     /// Whether the conversation changed (and so must be saved).
     pub changed: bool,
     pub event: Option<Event>,
+    /// A form submitted by this input.
+    pub handoff: Option<Handoff<'f>>,
 }
 
 impl Conversation {
@@ -239,6 +334,7 @@ impl Conversation {
             path: Vec::new(),
             misses: 0,
             awaiting_resume: false,
+            form: None,
             started_at: now,
             updated_at: now,
         };
@@ -259,7 +355,8 @@ impl Conversation {
 
     /// Applies one input.
     pub fn step<'f>(&mut self, flow: &'f Flow, input: Input<'_>, now: Timestamp) -> Outcome<'f> {
-        let mut out = Outcome { replies: Vec::with_capacity(2), changed: false, event: None };
+        let mut out =
+            Outcome { replies: Vec::with_capacity(2), changed: false, event: None, handoff: None };
         if self.awaiting_resume {
             self.resuming(flow, input, now, &mut out);
             return out;
@@ -274,6 +371,10 @@ impl Conversation {
             Input::Start { entry } => self.begin(flow, entry, now, &mut out),
             Input::Press(token) => self.press(flow, token, now, &mut out),
             Input::Text(text) => self.typed(flow, text, now, &mut out),
+            Input::Answer { token, text } => match self.current_token(flow, token) {
+                Some(Action::Field(i)) => self.field_answer(flow, i, text, false, now, &mut out),
+                _ => self.stale(flow, &mut out),
+            },
             Input::Back => self.back(flow, now, &mut out),
             Input::Restart => self.restart(flow, now, &mut out),
             Input::Help => {
@@ -300,7 +401,12 @@ impl Conversation {
     }
 
     /// Rebuilds a conversation from stored parts (see `Conversation::restore`).
-    pub(crate) fn from_parts(node: NodeIx, s: &crate::store::Snapshot, path: Vec<Step>) -> Self {
+    pub(crate) fn from_parts(
+        node: NodeIx,
+        s: &crate::store::Snapshot,
+        path: Vec<Step>,
+        form: Option<Draft>,
+    ) -> Self {
         Conversation {
             node,
             revision: s.revision,
@@ -308,6 +414,7 @@ impl Conversation {
             path,
             misses: s.misses,
             awaiting_resume: s.awaiting_resume,
+            form,
             started_at: s.started_at,
             updated_at: s.updated_at,
         }
@@ -330,6 +437,11 @@ impl Conversation {
         self.updated_at
     }
 
+    /// The form being filled in, at a form node.
+    pub fn draft(&self) -> Option<&Draft> {
+        self.form.as_ref()
+    }
+
     /// Whether the user was asked whether to resume and has not answered yet.
     pub fn is_awaiting_resume(&self) -> bool {
         self.awaiting_resume
@@ -342,12 +454,24 @@ impl Conversation {
 
     /// The prompt currently shown, as a re-render would show it.
     pub fn prompt<'f>(&self, flow: &'f Flow) -> Prompt<'f> {
+        self.prompt_of(flow, self.awaiting_resume)
+    }
+
+    fn prompt_of<'f>(&self, flow: &'f Flow, resume: bool) -> Prompt<'f> {
+        let form = flow.form_of(self.node).zip(self.form.as_ref());
+        let inside_form =
+            form.is_some_and(|(_, d)| d.stage != Stage::Field { index: 0, fixing: false });
         Prompt {
             node: flow.node(self.node),
             rev: self.entered,
-            back: !self.path.is_empty() && !self.awaiting_resume,
+            back: (!self.path.is_empty() || inside_form) && !resume,
             restart: self.node != flow.first_stop || !self.path.is_empty(),
-            resume: self.awaiting_resume,
+            resume,
+            form: form.map(|(f, d)| (f, d.stage)),
+            confirmation: match form {
+                Some((f, d)) if d.stage == Stage::Confirm => Some(d.confirmation(f)),
+                _ => None,
+            },
             texts: &flow.texts,
         }
     }
@@ -366,29 +490,32 @@ impl Conversation {
         }
         match input {
             // Commands (`/back`, `/help`, `/start ENTRY`) do what they say; a plain `/start`
-            // (tapping the bot's link again) or words ask.
+            // (tapping the bot's link again) or words ask, except at a form's field, where words
+            // are the answer to the field on screen.
             Input::Text(text) => match start_command(text) {
+                None if self.at_field().is_some() => false,
                 Some(entry) => entry.is_none(),
                 None => !text.trim_start().starts_with('/'),
             },
             Input::Start { entry: None } => true,
-            Input::Press(token) => self.current_token(flow, token).is_none(),
+            Input::Press(token) | Input::Answer { token, .. } => {
+                self.current_token(flow, token).is_none()
+            }
             Input::Start { entry: Some(_) } | Input::Back | Input::Restart | Input::Help => false,
         }
     }
 
     /// The action of `token` if it is one of the buttons now shown.
     fn current_token(&self, flow: &Flow, token: &str) -> Option<Action> {
-        let prompt = self.prompt(flow);
-        let token =
-            Token::parse(token).filter(|t| t.rev == self.entered && t.node == prompt.node.id)?;
-        let offered = match token.action {
-            Action::Choice(i) => usize::from(i) < prompt.choice_count(),
-            Action::Back => prompt.back,
-            Action::Restart => prompt.restart,
-            Action::Resume => prompt.resume,
-        };
-        offered.then_some(token.action)
+        offered(&self.prompt(flow), token, self.entered)
+    }
+
+    /// The form field now asked, if any.
+    fn at_field(&self) -> Option<(u8, bool)> {
+        match self.form.as_ref()?.stage {
+            Stage::Field { index, fixing } => Some((index, fixing)),
+            _ => None,
+        }
     }
 
     /// Input while the resume question is open: resume, start again, or answer the question.
@@ -416,7 +543,8 @@ impl Conversation {
             }
             Input::Restart => Some(Action::Restart),
             // Commands, entries, back and help do what they always do; the question closes.
-            Input::Text(_) | Input::Start { .. } | Input::Back | Input::Help => {
+            // So does an answer typed into a form's box: it was opened on the form's field.
+            Input::Text(_) | Input::Start { .. } | Input::Back | Input::Help | Input::Answer { .. } => {
                 self.awaiting_resume = false;
                 self.touch(now, out);
                 let inner = self.step(flow, input, now);
@@ -433,8 +561,12 @@ impl Conversation {
                 out.event = Some(Event::Resumed { at: self.node });
             }
             Some(Action::Restart) => self.restart(flow, now, out),
-            Some(Action::Choice(i)) => self.answer(flow, i, now, out),
             Some(Action::Back) => self.back(flow, now, out),
+            Some(action) if self.form.is_some() || matches!(action, Action::Choice(_)) => {
+                self.awaiting_resume = false;
+                self.act(flow, action, now, out)
+            }
+            Some(_) => self.stale(flow, out),
             None if matches!(input, Input::Press(_)) => self.stale(flow, out),
             None => {
                 out.notice(flow, NoticeKind::NoMatch);
@@ -445,15 +577,8 @@ impl Conversation {
 
     /// A press of the current question's own buttons (shown before the resume question).
     fn question_token(&self, flow: &Flow, token: &str) -> Option<Action> {
-        let node = flow.node(self.node);
-        let token = Token::parse(token).filter(|t| t.rev == self.entered && t.node == node.id)?;
-        match (token.action, &node.kind) {
-            (Action::Choice(i), NodeKind::Question(q)) if usize::from(i) < q.choices.len() => {
-                Some(token.action)
-            }
-            (Action::Back, _) if !self.path.is_empty() => Some(Action::Back),
-            _ => None,
-        }
+        offered(&self.prompt_of(flow, false), token, self.entered)
+            .filter(|a| !matches!(a, Action::Restart | Action::Field(_)))
     }
 
     fn begin<'f>(
@@ -480,16 +605,36 @@ impl Conversation {
         // Only a button now shown acts: a token for a button never offered here is as forged as
         // any other.
         match self.current_token(flow, token) {
-            Some(Action::Choice(i)) => self.answer(flow, i, now, out),
-            Some(Action::Back) => self.back(flow, now, out),
-            Some(Action::Restart) => self.restart(flow, now, out),
-            Some(Action::Resume) | None => self.stale(flow, out),
+            Some(action) => self.act(flow, action, now, out),
+            None => self.stale(flow, out),
+        }
+    }
+
+    /// Does what a current button does.
+    fn act<'f>(&mut self, flow: &'f Flow, action: Action, now: Timestamp, out: &mut Outcome<'f>) {
+        match action {
+            Action::Choice(i) if self.form.is_some() => self.fix_field(flow, i, now, out),
+            Action::Choice(i) => self.answer(flow, i, now, out),
+            Action::Back => self.back(flow, now, out),
+            Action::Restart => self.restart(flow, now, out),
+            Action::Submit => self.submit(flow, now, out),
+            Action::Fix => self.form_stage(flow, Stage::Pick, now, out),
+            Action::Unknown(i) => self.field_unknown(flow, i, now, out),
+            // Opening the box changes nothing; the answer comes as `Input::Answer`.
+            Action::Field(_) => out.prompt(flow, self),
+            Action::Resume => self.stale(flow, out),
         }
     }
 
     fn typed<'f>(&mut self, flow: &'f Flow, text: &str, now: Timestamp, out: &mut Outcome<'f>) {
         if let Some(command) = text.trim_start().strip_prefix('/') {
             return self.command(flow, command, now, out);
+        }
+        if let Some((index, _)) = self.at_field() {
+            return self.field_answer(flow, index, text, true, now, out);
+        }
+        if self.form.is_some() {
+            return self.form_typed(flow, text, now, out);
         }
         if text.len() > MAX_TYPED_BYTES {
             return self.miss(flow, now, out);
@@ -576,6 +721,20 @@ impl Conversation {
 
     fn back<'f>(&mut self, flow: &'f Flow, now: Timestamp, out: &mut Outcome<'f>) {
         let from = self.node;
+        if let (Some(form), Some(draft)) = (flow.form_of(self.node), &self.form) {
+            let last = (form.fields.len() - 1) as u8;
+            let stage = match draft.stage {
+                Stage::Field { fixing: true, .. } | Stage::Pick => Some(Stage::Confirm),
+                Stage::Field { index: 0, fixing: false } => None,
+                Stage::Field { index, fixing: false } => {
+                    Some(Stage::Field { index: index - 1, fixing: false })
+                }
+                Stage::Confirm => Some(Stage::Field { index: last, fixing: false }),
+            };
+            if let Some(stage) = stage {
+                return self.form_stage(flow, stage, now, out);
+            }
+        }
         match self.path.pop() {
             Some(step) => {
                 self.go_to(flow, step.node, now, out);
@@ -632,6 +791,7 @@ impl Conversation {
         self.node = ix;
         self.misses = 0;
         self.awaiting_resume = false;
+        self.form = flow.form_of(ix).map(Draft::new);
         self.touch(now, out);
         self.entered = self.revision;
         out.prompt(flow, self);
@@ -642,6 +802,184 @@ impl Conversation {
         self.updated_at = now;
         out.changed = true;
     }
+}
+
+/// Forms: answering fields, the confirmation, fixing, submitting.
+impl Conversation {
+    /// An answer typed for field `index` (as a message, or into its box).
+    fn field_answer<'f>(
+        &mut self,
+        flow: &'f Flow,
+        index: u8,
+        text: &str,
+        words: bool,
+        now: Timestamp,
+        out: &mut Outcome<'f>,
+    ) {
+        let Some(form) = flow.form_of(self.node) else { return self.stale(flow, out) };
+        let field = &form.fields[usize::from(index)];
+        if text.len() > MAX_ANSWER_BYTES {
+            return self.refuse(flow, form, field, Invalid::TooLong, now, out);
+        }
+        let key = normalize(text);
+        if words && key == flow.texts.back_key {
+            return self.back(flow, now, out);
+        }
+        if words && key == flow.texts.restart_key {
+            return self.restart(flow, now, out);
+        }
+        if field.unknown.is_some() && key == field.unknown_key {
+            return self.field_unknown(flow, index, now, out);
+        }
+        match field.validate(text) {
+            Ok(value) => self.field_done(flow, index, Answer::Given(value), now, out),
+            Err(why) => self.refuse(flow, form, field, why, now, out),
+        }
+    }
+
+    fn field_unknown<'f>(&mut self, flow: &'f Flow, index: u8, now: Timestamp, out: &mut Outcome<'f>) {
+        self.field_done(flow, index, Answer::Unknown, now, out);
+    }
+
+    /// Records an answer and moves on: to the next field, or to the confirmation after the
+    /// last field or after fixing one.
+    fn field_done<'f>(
+        &mut self,
+        flow: &'f Flow,
+        index: u8,
+        answer: Answer,
+        now: Timestamp,
+        out: &mut Outcome<'f>,
+    ) {
+        let Some(draft) = self.form.as_mut() else { return self.stale(flow, out) };
+        let Stage::Field { fixing, .. } = draft.stage else { return self.stale(flow, out) };
+        draft.answers[usize::from(index)] = Some(answer);
+        let next = usize::from(index) + 1;
+        let stage = if fixing || next >= draft.answers.len() {
+            Stage::Confirm
+        } else {
+            Stage::Field { index: next as u8, fixing: false }
+        };
+        self.form_stage(flow, stage, now, out);
+    }
+
+    /// An answer refused: the reason, then the same field again (its buttons still work).
+    fn refuse<'f>(
+        &mut self,
+        flow: &'f Flow,
+        form: &'f Form,
+        field: &'f crate::form::Field,
+        why: Invalid,
+        now: Timestamp,
+        out: &mut Outcome<'f>,
+    ) {
+        self.misses = self.misses.saturating_add(1);
+        self.touch(now, out);
+        out.replies.push(Reply::Notice { kind: NoticeKind::Invalid, text: why.text(form, field) });
+        if self.misses >= 3 {
+            out.notice(flow, NoticeKind::Contact);
+        }
+        out.prompt(flow, self);
+    }
+
+    /// Text typed at the confirmation or at the choice of the answer to fix.
+    fn form_typed<'f>(&mut self, flow: &'f Flow, text: &str, now: Timestamp, out: &mut Outcome<'f>) {
+        let (Some(form), Some(draft)) = (flow.form_of(self.node), &self.form) else {
+            return self.stale(flow, out);
+        };
+        if text.len() > MAX_TYPED_BYTES {
+            return self.miss(flow, now, out);
+        }
+        let key = normalize(text);
+        if key == flow.texts.back_key {
+            return self.back(flow, now, out);
+        }
+        if key == flow.texts.restart_key {
+            return self.restart(flow, now, out);
+        }
+        let number = match classify(&key) {
+            Typed::Number(n) => usize::try_from(n).ok(),
+            _ => None,
+        };
+        match draft.stage {
+            Stage::Confirm if key == form.texts.submit_key || number == Some(1) => {
+                self.submit(flow, now, out)
+            }
+            Stage::Confirm if key == form.texts.fix_key || number == Some(2) => {
+                self.form_stage(flow, Stage::Pick, now, out)
+            }
+            Stage::Pick => {
+                let picked = number
+                    .filter(|n| (1..=form.fields.len()).contains(n))
+                    .map(|n| n - 1)
+                    .or_else(|| form.fields.iter().position(|f| normalize(&f.label) == key));
+                match picked {
+                    Some(i) => self.fix_field(flow, i as u8, now, out),
+                    None => self.miss(flow, now, out),
+                }
+            }
+            _ => self.miss(flow, now, out),
+        }
+    }
+
+    fn fix_field<'f>(&mut self, flow: &'f Flow, index: u8, now: Timestamp, out: &mut Outcome<'f>) {
+        self.form_stage(flow, Stage::Field { index, fixing: true }, now, out);
+    }
+
+    /// Moves within the form; the buttons shown before go stale.
+    fn form_stage<'f>(&mut self, flow: &'f Flow, stage: Stage, now: Timestamp, out: &mut Outcome<'f>) {
+        let Some(draft) = self.form.as_mut() else { return self.stale(flow, out) };
+        draft.stage = stage;
+        self.misses = 0;
+        self.touch(now, out);
+        self.entered = self.revision;
+        out.prompt(flow, self);
+    }
+
+    /// The confirmation's submit: the hand-off, then on to the form's `next`.
+    fn submit<'f>(&mut self, flow: &'f Flow, now: Timestamp, out: &mut Outcome<'f>) {
+        let from = self.node;
+        let (Some(form), Some(draft), NodeKind::Form { next, .. }) =
+            (flow.form_of(from), self.form.take(), &flow.node(from).kind)
+        else {
+            return self.stale(flow, out);
+        };
+        let path = self
+            .path
+            .iter()
+            .filter_map(|s| {
+                let node = flow.node(s.node);
+                let NodeKind::Question(q) = &node.kind else { return None };
+                Some((node.title.clone(), q.choices.get(usize::from(s.choice))?.label.clone()))
+            })
+            .collect();
+        let ending = flow.node(flow.settle(*next));
+        let mut seed = Vec::with_capacity(24);
+        seed.extend_from_slice(&self.started_at.0.to_le_bytes());
+        seed.extend_from_slice(&now.0.to_le_bytes());
+        seed.extend_from_slice(&self.revision.to_le_bytes());
+        let submission = Submission::new(
+            form,
+            &draft.answers,
+            path,
+            (&ending.id, &ending.title),
+            flow.delivers,
+            &seed,
+        );
+        out.replies.push(Reply::Handoff);
+        out.handoff = Some(Handoff { form, submission });
+        self.go_to(flow, *next, now, out);
+        out.event = Some(Event::Submitted { from, to: self.node });
+    }
+}
+
+/// The action of `token` if it is one of `prompt`'s buttons (or its input button) and was
+/// issued at revision `entered`.
+fn offered(prompt: &Prompt<'_>, token: &str, entered: u64) -> Option<Action> {
+    let token = Token::parse(token).filter(|t| t.rev == entered && t.node == prompt.node.id)?;
+    let shown = prompt.buttons().any(|b| b.token.action == token.action)
+        || prompt.input().is_some_and(|(b, _)| b.token.action == token.action);
+    shown.then_some(token.action)
 }
 
 /// `Some(entry)` if `text` is a `/start` command (`/start`, `/start ENTRY`, `/start@bot ENTRY`).

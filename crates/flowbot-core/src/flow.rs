@@ -6,6 +6,9 @@
 
 use std::fmt;
 
+use crate::form::Form;
+use crate::token::{Action, Token};
+
 /// Index of a node in [`Flow::nodes`]. Only meaningful with the flow (and version) it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeIx(pub(crate) u16);
@@ -61,6 +64,9 @@ pub struct Flow {
     pub(crate) params: Vec<String>,
     /// After this long without a word, a returning user is asked whether to resume.
     pub(crate) resume_after: Option<u64>,
+    pub(crate) forms: Vec<Form>,
+    /// Whether submitted forms are delivered to a help desk (or only shown to copy).
+    pub(crate) delivers: bool,
 }
 
 /// The pause after which a returning user is asked whether to resume (one day, in ms).
@@ -123,6 +129,67 @@ impl Flow {
         self.resume_after
     }
 
+    /// Says whether the deployment delivers submitted forms to a help desk, which picks the
+    /// wording of the hand-off ("sent" or "please send"). The default is no.
+    pub fn with_delivery(mut self, delivers: bool) -> Self {
+        self.delivers = delivers;
+        self
+    }
+
+    pub fn delivers(&self) -> bool {
+        self.delivers
+    }
+
+    /// The forms (`forms:`), in the file's order.
+    pub fn forms(&self) -> &[Form] {
+        &self.forms
+    }
+
+    /// The form a node asks, if it is a form node.
+    pub fn form_of(&self, ix: NodeIx) -> Option<&Form> {
+        match self.node(ix).kind {
+            NodeKind::Form { form, .. } => self.forms.get(form),
+            _ => None,
+        }
+    }
+
+    /// The form field whose input button `token` is (`Action::Field`).
+    pub fn input_field(&self, token: &Token<'_>) -> Option<(&Form, &crate::form::Field)> {
+        let Action::Field(i) = token.action else { return None };
+        let form = self.form_of(self.find(token.node)?)?;
+        Some((form, form.fields.get(usize::from(i))?))
+    }
+
+    /// The label of the button a token stands for, if the flow has such a button: for showing
+    /// which answer a pressed message got.
+    pub fn button_label(&self, token: &Token<'_>) -> Option<&str> {
+        let t = &self.texts;
+        match token.action {
+            Action::Back => return Some(&t.back),
+            Action::Restart => return Some(&t.restart),
+            Action::Resume => return Some(&t.resume),
+            _ => {}
+        }
+        let ix = self.find(token.node)?;
+        match (&self.node(ix).kind, token.action) {
+            (NodeKind::Question(q), Action::Choice(i)) => {
+                q.choices.get(usize::from(i)).map(|c| c.label.as_str())
+            }
+            (NodeKind::Form { form, .. }, action) => {
+                let form = self.forms.get(*form)?;
+                match action {
+                    Action::Choice(i) => form.fields.get(usize::from(i)).map(|f| f.label.as_str()),
+                    Action::Submit => Some(&form.texts.submit),
+                    Action::Fix => Some(&form.texts.fix),
+                    Action::Unknown(i) => form.fields.get(usize::from(i))?.unknown.as_deref(),
+                    Action::Field(_) => Some(&form.texts.input),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// The names of the parameters the flow declares (`params:`), sorted.
     pub fn params(&self) -> &[String] {
         &self.params
@@ -149,7 +216,9 @@ impl Flow {
             }
             match &flow.node(at).kind {
                 NodeKind::Ending { .. } => out.push(taken.clone()),
-                NodeKind::Message { next, .. } => walk(flow, *next, on_path, taken, out),
+                NodeKind::Message { next, .. } | NodeKind::Form { next, .. } => {
+                    walk(flow, *next, on_path, taken, out)
+                }
                 NodeKind::Question(q) => {
                     for (i, choice) in q.choices.iter().enumerate() {
                         taken.push(i as u8);
@@ -171,7 +240,7 @@ impl Flow {
             let from = to_ix(i);
             let (choices, next): (&[Choice], Option<NodeIx>) = match &node.kind {
                 NodeKind::Question(q) => (&q.choices, None),
-                NodeKind::Message { next, .. } => (&[], Some(*next)),
+                NodeKind::Message { next, .. } | NodeKind::Form { next, .. } => (&[], Some(*next)),
                 NodeKind::Ending { .. } => (&[], None),
             };
             let via_choice = choices.iter().enumerate().map(move |(c, ch)| Edge {
@@ -193,7 +262,7 @@ pub(crate) fn to_ix(i: usize) -> NodeIx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Edge {
     pub from: NodeIx,
-    /// The choice taken at a question; `None` for a message's `next`.
+    /// The choice taken at a question; `None` for a message's or a form's `next`.
     pub choice: Option<u8>,
     pub to: NodeIx,
 }
@@ -226,11 +295,12 @@ impl Node {
         &self.kind
     }
 
-    /// The node's main text: the question, the message or the ending.
+    /// The node's main text: the question, the message or the ending; a form's title.
     pub fn text(&self) -> &str {
         match &self.kind {
             NodeKind::Question(q) => &q.text,
             NodeKind::Message { text, .. } | NodeKind::Ending { text } => text,
+            NodeKind::Form { .. } => &self.title,
         }
     }
 
@@ -249,6 +319,11 @@ pub enum NodeKind {
     },
     Ending {
         text: String,
+    },
+    /// A form (`Flow::forms()[form]`): its fields are asked, and its submission leads to `next`.
+    Form {
+        form: usize,
+        next: NodeIx,
     },
 }
 

@@ -49,6 +49,7 @@
 mod compile;
 mod engine;
 mod flow;
+mod form;
 mod loader;
 mod problem;
 mod raw;
@@ -59,11 +60,15 @@ mod token;
 
 pub use compile::{DISCORD_LABEL_MAX, MAX_CHOICES, TELEGRAM_CALLBACK_DATA_MAX};
 pub use engine::{
-    Button, Conversation, Event, Input, NoticeKind, Outcome, Prompt, Reply, Step, Timestamp,
+    Button, Conversation, Event, Handoff, Input, NoticeKind, Outcome, Prompt, Reply, Step, Timestamp,
 };
 pub use flow::{
     Choice, DEFAULT_RESUME_AFTER_MS, Edge, Flow, FlowVersion, Means, Node, NodeIx, NodeKind,
     Question, Texts,
+};
+pub use form::{
+    Answer, Check, Draft, Field, Form, FormTexts, Invalid, MAX_FIELDS, Stage, Submission,
+    SubmittedAnswer, is_email, normalize_answer, reference,
 };
 pub use loader::{Params, load_flow};
 pub use problem::{Problem, ProblemKind, Problems};

@@ -74,6 +74,11 @@ fn source_map(source: &str, raw: &RawFlow) -> SourceMap {
             .into_iter()
             .map(|(k, l)| (k, line_no(l)))
             .collect(),
+        forms: outline
+            .top_mapping_keys("forms")
+            .into_iter()
+            .map(|(k, l)| (k, line_no(l)))
+            .collect(),
         start: outline.top_key("start").map(line_no),
         flow: outline.top_key("flow").map(line_no),
     }

@@ -46,7 +46,7 @@ pub enum ProblemKind {
     Unreachable,
     #[error("no ending can be reached from this node")]
     NoEndingReachable,
-    #[error("a node needs exactly one of `ask`, `say` or `end`, found {0}")]
+    #[error("a node needs exactly one of `ask`, `say`, `end` or `form`, found {0}")]
     NodeKind(String),
     #[error("{0}")]
     Shape(String),
@@ -80,6 +80,10 @@ pub enum ProblemKind {
     UndeclaredParam(String),
     #[error("text has an unterminated `{{{{` placeholder")]
     UnterminatedPlaceholder,
+    #[error("form `{form}`: {message}")]
+    Form { form: String, message: String },
+    #[error("parameter `{name}`: {message}")]
+    Param { name: String, message: String },
 }
 
 /// Every problem of one load, in file order. A flow with any problem does not load.

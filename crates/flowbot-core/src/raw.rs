@@ -18,7 +18,51 @@ pub(crate) struct RawFlow {
     #[serde(default)]
     pub params: BTreeMap<String, RawParam>,
     pub texts: RawTexts,
+    #[serde(default)]
+    pub forms: BTreeMap<String, RawForm>,
     pub nodes: Vec<RawNode>,
+}
+
+/// A form: free-text fields, a confirmation, the hand-off. Every text is required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawForm {
+    pub title: String,
+    pub input: String,
+    pub confirm: String,
+    pub submit: String,
+    pub fix: String,
+    pub fix_question: String,
+    pub required: String,
+    pub too_long: String,
+    pub email: String,
+    pub invalid: String,
+    pub answer_line: String,
+    pub path_line: String,
+    pub handoff: String,
+    pub handoff_sent: String,
+    pub handoff_copy: String,
+    pub fields: Vec<RawField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawField {
+    pub id: String,
+    pub label: String,
+    pub ask: String,
+    /// The label of the "unknown" button; the field is required without one.
+    #[serde(default)]
+    pub unknown: Option<String>,
+    #[serde(default)]
+    pub email: bool,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Why an answer not matching `pattern` is refused.
+    #[serde(default)]
+    pub invalid: Option<String>,
+    #[serde(default)]
+    pub max_chars: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +116,9 @@ pub(crate) struct RawNode {
     pub next: Option<String>,
     #[serde(default)]
     pub choices: Option<Vec<RawChoice>>,
+    /// A form node: the name of a form under `forms:`.
+    #[serde(default)]
+    pub form: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

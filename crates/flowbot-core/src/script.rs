@@ -52,6 +52,8 @@ pub enum ScriptStep {
     PressAgain,
     PressToken(String),
     Type(String),
+    /// A form field's answer typed into the box its input button opens (a Discord modal).
+    Answer(String),
     Back,
     Restart,
     Help,
@@ -70,6 +72,7 @@ const VALUE_STEPS: &[&str] = &[
     "press_stale",
     "press_token",
     "type",
+    "answer",
     "start",
     "wait_hours",
     "at",
@@ -95,6 +98,7 @@ impl ScriptStep {
             "press_stale" => ScriptStep::PressStale(v),
             "press_token" => ScriptStep::PressToken(v),
             "type" => ScriptStep::Type(v),
+            "answer" => ScriptStep::Answer(v),
             "start" => ScriptStep::Start(v),
             "wait_hours" => ScriptStep::WaitHours(v),
             "at" => ScriptStep::At(v),
@@ -204,7 +208,7 @@ impl Coverage {
             let node = match reply {
                 Reply::Say { node, .. } => node,
                 Reply::Prompt(p) => &p.node,
-                Reply::Notice { .. } => continue,
+                Reply::Notice { .. } | Reply::Handoff => continue,
             };
             if let Some(ix) = flow.find(node.id()) {
                 self.nodes[ix.index()] = true;
@@ -213,8 +217,14 @@ impl Coverage {
                 }
             }
         }
-        if let Some(crate::engine::Event::Answered { from, choice, .. }) = outcome.event {
-            self.edges.insert((from, Some(choice)));
+        match outcome.event {
+            Some(crate::engine::Event::Answered { from, choice, .. }) => {
+                self.edges.insert((from, Some(choice)));
+            }
+            Some(crate::engine::Event::Submitted { from, .. }) => {
+                self.edges.insert((from, None));
+            }
+            _ => {}
         }
     }
 
@@ -362,6 +372,13 @@ pub fn run_script(
             }
             ScriptStep::PressToken(token) => Input::Press(token),
             ScriptStep::Type(text) => Input::Text(text),
+            ScriptStep::Answer(text) => {
+                input_token = last
+                    .input
+                    .clone()
+                    .ok_or_else(|| fail(n, "the current prompt asks no form field".into()))?;
+                Input::Answer { token: &input_token, text }
+            }
             ScriptStep::Back => Input::Back,
             ScriptStep::Restart => Input::Restart,
             ScriptStep::Help => Input::Help,
@@ -417,7 +434,12 @@ pub fn run_script(
         };
         let outcome = conv.step(flow, input, now);
         coverage.record(flow, &outcome);
+        let input = last.input.take();
         last = Shown::from(&outcome);
+        if last.buttons.is_none() {
+            // Nothing new on screen (a refused press): the box stays the one open before.
+            last.input = input;
+        }
         if let Some(buttons) = last.buttons.clone() {
             prompts.push(buttons);
         }
@@ -434,17 +456,26 @@ struct Shown {
     text: String,
     notices: Vec<NoticeKind>,
     buttons: Option<Vec<(String, String)>>,
+    /// The token of the current prompt's input button (a form field).
+    input: Option<String>,
 }
 
 impl Shown {
     fn from(outcome: &Outcome<'_>) -> Self {
         let mut text = String::new();
         let mut buttons = None;
+        let mut input = None;
         for reply in &outcome.replies {
             match reply {
                 Reply::Notice { text: t, .. } | Reply::Say { text: t, .. } => {
                     text.push_str(t);
                     text.push('\n');
+                }
+                Reply::Handoff => {
+                    if let Some(h) = &outcome.handoff {
+                        text.push_str(&h.message());
+                        text.push('\n');
+                    }
                 }
                 Reply::Prompt(p) => {
                     text.push_str(p.text());
@@ -459,10 +490,11 @@ impl Shown {
                         text.push_str(&format!("[{label}] "));
                     }
                     buttons = Some(b);
+                    input = p.input().map(|(b, _)| b.token.to_string());
                 }
             }
         }
-        Shown { text, notices: outcome.notices().collect(), buttons }
+        Shown { text, notices: outcome.notices().collect(), buttons, input }
     }
 
     fn describe(&self, conv: &Conversation, flow: &Flow) -> String {

@@ -113,7 +113,7 @@ impl Conversation {
             awaiting_resume: self.is_awaiting_resume(),
             started_at: self.started_at(),
             updated_at: self.updated_at(),
-            form: None,
+            form: self.draft().map(crate::form::Draft::encode),
         }
     }
 
@@ -133,7 +133,15 @@ impl Conversation {
                 }
             })
             .collect::<Result<_, _>>()?;
-        Ok(Conversation::from_parts(node, snapshot, path))
+        // A draft that no longer fits (or was cleared by `purge`) starts the form again.
+        let form = flow.form_of(node).map(|form| {
+            snapshot
+                .form
+                .as_deref()
+                .and_then(|s| crate::form::Draft::decode(form, s))
+                .unwrap_or_else(|| crate::form::Draft::new(form))
+        });
+        Ok(Conversation::from_parts(node, snapshot, path, form))
     }
 }
 
@@ -172,6 +180,7 @@ pub enum TransitionKind {
     Back,
     Restart,
     Resume,
+    Submit,
 }
 
 impl TransitionKind {
@@ -182,6 +191,7 @@ impl TransitionKind {
             TransitionKind::Back => "back",
             TransitionKind::Restart => "restart",
             TransitionKind::Resume => "resume",
+            TransitionKind::Submit => "submit",
         }
     }
 }
@@ -198,6 +208,7 @@ impl Transition {
             Event::Back { from, to } => (TransitionKind::Back, Some(id(from)), None, to),
             Event::Restarted { from, to } => (TransitionKind::Restart, Some(id(from)), None, to),
             Event::Resumed { at } => (TransitionKind::Resume, Some(id(at)), None, at),
+            Event::Submitted { from, to } => (TransitionKind::Submit, Some(id(from)), None, to),
         };
         Transition { kind, from, choice, to: id(to), at }
     }

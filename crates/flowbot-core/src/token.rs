@@ -2,7 +2,8 @@
 //!
 //! A token is `REV:NODE:ACTION`: the revision at which the conversation entered the node the
 //! button belongs to, that node's id, and the action (`0`–`9` a choice, `b` back, `r` restart,
-//! `c` resume after a pause).
+//! `c` resume after a pause; in a form, `s` submit, `x` fix, `u0`–`u9` "unknown" for a field and
+//! `f0`–`f9` "type the answer to a field", which opens a text box on platforms that need one).
 //! A press is applied only when the token names the conversation's current node *and* the
 //! revision at which it entered it, so a press on an old message, a second press on the same
 //! message, or a made-up token changes nothing. Tokens need no signature: the only token that
@@ -19,6 +20,15 @@ pub enum Action {
     Restart,
     /// Resume where the conversation left off (after a pause).
     Resume,
+    /// A form's confirmation: send the answers.
+    Submit,
+    /// A form's confirmation: change an answer.
+    Fix,
+    /// A form's field (by index) answered "unknown" (分からない).
+    Unknown(u8),
+    /// A form's field (by index): open a box to type the answer in. The press itself changes
+    /// nothing; the typed answer comes back as `Input::Answer` with this token.
+    Field(u8),
 }
 
 /// A parsed or to-be-rendered button token.
@@ -29,10 +39,10 @@ pub struct Token<'a> {
     pub action: Action,
 }
 
-/// The longest a token can be for a node with this id: 20 digits of revision, the id, one action
-/// character and two separators.
+/// The longest a token can be for a node with this id: 20 digits of revision, the id, two action
+/// characters and two separators.
 pub fn max_token_len(node_id: &str) -> usize {
-    u64::MAX.to_string().len() + 1 + node_id.len() + 1 + 1
+    u64::MAX.to_string().len() + 1 + node_id.len() + 1 + 2
 }
 
 impl<'a> Token<'a> {
@@ -52,6 +62,10 @@ impl<'a> Token<'a> {
             b"b" => Action::Back,
             b"r" => Action::Restart,
             b"c" => Action::Resume,
+            b"s" => Action::Submit,
+            b"x" => Action::Fix,
+            [b'u', d @ b'0'..=b'9'] => Action::Unknown(d - b'0'),
+            [b'f', d @ b'0'..=b'9'] => Action::Field(d - b'0'),
             _ => return None,
         };
         Some(Token { rev, node, action })
@@ -66,6 +80,10 @@ impl fmt::Display for Token<'_> {
             Action::Back => f.write_str("b"),
             Action::Restart => f.write_str("r"),
             Action::Resume => f.write_str("c"),
+            Action::Submit => f.write_str("s"),
+            Action::Fix => f.write_str("x"),
+            Action::Unknown(i) => write!(f, "u{i}"),
+            Action::Field(i) => write!(f, "f{i}"),
         }
     }
 }
@@ -76,7 +94,17 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for action in [Action::Choice(0), Action::Choice(9), Action::Back, Action::Restart] {
+        for action in [
+            Action::Choice(0),
+            Action::Choice(9),
+            Action::Back,
+            Action::Restart,
+            Action::Resume,
+            Action::Submit,
+            Action::Fix,
+            Action::Unknown(9),
+            Action::Field(0),
+        ] {
             let t = Token { rev: u64::MAX, node: "m3_absent-wait", action };
             let s = t.to_string();
             assert!(s.len() <= max_token_len(t.node));
@@ -93,7 +121,10 @@ mod tests {
             "1:q1",
             "x:q1:0",
             "1:q1:10",
-            "1:q1:x",
+            "1:q1:y",
+            "1:q1:u",
+            "1:q1:f10",
+            "1:q1:s0",
             "-1:q1:0",
             "99999999999999999999:q1:0",
         ] {

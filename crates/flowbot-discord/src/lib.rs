@@ -22,13 +22,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use flowbot_core::{ConversationKey, Input, Token};
+use flowbot_core::{Action, ConversationKey, Input, Token};
 use flowbot_store::{Handled, Service, ServiceError, Update, now};
 use serenity::all::{
     ApplicationId, AutocompleteChoice, CommandInteraction, CommandOptionType, ComponentInteraction,
     CreateAutocompleteResponse, CreateCommand, CreateCommandOption, CreateInteractionResponse,
     CreateInteractionResponseFollowup, CreateInteractionResponseMessage, GuildId, Http,
-    HttpBuilder, Interaction, MessageInteractionMetadata, ResolvedValue, UserId,
+    HttpBuilder, Interaction, MessageInteractionMetadata, ResolvedValue, UserId, ActionRowComponent,
+    CreateActionRow, CreateInputText, CreateModal, InputTextStyle, Message, ModalInteraction,
 };
 use serenity::interactions_endpoint::Verifier;
 
@@ -212,6 +213,7 @@ impl Discord {
             })),
             Interaction::Command(command) => self.on_command(&command).await.map(Some),
             Interaction::Component(component) => self.on_press(&component).await.map(Some),
+            Interaction::Modal(modal) => self.on_modal(&modal).await.map(Some),
             Interaction::Autocomplete(auto) => Ok(Some(self.on_autocomplete(&auto))),
             _ => Ok(None),
         }
@@ -252,20 +254,104 @@ impl Discord {
     }
 
     async fn on_press(&self, press: &ComponentInteraction) -> Result<Answer, ServiceError> {
+        let data = press.data.custom_id.as_str();
+        // A form field's input button opens a text box (a modal) for the answer; the answer
+        // comes back as a modal submission. Whether the button is still current is the
+        // engine's to judge when the answer arrives.
+        if let Some(token) = Token::parse(data).filter(|t| matches!(t.action, Action::Field(_)))
+            && let Some(modal) = self.modal(&token, data)
+        {
+            if self.foreign(&press.message, press.user.id) {
+                let flow = self.inner.service.flow();
+                return Ok(ephemeral(&flow.texts().not_yours, &press.token));
+            }
+            return Ok(Answer {
+                response: CreateInteractionResponse::Modal(modal),
+                followups: vec![],
+                token: press.token.to_owned(),
+            });
+        }
+        let on = Pressed {
+            message: &press.message,
+            user: press.user.id,
+            channel: press.channel_id.get(),
+            id: press.id.get(),
+            token: &press.token,
+        };
+        self.on_button(on, data, Input::Press(data)).await
+    }
+
+    /// A modal's answer to a form field: applied like a press of the button that opened it.
+    async fn on_modal(&self, modal: &ModalInteraction) -> Result<Answer, ServiceError> {
         let flow = self.inner.service.flow();
-        let owner = match press.message.interaction_metadata.as_deref() {
+        let data = modal.data.custom_id.as_str();
+        let text = modal
+            .data
+            .components
+            .iter()
+            .flat_map(|row| &row.components)
+            .find_map(|c| match c {
+                ActionRowComponent::InputText(input) => input.value.clone(),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let Some(message) = modal.message.as_deref() else {
+            return Ok(ephemeral(&flow.texts().stale, &modal.token));
+        };
+        let on = Pressed {
+            message,
+            user: modal.user.id,
+            channel: modal.channel_id.get(),
+            id: modal.id.get(),
+            token: &modal.token,
+        };
+        self.on_button(on, data, Input::Answer { token: data, text: &text }).await
+    }
+
+    /// The text box for a form field's input button; `None` if the token names no field.
+    fn modal(&self, token: &Token<'_>, custom_id: &str) -> Option<CreateModal> {
+        let flow = self.inner.service.flow();
+        let (form, field) = flow.input_field(token)?;
+        let max = u16::try_from(field.max_chars()).unwrap_or(4000).min(4000);
+        let input = CreateInputText::new(InputTextStyle::Short, field.label(), "answer")
+            .max_length(max)
+            .required(field.unknown().is_none());
+        let input = match field.unknown() {
+            Some(unknown) => input.placeholder(truncate(unknown, 100)),
+            None => input,
+        };
+        Some(
+            CreateModal::new(custom_id, truncate(form.title(), 45))
+                .components(vec![CreateActionRow::InputText(input)]),
+        )
+    }
+
+    /// Whether `message` belongs to someone other than `user` (its interaction's user).
+    fn foreign(&self, message: &Message, user: UserId) -> bool {
+        let owner = match message.interaction_metadata.as_deref() {
             Some(MessageInteractionMetadata::Command(m)) => Some(m.user.id),
             Some(MessageInteractionMetadata::Component(m)) => Some(m.user.id),
+            Some(MessageInteractionMetadata::ModalSubmit(m)) => Some(m.user.id),
             _ => None,
         };
-        if owner.is_some_and(|o| o != press.user.id) {
-            return Ok(ephemeral(&flow.texts().not_yours, &press.token));
+        owner.is_some_and(|o| o != user)
+    }
+
+    /// A press (or a modal's answer) on one of the bot's messages: the pressed message shows
+    /// the answer with its buttons disabled, and what comes next goes out as follow-ups.
+    async fn on_button(
+        &self,
+        press: Pressed<'_>,
+        data: &str,
+        input: Input<'_>,
+    ) -> Result<Answer, ServiceError> {
+        let flow = self.inner.service.flow();
+        if self.foreign(press.message, press.user) {
+            return Ok(ephemeral(&flow.texts().not_yours, press.token));
         }
-        let data = press.data.custom_id.as_str();
-        let key = key(press.channel_id.get(), press.user.id);
+        let key = key(press.channel, press.user);
         let event = format!("discord:interaction:{}", press.id);
-        let update =
-            Update { key: &key, event: Some(&event), input: Input::Press(data), now: now() };
+        let update = Update { key: &key, event: Some(&event), input, now: now() };
         let handled = self
             .inner
             .service
@@ -274,7 +360,11 @@ impl Discord {
                     flowbot_core::Reply::Notice { text, .. } => Some((*text).to_owned()),
                     _ => None,
                 });
-                let chosen = Token::parse(data).and_then(|t| chosen_label(flow, &t));
+                let chosen = match input {
+                    // The answer typed is shown as typed (normalised, it is in what follows).
+                    Input::Answer { .. } => None,
+                    _ => Token::parse(data).and_then(|t| flow.button_label(&t).map(str::to_owned)),
+                };
                 (outcome.changed, notice, chosen, render::render(outcome))
             })
             .await?;
@@ -282,11 +372,11 @@ impl Discord {
             return Ok(Answer {
                 response: CreateInteractionResponse::Acknowledge,
                 followups: vec![],
-                token: press.token.clone(),
+                token: press.token.to_owned(),
             });
         };
         if !changed {
-            return Ok(ephemeral(&notice.unwrap_or_default(), &press.token));
+            return Ok(ephemeral(&notice.unwrap_or_default(), press.token));
         }
         // The pressed message keeps its question, shows the answer, and its buttons go grey.
         let mut answered = press.message.content.clone();
@@ -322,7 +412,7 @@ impl Discord {
         Ok(Answer {
             response: CreateInteractionResponse::UpdateMessage(update),
             followups,
-            token: press.token.clone(),
+            token: press.token.to_owned(),
         })
     }
 
@@ -415,22 +505,18 @@ impl Discord {
     }
 }
 
-fn key(channel: u64, user: UserId) -> ConversationKey {
-    ConversationKey::new("discord", &channel.to_string(), &user.get().to_string())
+/// The parts of a press (a component or a modal interaction) `on_button` needs.
+#[derive(Debug, Clone, Copy)]
+struct Pressed<'a> {
+    message: &'a Message,
+    user: UserId,
+    channel: u64,
+    id: u64,
+    token: &'a str,
 }
 
-fn chosen_label(flow: &flowbot_core::Flow, token: &Token<'_>) -> Option<String> {
-    use flowbot_core::{Action, NodeKind};
-    let node = flow.node(flow.find(token.node)?);
-    Some(match (token.action, node.kind()) {
-        (Action::Choice(i), NodeKind::Question(q)) => {
-            q.choices().get(usize::from(i))?.label().to_owned()
-        }
-        (Action::Back, _) => flow.texts().back.clone(),
-        (Action::Restart, _) => flow.texts().restart.clone(),
-        (Action::Resume, _) => flow.texts().resume.clone(),
-        _ => return None,
-    })
+fn key(channel: u64, user: UserId) -> ConversationKey {
+    ConversationKey::new("discord", &channel.to_string(), &user.get().to_string())
 }
 
 /// The messages of a rendered outcome: each chunk's content, with the buttons on the last.

@@ -23,6 +23,11 @@ pub fn render(outcome: &Outcome<'_>) -> Rendered {
     for reply in &outcome.replies {
         match reply {
             Reply::Notice { text, .. } | Reply::Say { text, .. } => paragraphs.push(content(text)),
+            Reply::Handoff => {
+                if let Some(handoff) = &outcome.handoff {
+                    paragraphs.push(content(&handoff.message()));
+                }
+            }
             Reply::Prompt(prompt) => {
                 paragraphs.push(content(prompt.text()));
                 if let Some(note) = prompt.note() {
@@ -40,11 +45,13 @@ pub fn render(outcome: &Outcome<'_>) -> Rendered {
 pub fn rows_of(prompt: &Prompt<'_>) -> Vec<Vec<(String, String, bool)>> {
     let mut choices = Vec::new();
     let mut nav = Vec::new();
-    for b in prompt.buttons() {
+    // A form field: the button that opens a text box for the answer comes first.
+    let input = prompt.input().map(|(b, _)| b);
+    for b in input.into_iter().chain(prompt.buttons()) {
         let cell = (b.label.to_owned(), b.token.to_string(), true);
         match b.token.action {
-            Action::Choice(_) | Action::Resume => choices.push(cell),
             Action::Back | Action::Restart => nav.push((cell.0, cell.1, false)),
+            _ => choices.push(cell),
         }
     }
     let room = PER_ROW - usize::from(!nav.is_empty());

@@ -11,11 +11,13 @@
 //! is inserted first (a duplicate stops it there), its state change is a compare-and-swap whose
 //! losers are told apart by `RETURNING`, and a loser's event id is deleted again before the
 //! transaction commits.
+//!
+//! A hand-off request is written only once its commit is known to apply (rare, so row by row).
 
 use std::collections::{HashMap, HashSet};
 
 use flowbot_core::{
-    Committed, ConversationKey, Expected, StoreError, Stored, Timestamp, Transition,
+    Committed, ConversationKey, Expected, NewRequest, StoreError, Stored, Timestamp, Transition,
 };
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -35,8 +37,33 @@ pub(crate) struct Job {
     pub state: Option<Stored>,
     pub event: Option<String>,
     pub transitions: Vec<Transition>,
+    pub request: Option<OwnedRequest>,
     pub now: Timestamp,
     pub reply: oneshot::Sender<Result<Committed, StoreError>>,
+}
+
+/// A [`NewRequest`] with its data owned.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedRequest {
+    pub reference: String,
+    pub flow_id: String,
+    pub form: String,
+    pub text: String,
+    pub payload: String,
+    pub destinations: Vec<String>,
+}
+
+impl From<&NewRequest<'_>> for OwnedRequest {
+    fn from(r: &NewRequest<'_>) -> Self {
+        OwnedRequest {
+            reference: r.reference.to_owned(),
+            flow_id: r.flow_id.to_owned(),
+            form: r.form.to_owned(),
+            text: r.text.to_owned(),
+            payload: r.payload.to_owned(),
+            destinations: r.destinations.to_vec(),
+        }
+    }
 }
 
 /// Runs until every sender is gone.
@@ -92,7 +119,7 @@ fn rows(backend: Backend, rows: usize, cols: usize) -> String {
     s
 }
 
-/// Binds a stored conversation's state columns in table order (flow_id … updated_at).
+/// Binds a stored conversation's state columns in table order (flow_id … updated_at, form).
 fn bind_state<'q>(
     q: Query<'q, Any, AnyArguments<'q>>,
     s: &'q Stored,
@@ -108,9 +135,10 @@ fn bind_state<'q>(
         .bind(i64::from(st.awaiting_resume))
         .bind(int(st.started_at.0))
         .bind(int(st.updated_at.0))
+        .bind(st.form.as_deref())
 }
 
-const STATE_COLUMNS: usize = 10;
+const STATE_COLUMNS: usize = 11;
 
 async fn apply(
     pool: &AnyPool,
@@ -186,7 +214,8 @@ async fn apply(
         let sql = format!(
             "UPDATE conversations SET flow_id = v.column3, flow_version = v.column4, node = v.column5, \
              revision = v.column6, entered = v.column7, path = v.column8, misses = v.column9, \
-             awaiting_resume = v.column10, started_at = v.column11, updated_at = v.column12 \
+             awaiting_resume = v.column10, started_at = v.column11, updated_at = v.column12, \
+             form = v.column13 \
              FROM (VALUES {}) AS v \
              WHERE conversations.session = v.column1 AND conversations.revision = v.column2 \
              RETURNING conversations.session",
@@ -248,7 +277,7 @@ async fn apply(
         let cols = 3 + STATE_COLUMNS;
         let sql = format!(
             "INSERT INTO conversations (platform, chat, user_id, flow_id, flow_version, node, revision, \
-             entered, path, misses, awaiting_resume, started_at, updated_at) VALUES {} \
+             entered, path, misses, awaiting_resume, started_at, updated_at, form) VALUES {} \
              ON CONFLICT (platform, chat, user_id) DO NOTHING RETURNING session, platform, chat, user_id",
             rows(backend, inserts.len(), cols)
         );
@@ -320,7 +349,15 @@ async fn apply(
         q.execute(&mut *tx).await?;
     }
 
-    // 7. A commit that lost its compare-and-swap leaves no event id behind.
+    // 7. The hand-off request of every applied commit, with one pending delivery per
+    //    destination.
+    for (job, result) in batch.iter().zip(&results) {
+        if let (Committed::Applied { .. }, Some(request)) = (result, &job.request) {
+            insert_request(&mut tx, backend, request, job.now).await?;
+        }
+    }
+
+    // 8. A commit that lost its compare-and-swap leaves no event id behind.
     let undo: Vec<&str> = batch
         .iter()
         .zip(&results)
@@ -338,6 +375,41 @@ async fn apply(
 
     tx.commit().await?;
     Ok(results)
+}
+
+/// Writes a request and its deliveries: not attempted yet, due at once.
+async fn insert_request(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    r: &OwnedRequest,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO requests (reference, flow_id, form, text, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(r.reference.as_str())
+    .bind(r.flow_id.as_str())
+    .bind(r.form.as_str())
+    .bind(r.text.as_str())
+    .bind(r.payload.as_str())
+    .bind(int(now.0))
+    .fetch_one(&mut **tx)
+    .await?;
+    let id: i64 = row.try_get(0)?;
+    if r.destinations.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO deliveries (request, destination, attempts, next_attempt_at) VALUES {}",
+        rows(backend, r.destinations.len(), 4)
+    );
+    let mut q = sqlx::query(&sql);
+    for destination in &r.destinations {
+        q = q.bind(id).bind(destination.as_str()).bind(0_i64).bind(int(now.0));
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -364,7 +364,10 @@ impl Telegram {
         let handled = self
             .inner
             .service
-            .handle(update, |flow, outcome| render::plan(flow, outcome, Some(data)))
+            .handle(update, |flow, outcome| {
+                let shown = message.regular_message().and_then(|m| m.text());
+                render::plan(flow, outcome, Some(render::Pressed { data, shown }))
+            })
             .await;
         let plan = match handled {
             Ok(Handled::Done(plan)) => plan,

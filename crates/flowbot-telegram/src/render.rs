@@ -25,9 +25,17 @@ pub struct Plan {
     pub answered: Option<String>,
 }
 
-/// How one outcome shows on Telegram. `pressed` is the callback data of the button that caused
-/// it, if a button did.
-pub fn plan(flow: &Flow, outcome: &Outcome<'_>, pressed: Option<&str>) -> Plan {
+/// The button press an outcome answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Pressed<'a> {
+    /// The button's callback data.
+    pub data: &'a str,
+    /// The pressed message's text as Telegram shows it, if it came with the press.
+    pub shown: Option<&'a str>,
+}
+
+/// How one outcome shows on Telegram. `pressed` is the button that caused it, if a button did.
+pub fn plan(flow: &Flow, outcome: &Outcome<'_>, pressed: Option<Pressed<'_>>) -> Plan {
     // A press that changed nothing (an old message, a second press, a forged button): the
     // notice is a toast on the button; the question it points to is already on screen.
     if pressed.is_some() && !outcome.changed {
@@ -41,13 +49,18 @@ pub fn plan(flow: &Flow, outcome: &Outcome<'_>, pressed: Option<&str>) -> Plan {
             .unwrap_or_default();
         return Plan { message: None, toast: truncate(toast, 200), answered: None };
     }
-    let answered = pressed.and_then(|data| answered_text(flow, data));
+    let answered = pressed.and_then(|p| answered_text(flow, p));
     let mut paragraphs: Vec<String> = Vec::new();
     let mut keyboard = Vec::new();
     for reply in &outcome.replies {
         match reply {
             Reply::Notice { text, .. } | Reply::Say { text, .. } => {
                 paragraphs.push((*text).to_owned())
+            }
+            Reply::Handoff => {
+                if let Some(handoff) = &outcome.handoff {
+                    paragraphs.push(handoff.message());
+                }
             }
             Reply::Prompt(prompt) => {
                 paragraphs.push(prompt.text().to_owned());
@@ -70,8 +83,8 @@ pub fn keyboard_of(prompt: &Prompt<'_>) -> Vec<Vec<(String, String)>> {
     for button in prompt.buttons() {
         let cell = (button.label.to_owned(), button.token.to_string());
         match button.token.action {
-            Action::Choice(_) | Action::Resume => rows.push(vec![cell]),
             Action::Back | Action::Restart => nav.push(cell),
+            _ => rows.push(vec![cell]),
         }
     }
     if !nav.is_empty() {
@@ -81,22 +94,19 @@ pub fn keyboard_of(prompt: &Prompt<'_>) -> Vec<Vec<(String, String)>> {
 }
 
 /// The text a pressed message keeps: what it asked (its last chunk) and, under it, the answer.
-fn answered_text(flow: &Flow, data: &str) -> Option<String> {
-    let token = Token::parse(data)?;
+fn answered_text(flow: &Flow, pressed: Pressed<'_>) -> Option<String> {
+    let token = Token::parse(pressed.data)?;
     let node = flow.node(flow.find(token.node)?);
-    let label = match (token.action, node.kind()) {
-        (Action::Choice(i), NodeKind::Question(q)) => q.choices().get(usize::from(i))?.label(),
-        (Action::Back, _) => &flow.texts().back,
-        (Action::Restart, _) => &flow.texts().restart,
-        (Action::Resume, _) => &flow.texts().resume,
-        _ => return None,
-    };
+    let label = flow.button_label(&token)?;
     let asked = match (token.action, node.kind()) {
         (Action::Resume, _) => flow.texts().resume_question.clone(),
         (_, NodeKind::Question(q)) => match q.note() {
             Some(note) => format!("{}\n\n{note}", q.text()),
             None => q.text().to_owned(),
         },
+        // A form's steps are not in the flow's text (the confirmation lists the answers): keep
+        // what the message showed.
+        (_, NodeKind::Form { .. }) => pressed.shown.unwrap_or(node.text()).to_owned(),
         _ => node.text().to_owned(),
     };
     let answer = format!("\n\n→ {label}");

@@ -3,7 +3,7 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use flowbot_core::{Action, Conversation, ConversationKey, Flow, Input, Outcome, Reply};
+use flowbot_core::{Action, Conversation, ConversationKey, Flow, Handoff, Input, Outcome, Reply};
 use flowbot_store::{Handled, Service, Update};
 
 use crate::store::now;
@@ -16,7 +16,7 @@ pub fn run(flow: &Flow, entry: Option<&str>) -> anyhow::Result<ExitCode> {
     let (mut conv, outcome) = Conversation::start(flow, entry, now());
     let mut step = |line: &str, out: &mut dyn Write| -> io::Result<()> {
         let outcome = conv.step(flow, Input::Text(line), now());
-        write_replies(out, &outcome.replies)
+        write_replies(out, &outcome.replies, outcome.handoff.as_ref())
     };
     converse(&outcome.replies, &mut step)
 }
@@ -31,7 +31,7 @@ pub fn run_stored(
     let key = ConversationKey::new("cli", "terminal", user);
     let render = |_: &Flow, outcome: &Outcome<'_>| {
         let mut buf = Vec::new();
-        let _ = write_replies(&mut buf, &outcome.replies);
+        let _ = write_replies(&mut buf, &outcome.replies, outcome.handoff.as_ref());
         buf
     };
     let handle = |input: Input<'_>| -> anyhow::Result<Vec<u8>> {
@@ -46,7 +46,7 @@ pub fn run_stored(
         Some(_) => None,
         None => rt.block_on(service.current(&key, now(), |_, prompt| {
             let mut buf = Vec::new();
-            let _ = write_replies(&mut buf, &[Reply::Prompt(prompt)]);
+            let _ = write_replies(&mut buf, &[Reply::Prompt(prompt)], None);
             buf
         }))?,
     };
@@ -83,7 +83,7 @@ fn talk(
     let interactive = stdin.is_terminal();
     let mut input = stdin.lock();
     let mut out = io::stdout().lock();
-    write_replies(&mut out, first)?;
+    write_replies(&mut out, first, None)?;
     let mut buf = Vec::new();
     loop {
         if interactive {
@@ -130,11 +130,20 @@ fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<usize> {
 }
 
 /// Writes the replies of one step as plain text: choices numbered, navigation with its command.
-fn write_replies(out: &mut dyn Write, replies: &[Reply<'_>]) -> io::Result<()> {
+fn write_replies(
+    out: &mut dyn Write,
+    replies: &[Reply<'_>],
+    handoff: Option<&Handoff<'_>>,
+) -> io::Result<()> {
     for reply in replies {
         match reply {
             Reply::Notice { text, .. } => writeln!(out, "! {}\n", text.replace('\n', "\n  "))?,
             Reply::Say { text, .. } => writeln!(out, "{text}\n")?,
+            Reply::Handoff => {
+                if let Some(handoff) = handoff {
+                    writeln!(out, "{}\n", handoff.message())?;
+                }
+            }
             Reply::Prompt(prompt) => {
                 writeln!(out, "{}", prompt.text())?;
                 if let Some(note) = prompt.note() {
@@ -145,10 +154,15 @@ fn write_replies(out: &mut dyn Write, replies: &[Reply<'_>]) -> io::Result<()> {
                     // The resume question's two buttons are its choices: 1 resumes, 2 restarts.
                     match button.token.action {
                         _ if prompt.resume => writeln!(out, "  {}. {}", i + 1, button.label)?,
-                        Action::Choice(_) => writeln!(out, "  {}. {}", i + 1, button.label)?,
+                        Action::Choice(_) | Action::Submit | Action::Fix => {
+                            writeln!(out, "  {}. {}", i + 1, button.label)?
+                        }
                         Action::Back => nav.push(format!("[{}] /back", button.label)),
                         Action::Restart => nav.push(format!("[{}] /restart", button.label)),
-                        Action::Resume => nav.push(button.label.to_owned()),
+                        // At a form field a number is an answer: the button is typed as is.
+                        Action::Resume | Action::Unknown(_) | Action::Field(_) => {
+                            nav.push(format!("[{}]", button.label))
+                        }
                     }
                 }
                 if !nav.is_empty() {

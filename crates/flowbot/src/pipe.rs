@@ -198,9 +198,17 @@ fn render(_: &Flow, outcome: &Outcome<'_>) -> Value {
                 json!({"kind": "notice", "notice": kind.name(), "text": text})
             }
             Reply::Say { node, text } => json!({"kind": "say", "node": node.id(), "text": text}),
+            Reply::Handoff => match &outcome.handoff {
+                Some(h) => json!({"kind": "handoff", "reference": h.submission.reference,
+                                  "text": h.message()}),
+                None => json!({"kind": "handoff"}),
+            },
             Reply::Prompt(p) => {
                 let buttons: Vec<Value> = p
-                    .buttons()
+                    .input()
+                    .map(|(b, _)| b)
+                    .into_iter()
+                    .chain(p.buttons())
                     .map(|b| json!({"label": b.label, "token": b.token.to_string()}))
                     .collect();
                 json!({"kind": "prompt", "node": p.node.id(), "text": p.text(), "note": p.note(),

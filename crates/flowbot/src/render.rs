@@ -48,6 +48,7 @@ pub fn mermaid(flow: &Flow, options: Options) -> String {
             NodeKind::Question(_) => ("{{\"", "\"}}"),
             NodeKind::Message { .. } => ("[/\"", "\"/]"),
             NodeKind::Ending { .. } => ("([\"", "\"])"),
+            NodeKind::Form { .. } => ("[[\"", "\"]]"),
         };
         let _ = writeln!(s, "  {}{open}{text}{close}", node.id());
     }
@@ -92,6 +93,7 @@ pub fn dot(flow: &Flow, options: Options) -> String {
             NodeKind::Question(_) => "diamond",
             NodeKind::Message { .. } => "note",
             NodeKind::Ending { .. } => "box, style=rounded",
+            NodeKind::Form { .. } => "box3d",
         };
         let _ = writeln!(
             s,
