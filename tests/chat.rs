@@ -37,7 +37,7 @@ fn must_say(ending: &str) -> &'static [&'static str] {
             "新しいメールアドレスで「新規ユーザ登録申請」",
             "https://www.g-mis.mhlw.go.jp/user-Registration-Form",
         ],
-        "m3_change" | "m3_noperm" => &[
+        "m3_change_self" | "m3_noperm_self" => &[
             "対応方法3",
             "メールアドレスの変更依頼",
             "報告機関名",

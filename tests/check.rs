@@ -31,8 +31,38 @@ fn broken_flow_lists_every_problem() {
         format!("{f}:39: node `q1`: duplicate node id (first defined on line 11)"),
         format!("{f}:41: node `orphan`: no entry point reaches this node"),
         format!(
-            "{f}:45: node `a_node_id_long_enough_that_its_tokens_overflow`: button tokens of this node can reach 69 bytes, over Telegram's 64-byte callback_data limit"
+            "{f}:45: node `a_node_id_long_enough_that_its_tokens_overflow`: button tokens of this node can reach 70 bytes, over Telegram's 64-byte callback_data limit"
         ),
+    ];
+    for line in &expected {
+        assert!(text.contains(line.as_str()), "missing `{line}` in:\n{text}");
+    }
+    assert!(text.contains(&format!("{} problems:", expected.len())), "{text}");
+}
+
+/// Every problem a form can have, each reported once with the form's (or the node's) line.
+#[test]
+fn broken_form_lists_every_problem() {
+    let out = flowbot().args(["check", "tests/data/broken-form.yaml"]).output().unwrap();
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    let f = "tests/data/broken-form.yaml";
+    let form = format!("{f}:26: form `request`:");
+    let expected = [
+        format!("{f}:16: node `g`: `form: nowhere` names no form under `forms:`"),
+        format!("{f}:16: node `g`: no entry point reaches this node"),
+        format!("{f}:19: node `h`: a form node has `form` and `next` only, not ask"),
+        format!("{f}:19: node `h`: no entry point reaches this node"),
+        format!("{form} `handoff`: text uses parameter `{{{{nonsense}}}}`, which `params` does not declare"),
+        format!("{form} `handoff` must show `{{{{answers}}}}` and `{{{{reference}}}}`"),
+        format!("{form} `fix` `確定する` equals `submit` (compared after NFKC)"),
+        format!("{form} field 1: `pattern` is not a regular expression"),
+        format!("{form} field 2: duplicate id `code`"),
+        format!("{form} field 2's label `戻る` is a navigation button's label"),
+        format!("{form} field 2: `email` and `pattern` exclude each other"),
+        format!("{form} field 2: `max_chars` must be 1 to 4000"),
+        format!("{form} field 3: `invalid` explains a `pattern`, and there is none"),
+        format!("{f}:57: form `unused`: no node asks this form (`form:`)"),
     ];
     for line in &expected {
         assert!(text.contains(line.as_str()), "missing `{line}` in:\n{text}");

@@ -22,11 +22,18 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn start(fake: &FakeDiscord, db: &std::path::Path) -> BotProcess {
+    start_with(fake, db, &[])
+}
+
+/// [`start`] with more arguments for `flowbot run` (e.g. `--config FILE`).
+fn start_with(fake: &FakeDiscord, db: &std::path::Path, args: &[&str]) -> BotProcess {
     let public = hex(key().verifying_key().as_bytes());
     let url = fake.url();
+    let mut all = vec!["--discord-guild-id", "1100000000000000001"];
+    all.extend_from_slice(args);
     BotProcess::start(
         db,
-        &["--discord-guild-id", "1100000000000000001"],
+        &all,
         &[
             ("DISCORD_TOKEN", TOKEN),
             ("DISCORD_APPLICATION_ID", APPLICATION_ID),
@@ -86,6 +93,14 @@ fn command(id: &str, user_id: &str, start: Option<&str>) -> Value {
     v
 }
 
+/// The kind of interaction whose response (or follow-up) a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Command,
+    Component,
+    Modal,
+}
+
 /// The message a user sees and can press: content, components, and whose it is.
 #[derive(Debug, Clone)]
 struct Shown {
@@ -93,19 +108,41 @@ struct Shown {
     content: String,
     components: Value,
     owner: String,
-    from_component: bool,
+    via: Via,
+}
+
+/// `shown` as Discord sends it with an interaction on it (`interaction_metadata` names the
+/// owner, as Discord does).
+fn message_of(shown: &Shown) -> Value {
+    let owner = user(&shown.owner, "owner");
+    let component = json!({"type": 3, "id": "1600000000000000001", "user": owner, "authorizing_integration_owners": {}, "interacted_message_id": "1500000000000000000"});
+    let metadata = match shown.via {
+        Via::Command => {
+            json!({"type": 2, "id": "1600000000000000001", "user": owner, "authorizing_integration_owners": {}})
+        }
+        Via::Component => component,
+        Via::Modal => {
+            json!({"type": 5, "id": "1600000000000000002", "user": owner, "authorizing_integration_owners": {}, "triggering_interaction_metadata": component})
+        }
+    };
+    message(&shown.id, CHANNEL, &json!(shown.content), &shown.components, Some(metadata))
 }
 
 fn press(id: &str, user_id: &str, shown: &Shown, custom_id: &str) -> Value {
     let mut v = base(3, id, user_id);
     v["data"] = json!({"custom_id": custom_id, "component_type": 2});
-    let metadata = if shown.from_component {
-        json!({"type": 3, "id": "1600000000000000001", "user": user(&shown.owner, "owner"), "authorizing_integration_owners": {}, "interacted_message_id": "1500000000000000000"})
-    } else {
-        json!({"type": 2, "id": "1600000000000000001", "user": user(&shown.owner, "owner"), "authorizing_integration_owners": {}})
-    };
-    v["message"] =
-        message(&shown.id, CHANNEL, &json!(shown.content), &shown.components, Some(metadata));
+    v["message"] = message_of(shown);
+    v
+}
+
+/// A modal submitted: `text` typed into the box of the modal `custom_id`, opened from a button
+/// on `shown`.
+fn modal_submit(id: &str, user_id: &str, shown: &Shown, custom_id: &str, text: &str) -> Value {
+    let mut v = base(5, id, user_id);
+    v["data"] = json!({"custom_id": custom_id, "components": [
+        {"type": 1, "components": [{"type": 4, "custom_id": "answer", "value": text}]}
+    ]});
+    v["message"] = message_of(shown);
     v
 }
 
@@ -156,7 +193,7 @@ async fn open(bot: &BotProcess, user_id: &str, start: Option<&str>) -> Shown {
         content: response["data"]["content"].as_str().unwrap().to_owned(),
         components: response["data"]["components"].clone(),
         owner: user_id.to_owned(),
-        from_component: false,
+        via: Via::Command,
     }
 }
 
@@ -178,7 +215,7 @@ async fn choose(bot: &BotProcess, fake: &FakeDiscord, shown: &Shown, label: &str
         content: followup["content"].as_str().unwrap().to_owned(),
         components: followup["components"].clone(),
         owner: shown.owner.clone(),
-        from_component: true,
+        via: Via::Component,
     }
 }
 
@@ -205,6 +242,16 @@ async fn every_path_over_the_interactions_endpoint() {
             let label = q.choices()[usize::from(choice)].label().to_owned();
             conv.step(&flow, Input::Text(&label), Timestamp(0));
             shown = choose(&bot, &fake, &shown, &label).await;
+        }
+        if let Some(form) = flow.form_of(conv.node()) {
+            // A path through a form waits at its first field; filling it in is
+            // `the_address_change_form_over_modals`.
+            let first = &form.fields()[0];
+            assert!(plain(&shown.content).contains(first.ask()), "path {i}: {}", shown.content);
+            let shown_labels = labels(&shown.components);
+            let names: Vec<&str> = shown_labels.iter().map(|(l, _)| l.as_str()).collect();
+            assert_eq!(names, [form.texts().input.as_str(), "戻る", "最初から"], "path {i}");
+            continue;
         }
         let ending = flow.node(conv.node()).title();
         assert!(
@@ -273,7 +320,7 @@ async fn signatures_stale_forged_and_foreign_presses() {
         content: first["data"]["content"].as_str().unwrap().to_owned(),
         components: first["data"]["components"].clone(),
         owner: "1900000000000000001".into(),
-        from_component: false,
+        via: Via::Command,
     };
     // Someone else presses it: an ephemeral notice.
     let other = post(
@@ -353,7 +400,7 @@ async fn a_whole_conversation_over_the_gateway() {
         content: response["data"]["content"].as_str().unwrap().to_owned(),
         components: response["data"]["components"].clone(),
         owner: owner.into(),
-        from_component: false,
+        via: Via::Command,
     };
     for label in ["届いている", "届いている", "メールを見ることができた", "アクセスできた"]
     {
@@ -367,7 +414,7 @@ async fn a_whole_conversation_over_the_gateway() {
             content: followup["content"].as_str().unwrap().to_owned(),
             components: followup["components"].clone(),
             owner: owner.into(),
-            from_component: true,
+            via: Via::Component,
         };
     }
     assert!(
@@ -396,4 +443,408 @@ async fn the_start_option_autocompletes_entry_names() {
     assert_eq!(values, ["taiou3", "taiou3-view"]);
     let name = response["data"]["choices"][0]["name"].as_str().unwrap();
     assert!(name.starts_with("taiou3 — 対応方法3"), "{name}");
+}
+
+// ---------------------------------------------------------------- the address-change form
+
+/// The form's title: the title of every modal it opens.
+const FORM_TITLE: &str = "メールアドレスの変更依頼";
+/// The form's input button.
+const INPUT: &str = "入力する";
+
+fn names(shown: &Shown) -> Vec<String> {
+    labels(&shown.components).into_iter().map(|(l, _)| l).collect()
+}
+
+/// A follow-up's body as the message the user sees next.
+fn shown_of(body: &Value, owner: &str, via: Via) -> Shown {
+    Shown {
+        id: next_id(),
+        content: body["content"].as_str().unwrap().to_owned(),
+        components: body["components"].clone(),
+        owner: owner.to_owned(),
+        via,
+    }
+}
+
+/// Presses 入力する on `shown`: checks the modal (its custom id is the button's, one short
+/// text box labelled `label`, `required` or not), and returns that custom id.
+async fn open_box(bot: &BotProcess, shown: &Shown, label: &str, required: bool) -> String {
+    let custom_id = button(shown, INPUT);
+    assert_eq!(names(shown)[0], INPUT, "the input button comes first: {}", shown.components);
+    let response = post(bot, &press(&next_id(), &shown.owner, shown, &custom_id)).await;
+    assert_eq!(response["type"], 9, "a modal: {response}");
+    let data = &response["data"];
+    assert_eq!(data["custom_id"], custom_id.as_str(), "{response}");
+    assert_eq!(data["title"], FORM_TITLE, "{response}");
+    let inputs: Vec<Value> = data["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|row| assert_eq!(row["type"], 1, "{response}"))
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(inputs.len(), 1, "one text box: {response}");
+    let input = &inputs[0];
+    assert_eq!(input["type"], 4, "a text input: {response}");
+    assert_eq!(input["style"], 1, "a short one: {response}");
+    assert_eq!(input["custom_id"], "answer", "{response}");
+    assert_eq!(input["label"], label, "{response}");
+    assert_eq!(input["required"], required, "{response}");
+    custom_id
+}
+
+/// Submits `text` in the modal `custom_id` opened on `shown`: checks that `shown` is answered
+/// (the question kept, its buttons disabled), and returns what follows.
+async fn type_in(
+    bot: &BotProcess,
+    fake: &FakeDiscord,
+    shown: &Shown,
+    custom_id: &str,
+    text: &str,
+) -> Shown {
+    let id = next_id();
+    let response = post(bot, &modal_submit(&id, &shown.owner, shown, custom_id, text)).await;
+    assert_eq!(response["type"], 7, "an update of the message the box was opened on: {response}");
+    let updated = response["data"]["content"].as_str().unwrap();
+    assert!(updated.starts_with(&shown.content), "the question stays: {updated}");
+    let buttons = labels(&response["data"]["components"]);
+    assert_eq!(buttons.len(), labels(&shown.components).len(), "{response}");
+    assert!(buttons.iter().all(|(_, disabled)| *disabled), "buttons disabled: {response}");
+    let followup =
+        fake.followup(&format!("tok-{id}"), WAIT).await.expect("the next prompt as a follow-up");
+    shown_of(&followup, &shown.owner, Via::Modal)
+}
+
+/// Presses `label` on `shown` and returns every follow-up's content joined, and the last one
+/// (the one with the buttons).
+async fn choose_all(
+    bot: &BotProcess,
+    fake: &FakeDiscord,
+    shown: &Shown,
+    label: &str,
+) -> (String, Shown) {
+    let id = next_id();
+    let response = post(bot, &press(&id, &shown.owner, shown, &button(shown, label))).await;
+    assert_eq!(response["type"], 7, "{response}");
+    assert!(plain(response["data"]["content"].as_str().unwrap()).ends_with(&format!("→ **{label}**")));
+    let token = format!("tok-{id}");
+    let deadline = std::time::Instant::now() + WAIT;
+    let all = loop {
+        let all = fake.followups(&token);
+        let done = all.last().is_some_and(|f| f["components"].as_array().is_some_and(|c| !c.is_empty()));
+        if done {
+            break all;
+        }
+        assert!(std::time::Instant::now() < deadline, "no follow-up with buttons: {all:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let text = all.iter().map(|f| f["content"].as_str().unwrap()).collect::<Vec<_>>().join("\n\n");
+    (text, shown_of(all.last().unwrap(), &shown.owner, Via::Component))
+}
+
+/// The reference number (受付番号) in `text`: `XXXXX-XXXXX` in Crockford base-32.
+fn reference_in(text: &str) -> String {
+    let at = text.find("受付番号：").unwrap_or_else(|| panic!("no 受付番号 in {text}"));
+    let reference: String = text[at + "受付番号：".len()..].chars().take(11).collect();
+    let ok = reference.chars().enumerate().all(|(i, c)| {
+        if i == 5 { c == '-' } else { c.is_ascii_digit() || c.is_ascii_uppercase() && !"ILOU".contains(c) }
+    });
+    assert!(ok && reference.len() == 11, "a reference like XXXXX-XXXXX: {reference:?} in {text}");
+    reference
+}
+
+/// Opens 対応方法3 with the slash command and goes to the form's first field (報告機関名).
+async fn to_the_form(bot: &BotProcess, fake: &FakeDiscord, owner: &str) -> Shown {
+    let shown = open(bot, owner, Some("taiou3")).await;
+    let shown = choose(bot, fake, &shown, "「送信完了」だった").await;
+    assert!(plain(&shown.content).contains("上の4項目は、この場で入力して"), "{}", shown.content);
+    let name = choose(bot, fake, &shown, "変更依頼を入力する").await;
+    assert!(plain(&name.content).contains("報告機関名を入力してください。"), "{}", name.content);
+    assert_eq!(names(&name), [INPUT, "戻る", "最初から"]);
+    name
+}
+
+fn assert_has(text: &str, lines: &[&str]) {
+    let text = plain(text);
+    for line in lines {
+        assert!(text.contains(line), "{line:?} missing in:\n{text}");
+    }
+}
+
+const ASK_CODE: &str = "機関コードを入力してください。";
+const ASK_OLD: &str = "変更前メールアドレス（申請時のメールアドレス）を入力してください。";
+const ASK_NEW: &str = "変更後メールアドレス（これから使うメールアドレス）を入力してください。";
+const CONFIRM: &str = "以下の内容でよろしいですか？";
+
+/// The whole form over the signed endpoint: modals for the answers, 分からない, a refused
+/// address, full-width input, 修正する, and 確定する to the request and the ending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_change_form_over_modals() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start(&fake, &dir.path().join("db.sqlite"));
+    let owner = "2300000000000000001";
+    let name = to_the_form(&bot, &fake, owner).await;
+
+    let box_name = open_box(&bot, &name, "報告機関名", true).await;
+    let code = type_in(&bot, &fake, &name, &box_name, "〇〇病院").await;
+    assert_has(&code.content, &[ASK_CODE]);
+    assert_eq!(names(&code), [INPUT, "分からない", "戻る", "最初から"]);
+
+    let old = choose(&bot, &fake, &code, "分からない").await;
+    assert_has(&old.content, &[ASK_OLD]);
+    assert_eq!(names(&old), [INPUT, "戻る", "最初から"]);
+    let box_old = open_box(&bot, &old, "変更前メールアドレス", true).await;
+    // Not an address: the reason, and the same field again (its buttons still the same).
+    let again = type_in(&bot, &fake, &old, &box_old, "old@example").await;
+    assert_has(&again.content, &["メールアドレスの形式になっていません", ASK_OLD]);
+    assert_eq!(button(&again, INPUT), box_old, "the same field");
+    assert_eq!(open_box(&bot, &again, "変更前メールアドレス", true).await, box_old);
+    // Full-width is normalised (NFKC).
+    let new = type_in(&bot, &fake, &again, &box_old, "ｏｌｄ＠ｅｘａｍｐｌｅ．ｊｐ").await;
+    assert_has(&new.content, &[ASK_NEW]);
+    let box_new = open_box(&bot, &new, "変更後メールアドレス", true).await;
+    let confirm = type_in(&bot, &fake, &new, &box_new, "new@example.jp").await;
+    assert_has(
+        &confirm.content,
+        &[
+            CONFIRM,
+            "報告機関名：〇〇病院",
+            "機関コード：分からない",
+            "変更前メールアドレス：old@example.jp",
+            "変更後メールアドレス：new@example.jp",
+        ],
+    );
+    assert_eq!(names(&confirm), ["確定する", "修正する", "戻る", "最初から"]);
+
+    // 修正する: pick the field, a new box, the confirmation again.
+    let pick = choose(&bot, &fake, &confirm, "修正する").await;
+    assert_has(&pick.content, &["修正する項目を選んでください。"]);
+    assert_eq!(
+        names(&pick),
+        ["報告機関名", "機関コード", "変更前メールアドレス", "変更後メールアドレス", "戻る", "最初から"]
+    );
+    let fix = choose(&bot, &fake, &pick, "報告機関名").await;
+    assert_has(&fix.content, &["報告機関名を入力してください。"]);
+    let box_fix = open_box(&bot, &fix, "報告機関名", true).await;
+    assert_ne!(box_fix, box_name, "a new revision, a new token");
+    let confirm = type_in(&bot, &fake, &fix, &box_fix, "△△クリニック").await;
+    assert_has(
+        &confirm.content,
+        &[
+            CONFIRM,
+            "報告機関名：△△クリニック",
+            "機関コード：分からない",
+            "変更前メールアドレス：old@example.jp",
+            "変更後メールアドレス：new@example.jp",
+        ],
+    );
+    assert!(!confirm.content.contains("〇〇病院"), "{}", confirm.content);
+
+    // 確定する: the request to copy (no destination here), then the ending.
+    let (text, end) = choose_all(&bot, &fake, &confirm, "確定する").await;
+    assert_has(
+        &text,
+        &[
+            "次の内容をコピーして、都道府県窓口にメールアドレスの変更依頼としてお送りください。",
+            "【メールアドレスの変更依頼】",
+            "報告機関名：△△クリニック",
+            "機関コード：分からない",
+            "変更前メールアドレス：old@example.jp",
+            "変更後メールアドレス：new@example.jp",
+            "回答の経過：",
+            "「送信完了」だった",
+            "都道府県からG-MIS事務局へ変更依頼後",
+            "パスワードリセットを実施していただくようお願いします。",
+        ],
+    );
+    reference_in(&plain(&text));
+    assert!(!plain(&text).contains("上の4項目は、この場で入力して"), "the ending, not m3_change");
+    assert_eq!(names(&end), ["戻る", "最初から"]);
+    // The confirmation is answered: its buttons are stale now.
+    let again = post(&bot, &press(&next_id(), owner, &confirm, &button(&confirm, "確定する"))).await;
+    assert_eq!(again["type"], 4, "{again}");
+    assert_eq!(again["data"]["flags"], 64, "{again}");
+    assert!(plain(again["data"]["content"].as_str().unwrap()).contains("以前の質問"), "{again}");
+}
+
+/// A modal for a button that is no longer current, or a stranger's, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_and_foreign_form_boxes_change_nothing() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start(&fake, &dir.path().join("db.sqlite"));
+    let owner = "2400000000000000001";
+    let stranger = "2400000000000000002";
+    let name = to_the_form(&bot, &fake, owner).await;
+    let box_name = open_box(&bot, &name, "報告機関名", true).await;
+
+    // Someone else's press of 入力する, or their modal: the not_yours notice, nothing else.
+    let ephemeral = |v: &Value, what: &str| {
+        assert_eq!(v["type"], 4, "{v}");
+        assert_eq!(v["data"]["flags"], 64, "ephemeral: {v}");
+        assert!(plain(v["data"]["content"].as_str().unwrap()).contains(what), "{v}");
+    };
+    let theirs = post(&bot, &press(&next_id(), stranger, &name, &box_name)).await;
+    ephemeral(&theirs, "別の方の案内");
+    let theirs = post(&bot, &modal_submit(&next_id(), stranger, &name, &box_name, "他人の病院")).await;
+    ephemeral(&theirs, "別の方の案内");
+
+    let code = type_in(&bot, &fake, &name, &box_name, "〇〇病院").await;
+    assert_has(&code.content, &[ASK_CODE]);
+    // The first field's box again (a second modal left open, say): stale, no follow-up.
+    let stale_id = next_id();
+    let stale = post(&bot, &modal_submit(&stale_id, owner, &name, &box_name, "別の病院")).await;
+    ephemeral(&stale, "以前の質問");
+    // The old message's 入力する still opens a box (the engine judges the answer): stale too.
+    assert_eq!(open_box(&bot, &name, "報告機関名", true).await, box_name);
+    let stale2_id = next_id();
+    let stale2 = post(&bot, &modal_submit(&stale2_id, owner, &name, &box_name, "別の病院")).await;
+    ephemeral(&stale2, "以前の質問");
+    // A forged token for the current field, and the current field's box on a later revision.
+    let box_code = button(&code, INPUT);
+    let forged = post(
+        &bot,
+        &modal_submit(&next_id(), owner, &code, &box_code.replacen(':', "9:", 1), "ABC"),
+    )
+    .await;
+    ephemeral(&forged, "以前の質問");
+
+    // Unchanged: the conversation is still at 機関コード with 〇〇病院 kept. That field's box is
+    // optional (分からない is a button), and a code must match its pattern.
+    assert_eq!(open_box(&bot, &code, "機関コード", false).await, box_code);
+    let refused = type_in(&bot, &fake, &code, &box_code, "コード不明").await;
+    assert_has(&refused.content, &["機関コードは半角英数字（20文字以内）で入力してください。", ASK_CODE]);
+    let old = type_in(&bot, &fake, &refused, &box_code, "ＡＢＣ－１２３").await;
+    assert_has(&old.content, &[ASK_OLD]);
+    let box_old = button(&old, INPUT);
+    let new = type_in(&bot, &fake, &old, &box_old, "old@example.jp").await;
+    // The code's box, now a field behind: stale.
+    let late = post(&bot, &modal_submit(&next_id(), owner, &code, &box_code, "XYZ")).await;
+    ephemeral(&late, "以前の質問");
+    let box_new = button(&new, INPUT);
+    let confirm = type_in(&bot, &fake, &new, &box_new, "new@example.jp").await;
+    assert_has(
+        &confirm.content,
+        &[CONFIRM, "報告機関名：〇〇病院", "機関コード：ABC-123", "変更前メールアドレス：old@example.jp"],
+    );
+    assert!(!plain(&confirm.content).contains("別の病院") && !confirm.content.contains("XYZ"));
+    // The stale submissions sent nothing after their ephemeral answer.
+    for id in [&stale_id, &stale2_id] {
+        assert!(fake.followups(&format!("tok-{id}")).is_empty(), "no follow-up for a stale box");
+    }
+}
+
+/// With a Discord channel as the hand-off destination, 確定する posts the request there through
+/// the outbox, retried past a rate limit and server errors, and delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitted_form_is_posted_in_the_desk_channel() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flowbot.toml");
+    std::fs::write(
+        &config,
+        "[handoff]\nretry_first_seconds = 0.2\n\n[[handoff.destinations]]\nkind = \"discord\"\nchannel_id = 4242\n",
+    )
+    .unwrap();
+    let bot = start_with(&fake, &dir.path().join("db.sqlite"), &["--config", config.to_str().unwrap()]);
+    let owner = "2500000000000000001";
+    let name = to_the_form(&bot, &fake, owner).await;
+    let box_name = button(&name, INPUT);
+    let code = type_in(&bot, &fake, &name, &box_name, "〇〇病院").await;
+    let old = choose(&bot, &fake, &code, "分からない").await;
+    let new = type_in(&bot, &fake, &old, &button(&old, INPUT), "old@example.jp").await;
+    let confirm = type_in(&bot, &fake, &new, &button(&new, INPUT), "new@example.jp").await;
+    assert_has(&confirm.content, &[CONFIRM]);
+
+    // The channel answers a rate limit, then server errors: more than one delivery attempt's
+    // retries, so the outbox must try again.
+    fake.fail_next(Kind::ChannelMessage, 1, 429);
+    fake.fail_next(Kind::ChannelMessage, 6, 500);
+    let (text, end) = choose_all(&bot, &fake, &confirm, "確定する").await;
+    assert_has(
+        &text,
+        &[
+            "都道府県窓口に、次の内容でメールアドレスの変更依頼を送りました。",
+            "【メールアドレスの変更依頼】",
+        ],
+    );
+    assert_eq!(names(&end), ["戻る", "最初から"]);
+    let reference = reference_in(&plain(&text));
+
+    let posted = fake
+        .channel_message("4242", Duration::from_secs(60))
+        .await
+        .expect("the request posted in the desk's channel");
+    let posted = plain(posted["content"].as_str().unwrap());
+    assert!(posted.starts_with("【メールアドレスの変更依頼】"), "the request alone: {posted}");
+    assert_has(
+        &posted,
+        &[
+            &format!("受付番号：{reference}"),
+            "報告機関名：〇〇病院",
+            "機関コード：分からない",
+            "変更前メールアドレス：old@example.jp",
+            "変更後メールアドレス：new@example.jp",
+        ],
+    );
+    // Delivered once: nothing is posted again after the success.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let statuses: Vec<u16> = fake.channel_posts("4242").iter().map(|c| c.status).collect();
+    assert_eq!(statuses.len(), 8, "seven failures, then the message: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    assert!(fake.calls().iter().all(|c| !c.path.contains("/channels/") || c.path.contains("/4242/")));
+    let log = bot.log();
+    assert!(log.contains("will retry"), "the outbox retried:\n{log}");
+    for personal in ["〇〇病院", "old@example.jp", "new@example.jp"] {
+        assert!(!log.contains(personal), "{personal} in the log:\n{log}");
+    }
+}
+
+/// The gateway mode: the form's boxes work there too (a modal submission is an interaction
+/// like any other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_box_over_the_gateway() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake.url();
+    let _bot = BotProcess::start(
+        &dir.path().join("db.sqlite"),
+        &[],
+        &[
+            ("DISCORD_TOKEN", TOKEN),
+            ("DISCORD_APPLICATION_ID", APPLICATION_ID),
+            ("DISCORD_API_URL", &url),
+        ],
+        TOKEN,
+    );
+    assert!(fake.gateway_ready(WAIT).await, "the bot identified on the gateway");
+    let owner = "2600000000000000001";
+    let id = next_id();
+    fake.dispatch_interaction(command(&id, owner, Some("taiou3")));
+    let response = fake.callback(&id, WAIT).await.expect("a response to the command");
+    assert_eq!(response["type"], 4, "{response}");
+    let mut shown = shown_of(&response["data"], owner, Via::Command);
+    for label in ["「送信完了」だった", "変更依頼を入力する"] {
+        let id = next_id();
+        fake.dispatch_interaction(press(&id, owner, &shown, &button(&shown, label)));
+        let update = fake.callback(&id, WAIT).await.expect("a response to the press");
+        assert_eq!(update["type"], 7, "{update}");
+        let followup = fake.followup(&format!("tok-{id}"), WAIT).await.expect("the next question");
+        shown = shown_of(&followup, owner, Via::Component);
+    }
+    let custom_id = button(&shown, INPUT);
+    let id = next_id();
+    fake.dispatch_interaction(press(&id, owner, &shown, &custom_id));
+    let modal = fake.callback(&id, WAIT).await.expect("a response to 入力する");
+    assert_eq!(modal["type"], 9, "a modal: {modal}");
+    assert_eq!(modal["data"]["custom_id"], custom_id.as_str());
+    let id = next_id();
+    fake.dispatch_interaction(modal_submit(&id, owner, &shown, &custom_id, "〇〇病院"));
+    let update = fake.callback(&id, WAIT).await.expect("a response to the modal");
+    assert_eq!(update["type"], 7, "{update}");
+    let followup = fake.followup(&format!("tok-{id}"), WAIT).await.expect("the next field");
+    assert_has(followup["content"].as_str().unwrap(), &[ASK_CODE]);
 }

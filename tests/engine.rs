@@ -419,3 +419,129 @@ fn a_snapshot_restores_the_same_conversation() {
     assert!(Conversation::restore(&flow, &broken).is_err());
     assert!(flowbot_core::Snapshot::parse_path("q1:x").is_err());
 }
+
+/// A conversation at the address-change form's first field (報告機関名).
+fn at_form(flow: &Flow) -> (Conversation, Outcome<'_>) {
+    let (mut conv, out) = Conversation::start(flow, Some("taiou3-view"), NOW);
+    let offer = token(&out, "変更依頼を入力する");
+    let out = conv.step(flow, Input::Press(&offer), NOW);
+    assert_eq!(at(flow, &conv), "m3_noperm_form");
+    (conv, out)
+}
+
+fn input_token(outcome: &Outcome<'_>) -> String {
+    outcome.prompt_shown().and_then(|p| p.input()).expect("a form field").0.token.to_string()
+}
+
+#[test]
+fn form_buttons_only_act_at_their_own_step() {
+    let flow = gmis();
+    let (mut conv, first) = at_form(&flow);
+    let field0 = input_token(&first);
+    let rev = conv.entered();
+    // Buttons the first field does not show: no 分からない (the name is required), no submit.
+    for action in [Action::Unknown(0), Action::Unknown(1), Action::Submit, Action::Fix, Action::Field(1), Action::Choice(0)] {
+        let forged = Token { rev, node: "m3_noperm_form", action }.to_string();
+        let before = conv.clone();
+        let out = conv.step(&flow, Input::Press(&forged), NOW);
+        assert!(!out.changed, "{forged}");
+        assert_eq!(notices(&out), [NoticeKind::Stale], "{forged}");
+        assert_eq!(conv, before);
+    }
+    // The input button itself changes nothing; its answer does.
+    let out = conv.step(&flow, Input::Press(&field0), NOW);
+    assert!(!out.changed);
+    let out = conv.step(&flow, Input::Answer { token: &field0, text: " 病院Ａ " }, NOW);
+    assert!(out.changed);
+    assert_eq!(out.prompt_shown().unwrap().text(), flow.form_of(conv.node()).unwrap().fields()[1].ask());
+    // The first field's box is stale now: a second answer through it changes nothing.
+    let before = conv.clone();
+    let out = conv.step(&flow, Input::Answer { token: &field0, text: "病院B" }, NOW);
+    assert_eq!((out.changed, notices(&out)), (false, vec![NoticeKind::Stale]));
+    assert_eq!(conv, before);
+    assert_eq!(conv.draft().unwrap().answers()[0], Some(flowbot_core::Answer::Given("病院A".into())));
+}
+
+#[test]
+fn form_answers_are_checked_and_odd_input_is_refused_without_panic() {
+    let flow = gmis();
+    let (mut conv, _) = at_form(&flow);
+    conv.step(&flow, Input::Text("病院"), NOW);
+    for bad in ["コード!", "1234567890123456789012"] {
+        let out = conv.step(&flow, Input::Text(bad), NOW);
+        assert_eq!(notices(&out), [NoticeKind::Invalid], "{bad}");
+    }
+    conv.step(&flow, Input::Text("分からない"), NOW);
+    let huge = "ａ".repeat(100_000);
+    for odd in [huge.as_str(), "\u{0}\u{7}", "　\t ", "a@b"] {
+        let out = conv.step(&flow, Input::Text(odd), NOW);
+        assert!(notices(&out).contains(&NoticeKind::Invalid), "{:?}", &odd[..odd.len().min(9)]);
+    }
+    let out = conv.step(&flow, Input::Text("ＯＬＤ＠ｅｘａｍｐｌｅ．ＪＰ"), NOW);
+    assert!(notices(&out).is_empty());
+    let answers = conv.draft().unwrap().answers();
+    assert_eq!(answers[1], Some(flowbot_core::Answer::Unknown));
+    assert_eq!(answers[2], Some(flowbot_core::Answer::Given("OLD@example.JP".into())));
+}
+
+#[test]
+fn a_form_survives_a_snapshot_and_leaving_it_forgets_the_answers() {
+    let flow = gmis();
+    let (mut conv, _) = at_form(&flow);
+    for line in ["病院\n本院", "分からない", "a@example.jp", "b@example.jp"] {
+        conv.step(&flow, Input::Text(line), NOW);
+    }
+    let snapshot = conv.snapshot(&flow);
+    assert!(snapshot.form.as_deref().is_some_and(|f| f.starts_with('c')), "{snapshot:?}");
+    let restored = Conversation::restore(&flow, &snapshot).unwrap();
+    assert_eq!(restored, conv);
+    // A draft that does not fit starts the form again rather than failing.
+    let mut broken = snapshot.clone();
+    broken.form = Some("c\n=only one".into());
+    let again = Conversation::restore(&flow, &broken).unwrap();
+    assert_eq!(again.draft().unwrap().answers(), [None, None, None, None]);
+    // Back to the first field and out of the form: the answers are gone from the state.
+    for _ in 0..4 {
+        conv.step(&flow, Input::Back, NOW);
+    }
+    assert_eq!(at(&flow, &conv), "m3_noperm_form");
+    let out = conv.step(&flow, Input::Back, NOW);
+    assert!(matches!(out.event, Some(Event::Back { .. })));
+    assert_eq!(at(&flow, &conv), "m3_noperm");
+    assert_eq!(conv.snapshot(&flow).form, None);
+}
+
+#[test]
+fn submitting_hands_off_the_answers_and_the_path() {
+    let flow = gmis();
+    let (mut conv, out) = Conversation::start(&flow, None, NOW);
+    let mut out = out;
+    for label in ["届いている", "届いている", "閲覧権限が無く見ることができない", "変更依頼を入力する"] {
+        let t = token(&out, label);
+        out = conv.step(&flow, Input::Press(&t), NOW);
+    }
+    for line in ["〇〇病院", "0123456789", "old@example.jp", "new@example.jp"] {
+        out = conv.step(&flow, Input::Text(line), NOW);
+    }
+    let submit = token(&out, "確定する");
+    let out = conv.step(&flow, Input::Press(&submit), NOW);
+    assert_eq!(at(&flow, &conv), "m3_noperm_sent");
+    let from = flow.find("m3_noperm_form").unwrap();
+    assert_eq!(out.event, Some(Event::Submitted { from, to: conv.node() }));
+    assert!(matches!(out.replies[0], Reply::Handoff));
+    let handoff = out.handoff.as_ref().expect("a hand-off");
+    let s = &handoff.submission;
+    assert_eq!(s.ending, "m3_noperm_sent");
+    let values: Vec<_> = s.answers.iter().map(|a| a.value.clone().unwrap_or_default()).collect();
+    assert_eq!(values, ["〇〇病院", "0123456789", "old@example.jp", "new@example.jp"]);
+    let path: Vec<&str> = s.path.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(path, ["届いている", "届いている", "閲覧権限が無く見ることができない", "変更依頼を入力する"]);
+    let text = handoff.text();
+    assert!(text.contains(&format!("受付番号：{}", s.reference)), "{text}");
+    assert!(text.contains("・メールの閲覧：閲覧権限が無く見ることができない"), "{text}");
+    assert!(!s.delivered && handoff.message().starts_with("次の内容をコピーして"));
+    assert_eq!(conv.snapshot(&flow).form, None, "the answers live in the request, not the state");
+    // Pressing 確定する again is stale: one submission per confirmation.
+    let again = conv.step(&flow, Input::Press(&submit), NOW);
+    assert!(again.handoff.is_none() && !again.changed);
+}

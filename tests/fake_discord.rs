@@ -1,4 +1,5 @@
-//! A fake of Discord's REST API on 127.0.0.1: command registration, interaction follow-ups.
+//! A fake of Discord's REST API on 127.0.0.1: command registration, interaction follow-ups,
+//! messages posted in channels (the hand-off destination).
 //!
 //! serenity reaches it through `HttpBuilder::proxy` (its rate limiter off), so requests arrive
 //! as `/api/v10/...`. Calls are recorded; failures can be injected per route kind.
@@ -35,6 +36,8 @@ pub struct DiscordCall {
 pub enum Kind {
     Commands,
     Followup,
+    /// `POST /channels/{id}/messages`.
+    ChannelMessage,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +132,29 @@ impl FakeDiscord {
         self.wait_call(timeout, |c| c.path == path && c.status == 200).await
     }
 
+    /// Every successful follow-up to the interaction with `token` so far, oldest first.
+    pub fn followups(&self, token: &str) -> Vec<Value> {
+        let path = format!("/api/v10/webhooks/{APPLICATION_ID}/{token}");
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path == path && c.status == 200)
+            .map(|c| c.body)
+            .collect()
+    }
+
+    /// Every `POST /channels/{channel}/messages` so far (failed ones too), oldest first.
+    pub fn channel_posts(&self, channel: &str) -> Vec<DiscordCall> {
+        let path = format!("/api/v10/channels/{channel}/messages");
+        self.calls().into_iter().filter(|c| c.method == "POST" && c.path == path).collect()
+    }
+
+    /// Waits (at most `timeout`) for a message posted successfully in `channel`, and returns
+    /// its body.
+    pub async fn channel_message(&self, channel: &str, timeout: Duration) -> Option<Value> {
+        let path = format!("/api/v10/channels/{channel}/messages");
+        self.wait_call(timeout, |c| c.path == path && c.status == 200).await
+    }
+
     /// The body of the latest POST matching `pred`, waiting at most `timeout` for one.
     async fn wait_call(
         &self,
@@ -167,6 +193,11 @@ async fn handle(
         Some(Kind::Commands)
     } else if path.starts_with("/api/v10/webhooks/") {
         Some(Kind::Followup)
+    } else if method == Method::POST
+        && path.starts_with("/api/v10/channels/")
+        && path.ends_with("/messages")
+    {
+        Some(Kind::ChannelMessage)
     } else {
         None
     };
@@ -194,6 +225,13 @@ async fn handle(
             st.next_message += 1;
             let id = st.next_message.to_string();
             axum::Json(message(&id, "1300000000000000001", &body["content"], &body["components"], None)).into_response()
+        }
+        Some(Kind::ChannelMessage) => {
+            st.next_message += 1;
+            let id = st.next_message.to_string();
+            let channel = path.split('/').nth(4).unwrap_or_default().to_owned();
+            axum::Json(message(&id, &channel, &body["content"], &body["components"], None))
+                .into_response()
         }
         None if path == "/api/v10/gateway" => axum::Json(json!({"url": st.gateway})).into_response(),
         None if path == "/api/v10/oauth2/applications/@me" => axum::Json(json!({

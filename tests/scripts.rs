@@ -8,7 +8,7 @@ fn shipped_scripts_pass_and_cover_every_edge() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("coverage gmis-mail-trouble"), "{text}");
-    assert!(text.contains("edges 27/27 (100%)"), "{text}");
+    assert!(text.contains("nodes 27/27 (100%), edges 33/33 (100%)"), "{text}");
     assert!(text.contains(" passed, 0 failed"), "{text}");
 }
 

@@ -6,15 +6,15 @@ use flowbot_core::{Conversation, Input, NodeKind, Timestamp};
 use flowbot_tests::fake_telegram::{Call, Failure, FakeMessage, FakeTelegram};
 use flowbot_tests::{BotProcess, gmis, http_request};
 
-const TOKEN: &str = "123456:TEST-never-print-this-token";
-const SECRET_PART: &str = "never-print-this-token";
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const TOKEN: &str = "123456:TEST-never-print-this-token";
+pub(crate) const SECRET_PART: &str = "never-print-this-token";
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// `flowbot run` against a fake Bot API.
-struct Bot;
+pub(crate) struct Bot;
 
 impl Bot {
-    fn start(fake: &FakeTelegram, db: &std::path::Path, extra: &[&str]) -> BotProcess {
+    pub(crate) fn start(fake: &FakeTelegram, db: &std::path::Path, extra: &[&str]) -> BotProcess {
         let url = fake.url();
         BotProcess::start(
             db,
@@ -25,25 +25,25 @@ impl Bot {
     }
 }
 
-fn chat_of(call: &Call) -> i64 {
+pub(crate) fn chat_of(call: &Call) -> i64 {
     let id = &call.body["chat_id"];
     id.as_i64().or_else(|| id.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
 }
 
 /// Where a chat stood before a step: the call count, and how many bot messages it had.
 #[derive(Debug, Clone, Copy)]
-struct Mark {
+pub(crate) struct Mark {
     since: usize,
     known: usize,
 }
 
-fn mark(fake: &FakeTelegram, chat: i64) -> Mark {
+pub(crate) fn mark(fake: &FakeTelegram, chat: i64) -> Mark {
     Mark { since: fake.call_count(), known: fake.bot_messages(chat).len() }
 }
 
 /// Waits for the bot's next message in `chat` after `mark`, and returns it (its last chunk,
 /// which carries the keyboard).
-async fn next_message(fake: &FakeTelegram, chat: i64, mark: Mark) -> FakeMessage {
+pub(crate) async fn next_message(fake: &FakeTelegram, chat: i64, mark: Mark) -> FakeMessage {
     fake.wait_for(mark.since, WAIT, |c| c.method == "sendmessage" && chat_of(c) == chat)
         .await
         .unwrap_or_else(|| {
@@ -65,13 +65,13 @@ async fn next_message(fake: &FakeTelegram, chat: i64, mark: Mark) -> FakeMessage
     }
 }
 
-async fn say(fake: &FakeTelegram, chat: i64, user: i64, text: &str) -> FakeMessage {
+pub(crate) async fn say(fake: &FakeTelegram, chat: i64, user: i64, text: &str) -> FakeMessage {
     let at = mark(fake, chat);
     fake.user_message(chat, user, text);
     next_message(fake, chat, at).await
 }
 
-fn data_of(message: &FakeMessage, label: &str) -> String {
+pub(crate) fn data_of(message: &FakeMessage, label: &str) -> String {
     message
         .buttons
         .iter()
@@ -82,7 +82,7 @@ fn data_of(message: &FakeMessage, label: &str) -> String {
         .clone()
 }
 
-async fn press(
+pub(crate) async fn press(
     fake: &FakeTelegram,
     chat: i64,
     user: i64,
@@ -95,7 +95,7 @@ async fn press(
 }
 
 /// The bot's message `id` once its keyboard is gone (it was answered).
-async fn answered(fake: &FakeTelegram, chat: i64, id: i64) -> FakeMessage {
+pub(crate) async fn answered(fake: &FakeTelegram, chat: i64, id: i64) -> FakeMessage {
     let deadline = Instant::now() + WAIT;
     loop {
         let message = fake.message(chat, id).expect("the message");
@@ -108,7 +108,7 @@ async fn answered(fake: &FakeTelegram, chat: i64, id: i64) -> FakeMessage {
 }
 
 /// The toast of the next answerCallbackQuery after `since`.
-async fn toast(fake: &FakeTelegram, since: usize) -> String {
+pub(crate) async fn toast(fake: &FakeTelegram, since: usize) -> String {
     let (_, call) = fake
         .wait_for(since, WAIT, |c| c.method == "answercallbackquery")
         .await

@@ -4,6 +4,7 @@ mod chat;
 mod check;
 mod discord;
 mod engine;
+mod handoff;
 mod link;
 mod process;
 mod render;

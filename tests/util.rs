@@ -154,10 +154,14 @@ impl BotProcess {
     /// Starts `flowbot run --listen 127.0.0.1:0 --database-url sqlite://DB ARGS` with `env`,
     /// and waits until the listener is up.
     pub fn start(db: &Path, args: &[&str], env: &[(&str, &str)], secret: &str) -> Self {
+        Self::start_url(&format!("sqlite://{}", db.display()), args, env, secret)
+    }
+
+    /// [`BotProcess::start`] on any store: `--database-url URL` (SQLite or PostgreSQL).
+    pub fn start_url(url: &str, args: &[&str], env: &[(&str, &str)], secret: &str) -> Self {
         use std::io::BufRead;
         let mut cmd = Command::new(flowbot_path());
-        cmd.args(["run", "--listen", "127.0.0.1:0", "--database-url"])
-            .arg(format!("sqlite://{}", db.display()))
+        cmd.args(["run", "--listen", "127.0.0.1:0", "--database-url", url])
             .args(args)
             .env("RUST_LOG", "info,flowbot_telegram=debug,flowbot_discord=debug")
             .env_remove("DATABASE_URL")

@@ -231,7 +231,8 @@ pub(crate) fn compile(
         let id = Some(node.id.as_str());
         let choice_lines = map.choices.get(i).map(Vec::as_slice).unwrap_or(&[]);
         let kind = if let Some(name) = &node.form {
-            compile_form_node(node, name, line, &form_ix, &forms, &resolve, &mut r, &mut edges[i])
+            let declared = raw.forms.contains_key(name);
+            compile_form_node(node, name, declared, line, &form_ix, &resolve, &mut r, &mut edges[i])
         } else {
             compile_node(
                 node,
@@ -479,9 +480,9 @@ fn node_text(kind: &NodeKind) -> &str {
 fn compile_form_node(
     node: &RawNode,
     name: &str,
+    declared: bool,
     line: Option<u32>,
     form_ix: &HashMap<&str, usize>,
-    forms: &[Form],
     resolve: &dyn Fn(&str) -> Option<usize>,
     r: &mut Report<'_>,
     edges: &mut Vec<usize>,
@@ -510,9 +511,9 @@ fn compile_form_node(
     }
     let form = match form_ix.get(name) {
         Some(&ix) => Some(ix),
+        // A form that failed to compile was reported already.
+        None if declared => None,
         None => {
-            // A form that failed to compile was reported already.
-            let _ = forms;
             r.add(
                 line,
                 id,

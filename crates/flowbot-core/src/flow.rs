@@ -199,7 +199,8 @@ impl Flow {
         &self.texts
     }
 
-    /// Every path from the start to an ending, as the choice index taken at each question.
+    /// Every path from the start to an ending by button presses alone, as the choice index
+    /// taken at each question. (Paths through a form need typed answers; scripts cover them.)
     ///
     /// A path never visits a node twice, so a flow with loops still has finitely many; the
     /// count grows with the number of branches, so this is for tests and benchmarks.
@@ -216,9 +217,9 @@ impl Flow {
             }
             match &flow.node(at).kind {
                 NodeKind::Ending { .. } => out.push(taken.clone()),
-                NodeKind::Message { next, .. } | NodeKind::Form { next, .. } => {
-                    walk(flow, *next, on_path, taken, out)
-                }
+                NodeKind::Message { next, .. } => walk(flow, *next, on_path, taken, out),
+                // A form needs typed answers: not a path of presses.
+                NodeKind::Form { .. } => {}
                 NodeKind::Question(q) => {
                     for (i, choice) in q.choices.iter().enumerate() {
                         taken.push(i as u8);

@@ -29,7 +29,8 @@ use serenity::all::{
     CreateAutocompleteResponse, CreateCommand, CreateCommandOption, CreateInteractionResponse,
     CreateInteractionResponseFollowup, CreateInteractionResponseMessage, GuildId, Http,
     HttpBuilder, Interaction, MessageInteractionMetadata, ResolvedValue, UserId, ActionRowComponent,
-    CreateActionRow, CreateInputText, CreateModal, InputTextStyle, Message, ModalInteraction,
+    ChannelId, CreateActionRow, CreateInputText, CreateMessage, CreateModal, InputTextStyle, Message,
+    ModalInteraction,
 };
 use serenity::interactions_endpoint::Verifier;
 
@@ -435,6 +436,25 @@ impl Discord {
             followups: vec![],
             token: auto.token.clone(),
         }
+    }
+
+    /// Posts a help-desk hand-off (escaped, split to fit) in `channel`: the Discord
+    /// destination of the outbox. The error names what failed, never the text or the token.
+    pub async fn send_handoff(&self, channel: u64, text: &str) -> Result<(), String> {
+        let http = &self.inner.http;
+        let channel = ChannelId::new(channel.max(1));
+        for chunk in render::split(&render::content(text)) {
+            let message = CreateMessage::new().content(chunk);
+            retrying(false, || http.send_message(channel, vec![], &message))
+                .await
+                .map_err(|err| match &err {
+                    serenity::Error::Http(serenity::all::HttpError::UnsuccessfulRequest(r)) => {
+                        format!("create message in channel {channel}: HTTP {}", r.status_code)
+                    }
+                    _ => format!("create message in channel {channel}: {}", self.redact(&err)),
+                })?;
+        }
+        Ok(())
     }
 
     /// Sends follow-ups one by one, retrying a 429 after its delay and other failures briefly.

@@ -30,9 +30,11 @@
 //! ```
 
 mod batch;
+mod outbox;
 mod service;
 mod sql;
 
+pub use outbox::{Outbox, OutboxOptions, Round, Sink};
 pub use service::{Handled, Service, ServiceError, ServiceOptions, Update};
 
 /// The wall clock as the engine's [`flowbot_core::Timestamp`]: the one place adapters read it.

@@ -11,9 +11,12 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use flowbot_core::{
-    Commit, Committed, Conversation, ConversationKey, Expected, Flow, FlowVersion, Input, Outcome,
-    Params, Problems, Prompt, Purged, Store, StoreError, Stored, Timestamp, Transition, load_flow,
+    Commit, Committed, Conversation, ConversationKey, Expected, Flow, FlowVersion, Handoff, Input,
+    NewRequest, Outcome, Params, Problems, Prompt, Purged, Store, StoreError, Stored, Timestamp,
+    Transition, load_flow, reference,
 };
+use serde_json::json;
+use tokio::sync::Notify;
 
 /// How many times a conflicting update is re-read and re-applied before giving up.
 const MAX_ATTEMPTS: usize = 64;
@@ -37,6 +40,9 @@ pub struct ServiceOptions {
     /// How long (ms) personal data (hand-off requests, form drafts) is kept before `purge`
     /// deletes it.
     pub keep_personal_data_for: u64,
+    /// The help-desk destinations a submitted form is delivered to (by name); empty: the
+    /// request is kept and shown to the user to send themselves.
+    pub destinations: Vec<String>,
 }
 
 impl Default for ServiceOptions {
@@ -47,6 +53,7 @@ impl Default for ServiceOptions {
             expire_after: 30 * DAY_MS,
             keep_events_for: 7 * DAY_MS,
             keep_personal_data_for: 90 * DAY_MS,
+            destinations: Vec::new(),
         }
     }
 }
@@ -96,6 +103,8 @@ pub struct Service {
     /// write based on a stale entry (another process wrote since) fails its compare-and-swap
     /// and the conversation is read again. Nothing is acknowledged from here.
     cache: Mutex<HashMap<ConversationKey, Stored>>,
+    /// Woken after a commit that queued deliveries, so the outbox sends them at once.
+    outbox: Arc<Notify>,
 }
 
 impl Service {
@@ -117,6 +126,7 @@ impl Service {
             versions: Mutex::new(HashMap::new()),
             stripes,
             cache: Mutex::new(HashMap::new()),
+            outbox: Arc::new(Notify::new()),
         })
     }
 
@@ -144,6 +154,11 @@ impl Service {
         &self.store
     }
 
+    /// Notified whenever a committed step queued hand-off deliveries (for [`crate::Outbox`]).
+    pub fn outbox_signal(&self) -> Arc<Notify> {
+        self.outbox.clone()
+    }
+
     /// Applies one update; `render` turns the outcome into what the adapter will send.
     pub async fn handle<R>(
         &self,
@@ -158,7 +173,7 @@ impl Service {
                 None => self.store.load(update.key).await?,
             };
             let (flow, conversation, expected) = self.resolve(loaded, update.now).await?;
-            let (conversation, outcome, fresh) = match conversation {
+            let (conversation, mut outcome, fresh) = match conversation {
                 Some(mut c) => {
                     let outcome = c.step(&flow, update.input, update.now);
                     (c, outcome, false)
@@ -184,19 +199,34 @@ impl Service {
             };
             let transitions: Vec<Transition> =
                 outcome.event.iter().map(|e| Transition::of(&flow, *e, update.now)).collect();
+            let request = outcome.handoff.as_mut().map(|handoff| {
+                // Unique by construction: one revision of one session submits once. (The
+                // engine's own reference knows neither.)
+                handoff.submission.reference = reference(&[
+                    update.key.to_string().as_bytes(),
+                    &session.to_le_bytes(),
+                    &conversation.revision().to_le_bytes(),
+                    &update.now.0.to_le_bytes(),
+                ]);
+                Request::of(&flow, handoff, &update)
+            });
+            let new_request = request.as_ref().map(|r| r.new(&self.options.destinations));
             let commit = Commit {
                 key: update.key,
                 expected,
                 state: changed.then_some(&stored),
                 event: update.event,
                 transitions: &transitions,
-                request: None,
+                request: new_request.as_ref(),
                 now: update.now,
             };
             match self.store.commit(&commit).await {
                 Ok(Committed::Applied { session }) => {
                     if changed {
                         self.remember(update.key, Stored { session, ..stored });
+                    }
+                    if request.is_some() && !self.options.destinations.is_empty() {
+                        self.outbox.notify_one();
                     }
                     return Ok(Handled::Done(render(&flow, &outcome)));
                 }
@@ -334,6 +364,60 @@ impl Service {
 
 fn compile(source: &str, origin: &str, options: &ServiceOptions) -> Result<Flow, ServiceError> {
     load_flow(source, origin, &options.params)
-        .map(|f| f.with_resume_after(options.resume_after))
+        .map(|f| {
+            f.with_resume_after(options.resume_after)
+                .with_delivery(!options.destinations.is_empty())
+        })
         .map_err(ServiceError::Flow)
+}
+
+/// A submitted form as the store keeps it: the text for chats, the JSON for webhooks.
+#[derive(Debug)]
+struct Request {
+    reference: String,
+    flow_id: String,
+    form: String,
+    text: String,
+    payload: String,
+}
+
+impl Request {
+    fn of(flow: &Flow, handoff: &Handoff<'_>, update: &Update<'_>) -> Self {
+        let s = &handoff.submission;
+        let text = handoff.text();
+        // No user ids: the desk answers through the reference and the addresses given.
+        let payload = json!({
+            "type": "flowbot.handoff",
+            "reference": s.reference,
+            "submitted_at": update.now.0,
+            "platform": update.key.platform,
+            "flow": {"id": flow.id(), "version": flow.version().to_string()},
+            "form": {"id": s.form, "title": s.title},
+            "answers": s.answers.iter().map(|a| json!({
+                "field": a.field, "label": a.label, "value": a.value, "unknown": a.value.is_none(),
+            })).collect::<Vec<_>>(),
+            "ending": {"id": s.ending, "title": s.ending_title},
+            "path": s.path.iter().map(|(q, a)| json!({"question": q, "answer": a}))
+                .collect::<Vec<_>>(),
+            "text": text,
+        });
+        Request {
+            reference: s.reference.clone(),
+            flow_id: flow.id().to_owned(),
+            form: s.form.clone(),
+            text,
+            payload: payload.to_string(),
+        }
+    }
+
+    fn new<'a>(&'a self, destinations: &'a [String]) -> NewRequest<'a> {
+        NewRequest {
+            reference: &self.reference,
+            flow_id: &self.flow_id,
+            form: &self.form,
+            text: &self.text,
+            payload: &self.payload,
+            destinations,
+        }
+    }
 }

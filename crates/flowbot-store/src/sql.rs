@@ -313,7 +313,7 @@ impl Store for SqlStore {
             .map_err(db)?
             .rows_affected();
         let drafts = sqlx::query(
-            "UPDATE conversations SET form = NULL WHERE updated_at < $1 AND form IS NOT NULL",
+            "UPDATE conversations SET form = NULL, revision = revision + 1 WHERE updated_at < $1 AND form IS NOT NULL",
         )
         .bind(int(personal_before.0))
         .execute(&mut *tx)

@@ -407,6 +407,23 @@ impl Telegram {
         Ok(())
     }
 
+    /// Sends a help-desk hand-off (plain text, split to fit) to `chat`: the Telegram
+    /// destination of the outbox. The error names what failed, never the text or the token.
+    pub async fn send_handoff(&self, chat: i64, text: &str) -> Result<(), String> {
+        let bot = &self.inner.bot;
+        let token = &self.inner.token;
+        for chunk in render::split(text) {
+            api::with_retries("sendMessage", token, || {
+                bot.send_message(ChatId(chat), chunk.clone())
+                    .link_preview_options(no_preview())
+                    .send()
+            })
+            .await
+            .map_err(|err| format!("sendMessage to chat {chat}: {}", redact_kind(&err, token)))?;
+        }
+        Ok(())
+    }
+
     /// Sends a rendered message (its chunks, the keyboard on the last); failures are logged.
     async fn send(
         &self,
@@ -448,6 +465,15 @@ impl Telegram {
                 return;
             }
         }
+    }
+}
+
+/// An API error reduced to its kind: Telegram's description may quote the message sent.
+fn redact_kind(err: &teloxide::RequestError, token: &str) -> String {
+    match err {
+        teloxide::RequestError::Api(_) => "refused by the Bot API".to_owned(),
+        teloxide::RequestError::RetryAfter(s) => format!("rate limited ({}s)", s.seconds()),
+        other => redact(other, token),
     }
 }
 

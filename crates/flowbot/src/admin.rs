@@ -13,6 +13,10 @@ pub async fn purge(service: &Service) -> anyhow::Result<ExitCode> {
         "purged {} expired conversations, {} old event ids, {} unused flow versions",
         purged.conversations, purged.events, purged.flow_versions
     );
+    println!(
+        "purged personal data past its retention: {} hand-off requests, {} form drafts",
+        purged.requests, purged.drafts
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -22,6 +26,11 @@ pub async fn stats(service: &Service) -> anyhow::Result<ExitCode> {
     if all.is_empty() {
         println!("no conversations yet");
     }
+    let d = service.store().delivery_counts().await?;
+    println!(
+        "hand-off requests: {} kept, deliveries {} done, {} pending",
+        d.requests, d.delivered, d.pending
+    );
     for s in &all {
         // Names and labels come from that version's own source, where it is still kept.
         let flow = version_flow(service, &s.flow_id, &s.flow_version, &current).await;

@@ -27,6 +27,38 @@ pub fn run_stored(
     user: &str,
     entry: Option<&str>,
     rt: &tokio::runtime::Runtime,
+    config: &crate::config::Config,
+) -> anyhow::Result<ExitCode> {
+    // Requests submitted here are delivered from here too (webhooks; chats need `flowbot run`).
+    let stop = tokio_util::sync::CancellationToken::new();
+    let outbox = {
+        let _runtime = rt.enter();
+        match crate::handoff::start(service, config, &Default::default(), stop.clone()) {
+            Ok(started) => started,
+            Err(err) => {
+                eprintln!("flowbot: requests are kept for `flowbot run` to deliver: {err:#}");
+                None
+            }
+        }
+    };
+    let result = chat_stored(service, user, entry, rt);
+    if let Some(started) = outbox {
+        // What was submitted in this session is attempted once more before leaving; anything
+        // that fails stays in the store for the next run.
+        stop.cancel();
+        let _ = rt.block_on(started.task);
+        if let Err(err) = rt.block_on(started.outbox.round()) {
+            eprintln!("flowbot: cannot deliver the pending requests now: {err}");
+        }
+    }
+    result
+}
+
+fn chat_stored(
+    service: &Service,
+    user: &str,
+    entry: Option<&str>,
+    rt: &tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
     let key = ConversationKey::new("cli", "terminal", user);
     let render = |_: &Flow, outcome: &Outcome<'_>| {

@@ -1,29 +1,368 @@
-//! Deployment settings: the TOML file named by `--config` / `FLOWBOT_CONFIG`.
+//! Deployment settings: the TOML file named by `--config` / `FLOWBOT_CONFIG`, with environment
+//! overrides, checked as a whole before anything starts.
+//!
+//! ```toml
+//! [prefecture]
+//! name = "福島県"
+//! [desk]                      # the 窓口 shown in every ending that sends the user there
+//! name = "保健福祉部 地域医療課"
+//! phone = "024-521-0000"
+//! mail = "desk@pref.example.jp"
+//! hours = "平日 8:30〜17:15"
+//! [notes]                     # prefecture-specific remarks: `cause3` fills `{{cause3_note}}`
+//! cause3 = "←福島県の場合、このケースは該当ありません。"
+//! [retention]
+//! personal_data_days = 90     # hand-off requests and form drafts; `flowbot purge` deletes older
+//! [handoff]
+//! retry_first_seconds = 30    # the first retry of a failed delivery; doubling up to…
+//! retry_max_seconds = 3600
+//! [[handoff.destinations]]
+//! kind = "webhook"            # or "telegram" (chat_id) or "discord" (channel_id)
+//! url = "https://desk.example.jp/flowbot"
+//! secret_env = "DESK_WEBHOOK_SECRET"
+//! ```
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 use anyhow::Context;
-use flowbot_core::{Flow, Params};
+use flowbot_core::{Flow, Params, is_email};
 use serde::Deserialize;
 
-/// The settings of one deployment. Absent file: every flow runs on its parameters' defaults.
-#[derive(Debug, Default, Deserialize)]
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// The shortest webhook secret accepted, in bytes.
+const MIN_SECRET: usize = 16;
+
+/// The settings of one deployment. Absent file: every flow runs on its parameters' defaults,
+/// and submitted forms are only shown to the user to send.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Values for the flows' declared `params`, e.g. a prefecture's note.
+    /// Values for the flows' declared `params`. After loading, this also holds the values
+    /// the sections below set (`prefecture`, `desk_*`, `*_note`).
     #[serde(default)]
     pub params: Params,
+    #[serde(default)]
+    pub prefecture: Prefecture,
+    #[serde(default)]
+    pub desk: Desk,
+    /// `name = text` fills the flow parameter `{name}_note`.
+    #[serde(default)]
+    pub notes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub handoff: Handoff,
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prefecture {
+    pub name: Option<String>,
+}
+
+/// The prefecture's help desk (窓口).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Desk {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub mail: Option<String>,
+    pub hours: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handoff {
+    #[serde(default)]
+    pub destinations: Vec<Destination>,
+    pub retry_first_seconds: Option<f64>,
+    pub retry_max_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub personal_data_days: Option<u64>,
+}
+
+/// Where a submitted request is delivered.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Destination {
+    /// An HTTP POST of the request as JSON, signed with HMAC-SHA256.
+    Webhook {
+        name: Option<String>,
+        url: String,
+        /// The signing key itself, or (better) the environment variable holding it.
+        secret: Option<String>,
+        secret_env: Option<String>,
+    },
+    /// A Telegram chat the bot is a member of (needs `TELEGRAM_TOKEN`).
+    Telegram { name: Option<String>, chat_id: i64 },
+    /// A Discord channel the bot may post in (needs `DISCORD_TOKEN`).
+    Discord { name: Option<String>, channel_id: u64 },
+}
+
+impl Destination {
+    /// The destination's name in the store and the logs: `name`, or its kind.
+    pub fn name(&self) -> &str {
+        let (name, kind) = match self {
+            Destination::Webhook { name, .. } => (name, "webhook"),
+            Destination::Telegram { name, .. } => (name, "telegram"),
+            Destination::Discord { name, .. } => (name, "discord"),
+        };
+        name.as_deref().unwrap_or(kind)
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Destination::Webhook { .. } => "webhook",
+            Destination::Telegram { .. } => "telegram",
+            Destination::Discord { .. } => "discord",
+        }
+    }
+
+    /// The webhook's signing key, from the file or the environment.
+    pub fn secret(&self) -> Option<String> {
+        let Destination::Webhook { secret, secret_env, .. } = self else { return None };
+        secret.clone().or_else(|| secret_env.as_deref().and_then(|v| std::env::var(v).ok()))
+    }
+}
+
+// Secrets stay out of every log line and error message.
+impl fmt::Debug for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Webhook { name, url, secret_env, .. } => f
+                .debug_struct("Webhook")
+                .field("name", name)
+                .field("url", url)
+                .field("secret", &"<redacted>")
+                .field("secret_env", secret_env)
+                .finish(),
+            Destination::Telegram { name, chat_id } => {
+                f.debug_struct("Telegram").field("name", name).field("chat_id", chat_id).finish()
+            }
+            Destination::Discord { name, channel_id } => f
+                .debug_struct("Discord")
+                .field("name", name)
+                .field("channel_id", channel_id)
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("params", &self.params.keys().collect::<Vec<_>>())
+            .field("handoff", &self.handoff)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
+    /// Reads the file (if any), applies the environment's overrides and checks everything.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let Some(path) = path else {
-            return Ok(Config::default());
+        Self::load_with(path, |name| std::env::var(name).ok())
+    }
+
+    fn load_with(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the configuration file {}", path.display())
+                })?;
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid configuration file {}", path.display()))?
+            }
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("invalid configuration file {}", path.display()))
+        config.override_from(&env)?;
+        let origin = path.map_or_else(|| "the environment".to_owned(), |p| p.display().to_string());
+        config.validate().with_context(|| format!("invalid settings in {origin}"))?;
+        config.merge_params()?;
+        Ok(config)
+    }
+
+    /// `FLOWBOT_PREFECTURE`, `FLOWBOT_DESK_{NAME,PHONE,MAIL,HOURS}`, `FLOWBOT_RETENTION_DAYS`,
+    /// `FLOWBOT_HANDOFF_RETRY_SECONDS`, and one destination of a kind replacing the file's:
+    /// `FLOWBOT_HANDOFF_WEBHOOK_URL` (+ `FLOWBOT_HANDOFF_WEBHOOK_SECRET`),
+    /// `FLOWBOT_HANDOFF_TELEGRAM_CHAT`, `FLOWBOT_HANDOFF_DISCORD_CHANNEL`.
+    fn override_from(&mut self, env: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let set = |slot: &mut Option<String>, name: &str| {
+            if let Some(v) = env(name) {
+                *slot = Some(v);
+            }
+        };
+        set(&mut self.prefecture.name, "FLOWBOT_PREFECTURE");
+        set(&mut self.desk.name, "FLOWBOT_DESK_NAME");
+        set(&mut self.desk.phone, "FLOWBOT_DESK_PHONE");
+        set(&mut self.desk.mail, "FLOWBOT_DESK_MAIL");
+        set(&mut self.desk.hours, "FLOWBOT_DESK_HOURS");
+        let number = |name: &str| -> anyhow::Result<Option<f64>> {
+            env(name)
+                .map(|v| v.trim().parse::<f64>().with_context(|| format!("{name} is not a number")))
+                .transpose()
+        };
+        if let Some(days) = number("FLOWBOT_RETENTION_DAYS")? {
+            anyhow::ensure!(days.fract() == 0.0 && days >= 0.0, "FLOWBOT_RETENTION_DAYS is not a whole number of days");
+            self.retention.personal_data_days = Some(days as u64);
+        }
+        if let Some(seconds) = number("FLOWBOT_HANDOFF_RETRY_SECONDS")? {
+            self.handoff.retry_first_seconds = Some(seconds);
+        }
+        let mut replace = |kind: &str, destination: Destination| {
+            self.handoff.destinations.retain(|d| d.kind() != kind);
+            self.handoff.destinations.push(destination);
+        };
+        if let Some(url) = env("FLOWBOT_HANDOFF_WEBHOOK_URL") {
+            let secret = env("FLOWBOT_HANDOFF_WEBHOOK_SECRET");
+            replace("webhook", Destination::Webhook { name: None, url, secret, secret_env: None });
+        }
+        if let Some(chat) = env("FLOWBOT_HANDOFF_TELEGRAM_CHAT") {
+            let chat_id = chat.trim().parse().context("FLOWBOT_HANDOFF_TELEGRAM_CHAT is not a chat id")?;
+            replace("telegram", Destination::Telegram { name: None, chat_id });
+        }
+        if let Some(channel) = env("FLOWBOT_HANDOFF_DISCORD_CHANNEL") {
+            let channel_id = channel
+                .trim()
+                .parse()
+                .context("FLOWBOT_HANDOFF_DISCORD_CHANNEL is not a channel id")?;
+            replace("discord", Destination::Discord { name: None, channel_id });
+        }
+        Ok(())
+    }
+
+    /// Every problem at once, one per line.
+    fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if let Some(mail) = &self.desk.mail
+            && !is_email(mail.trim())
+        {
+            problems.push(format!("[desk] mail `{mail}` is not an e-mail address"));
+        }
+        for (name, value) in [
+            ("[prefecture] name", &self.prefecture.name),
+            ("[desk] name", &self.desk.name),
+            ("[desk] phone", &self.desk.phone),
+            ("[desk] hours", &self.desk.hours),
+        ] {
+            if value.as_ref().is_some_and(|v| v.contains('\n')) {
+                problems.push(format!("{name} must be one line"));
+            }
+        }
+        if let Some(days) = self.retention.personal_data_days
+            && !(1..=3650).contains(&days)
+        {
+            problems.push(format!(
+                "[retention] personal_data_days = {days}: keep personal data 1 to 3650 days"
+            ));
+        }
+        let first = self.handoff.retry_first_seconds;
+        let max = self.handoff.retry_max_seconds;
+        for (name, v) in [("retry_first_seconds", first), ("retry_max_seconds", max)] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0 && v <= 86_400.0)
+            {
+                problems.push(format!("[handoff] {name} = {v}: use more than 0 and at most 86400"));
+            }
+        }
+        if let (Some(first), Some(max)) = (first, max)
+            && max < first
+        {
+            problems.push("[handoff] retry_max_seconds is less than retry_first_seconds".to_owned());
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for d in &self.handoff.destinations {
+            let name = d.name();
+            if names.contains(&name) {
+                problems.push(format!("[[handoff.destinations]] two destinations are named `{name}`: give each a `name`"));
+            }
+            names.push(name);
+            if name.is_empty() || name.len() > 64 {
+                problems.push(format!("[[handoff.destinations]] `{name}`: a name is 1 to 64 bytes"));
+            }
+            match d {
+                Destination::Webhook { url, secret, secret_env, .. } => {
+                    match url::Url::parse(url) {
+                        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                        _ => problems.push(format!(
+                            "[[handoff.destinations]] `{name}`: url `{url}` is not an http(s) URL"
+                        )),
+                    }
+                    if secret.is_some() && secret_env.is_some() {
+                        problems.push(format!("[[handoff.destinations]] `{name}`: give `secret` or `secret_env`, not both"));
+                    }
+                    match (d.secret(), secret_env) {
+                        (None, Some(var)) => problems.push(format!(
+                            "[[handoff.destinations]] `{name}`: the environment variable {var} (secret_env) is not set"
+                        )),
+                        (None, None) => problems.push(format!(
+                            "[[handoff.destinations]] `{name}`: a webhook needs a signing secret (`secret_env`, `secret` or FLOWBOT_HANDOFF_WEBHOOK_SECRET)"
+                        )),
+                        (Some(s), _) if s.len() < MIN_SECRET => problems.push(format!(
+                            "[[handoff.destinations]] `{name}`: the signing secret is shorter than {MIN_SECRET} bytes"
+                        )),
+                        _ => {}
+                    }
+                }
+                Destination::Telegram { chat_id, .. } if *chat_id == 0 => problems
+                    .push(format!("[[handoff.destinations]] `{name}`: chat_id 0 is not a chat")),
+                Destination::Discord { channel_id, .. } if *channel_id == 0 => problems.push(
+                    format!("[[handoff.destinations]] `{name}`: channel_id 0 is not a channel"),
+                ),
+                _ => {}
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!("{}", problems.join("\n  "))
+    }
+
+    /// Folds the prefecture, desk and notes into `params`, refusing a value set twice.
+    fn merge_params(&mut self) -> anyhow::Result<()> {
+        let mut set = Vec::new();
+        set.push(("prefecture".to_owned(), self.prefecture.name.clone()));
+        set.push(("desk_name".to_owned(), self.desk.name.clone()));
+        set.push(("desk_phone".to_owned(), self.desk.phone.clone()));
+        set.push(("desk_mail".to_owned(), self.desk.mail.as_ref().map(|m| m.trim().to_owned())));
+        set.push(("desk_hours".to_owned(), self.desk.hours.clone()));
+        for (note, text) in &self.notes {
+            set.push((format!("{note}_note"), Some(text.clone())));
+        }
+        for (param, value) in set {
+            let Some(value) = value else { continue };
+            anyhow::ensure!(
+                !self.params.contains_key(&param),
+                "the configuration sets `{param}` twice: in [params] and in its own section"
+            );
+            self.params.insert(param, value);
+        }
+        Ok(())
+    }
+
+    /// How long personal data is kept, in milliseconds (default 90 days).
+    pub fn personal_data_ms(&self) -> u64 {
+        self.retention.personal_data_days.unwrap_or(90) * DAY_MS
+    }
+
+    /// The outbox's retry timing.
+    pub fn outbox_options(&self) -> flowbot_store::OutboxOptions {
+        let defaults = flowbot_store::OutboxOptions::default();
+        let secs = std::time::Duration::from_secs_f64;
+        let retry_first = self.handoff.retry_first_seconds.map_or(defaults.retry_first, secs);
+        let retry_max = self.handoff.retry_max_seconds.map_or(defaults.retry_max, secs);
+        flowbot_store::OutboxOptions {
+            retry_first,
+            retry_max: retry_max.max(retry_first),
+            poll: defaults.poll.min(retry_first),
+            ..defaults
+        }
     }
 
     /// Refuses parameter values that none of `flows` declares (most likely a misspelt name).
@@ -48,5 +387,77 @@ impl Config {
             unknown.join(", "),
             declared.join("; ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("flowbot.toml");
+        std::fs::write(&path, toml)?;
+        let env: BTreeMap<String, String> =
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::load_with(Some(&path), |name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn sections_become_parameters() {
+        let c = load(
+            "[prefecture]\nname = \"福島県\"\n[desk]\nphone = \"024\"\nmail = \" desk@pref.example.jp \"\n[notes]\ncause3 = \"注\"\n",
+            &[("FLOWBOT_DESK_NAME", "窓口")],
+        )
+        .unwrap();
+        assert_eq!(c.params["prefecture"], "福島県");
+        assert_eq!(c.params["desk_name"], "窓口");
+        assert_eq!(c.params["desk_mail"], "desk@pref.example.jp");
+        assert_eq!(c.params["cause3_note"], "注");
+        assert!(!c.params.contains_key("desk_hours"));
+        assert_eq!(c.personal_data_ms(), 90 * DAY_MS);
+    }
+
+    #[test]
+    fn every_bad_setting_is_listed_and_secrets_are_not() {
+        let err = load(
+            "[desk]\nmail = \"desk\"\n[retention]\npersonal_data_days = 0\n[handoff]\nretry_first_seconds = -1\n\
+             [[handoff.destinations]]\nkind = \"webhook\"\nurl = \"ftp://x\"\nsecret = \"short-secret-xyz\"\n\
+             [[handoff.destinations]]\nkind = \"webhook\"\nurl = \"https://desk.example.jp/\"\nsecret = \"tiny\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        for want in [
+            "mail `desk`",
+            "personal_data_days = 0",
+            "retry_first_seconds = -1",
+            "`ftp://x` is not an http(s) URL",
+            "two destinations are named `webhook`",
+            "shorter than 16 bytes",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in {text}");
+        }
+        assert!(!text.contains("short-secret-xyz") && !text.contains("tiny"), "{text}");
+    }
+
+    #[test]
+    fn environment_overrides_destinations() {
+        let c = load(
+            "[[handoff.destinations]]\nkind = \"webhook\"\nurl = \"https://a.example/\"\nsecret_env = \"NOPE_UNSET_FLOWBOT\"\n",
+            &[
+                ("FLOWBOT_HANDOFF_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+                ("FLOWBOT_HANDOFF_WEBHOOK_SECRET", "0123456789abcdef"),
+                ("FLOWBOT_HANDOFF_TELEGRAM_CHAT", "-1001"),
+                ("FLOWBOT_RETENTION_DAYS", "7"),
+            ],
+        )
+        .unwrap();
+        let names: Vec<&str> = c.handoff.destinations.iter().map(Destination::name).collect();
+        assert_eq!(names, ["webhook", "telegram"]);
+        assert_eq!(c.personal_data_ms(), 7 * DAY_MS);
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        assert!(load("[params]\ndesk_name = \"a\"\n[desk]\nname = \"b\"\n", &[]).is_err());
+        assert!(load("[handoff]\nunknown = 1\n", &[]).is_err());
     }
 }

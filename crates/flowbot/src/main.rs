@@ -5,6 +5,7 @@ mod chat;
 mod check;
 mod config;
 mod flows;
+mod handoff;
 mod link;
 mod pipe;
 mod render;
@@ -164,7 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let source = flows::FlowSource::read(flow.as_deref())?;
             let rt = runtime()?;
             let service = rt.block_on(store.service(&source, &config))?;
-            chat::run_stored(&service, &user, entry.as_deref(), &rt)
+            chat::run_stored(&service, &user, entry.as_deref(), &rt, &config)
         }
         Command::Pipe { flow, store } => {
             let source = flows::FlowSource::read(flow.as_deref())?;

@@ -98,6 +98,7 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
 
     let mut router = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
     let mut tasks = Vec::new();
+    let mut messengers = crate::handoff::Messengers::default();
     if let Some(token) = telegram_token {
         let telegram_config = TelegramConfig {
             token: token.clone(),
@@ -108,6 +109,7 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
             .await
             .context("cannot start the Telegram bot (is TELEGRAM_BOT_TOKEN right?)")?;
         tracing::info!(bot = telegram.username(), "telegram: connected");
+        messengers.telegram = Some(telegram.clone());
         match &args.telegram_webhook_url {
             Some(url) => {
                 let secret = args
@@ -145,6 +147,7 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
             "cannot start the Discord bot (are DISCORD_TOKEN and DISCORD_PUBLIC_KEY right?)",
         )?;
         discord.register_commands();
+        messengers.discord = Some(discord.clone());
         if discord_config.public_key.is_some() {
             router = router.merge(discord.interactions_router());
             tracing::info!("discord: interactions endpoint at /discord/interactions");
@@ -159,6 +162,8 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let outbox = crate::handoff::start(&service, config, &messengers, shutdown.clone())?;
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -171,6 +176,9 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     server.await.context("the HTTP listener failed")?;
     for task in tasks {
         task.await.context("a messenger task failed")??;
+    }
+    if let Some(outbox) = outbox {
+        outbox.task.await.context("the hand-off outbox failed")?;
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

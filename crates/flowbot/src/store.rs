@@ -53,6 +53,8 @@ impl StoreArgs {
             resume_after: (self.resume_after_hours > 0)
                 .then_some(self.resume_after_hours * HOUR_MS),
             expire_after: self.expire_after_days.max(1) * 24 * HOUR_MS,
+            keep_personal_data_for: config.personal_data_ms(),
+            destinations: config.handoff.destinations.iter().map(|d| d.name().to_owned()).collect(),
             ..ServiceOptions::default()
         }
     }
