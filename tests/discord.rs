@@ -348,6 +348,7 @@ async fn signatures_stale_forged_and_foreign_presses() {
     assert_eq!(post(&bot, &body).await["type"], 7);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(post(&bot, &body).await["type"], 6, "a duplicate is only acknowledged");
+    assert_eq!(fake.followups(&format!("tok-{id}")).len(), 1, "and sends nothing");
     // Registration was retried after the injected failure.
     let deadline = std::time::Instant::now() + WAIT;
     while fake.calls().iter().filter(|c| c.path.ends_with("/commands")).count() < 2 {
@@ -527,12 +528,15 @@ async fn choose_all(
     let id = next_id();
     let response = post(bot, &press(&id, &shown.owner, shown, &button(shown, label))).await;
     assert_eq!(response["type"], 7, "{response}");
-    assert!(plain(response["data"]["content"].as_str().unwrap()).ends_with(&format!("→ **{label}**")));
+    assert!(
+        plain(response["data"]["content"].as_str().unwrap()).ends_with(&format!("→ **{label}**"))
+    );
     let token = format!("tok-{id}");
     let deadline = std::time::Instant::now() + WAIT;
     let all = loop {
         let all = fake.followups(&token);
-        let done = all.last().is_some_and(|f| f["components"].as_array().is_some_and(|c| !c.is_empty()));
+        let done =
+            all.last().is_some_and(|f| f["components"].as_array().is_some_and(|c| !c.is_empty()));
         if done {
             break all;
         }
@@ -548,7 +552,11 @@ fn reference_in(text: &str) -> String {
     let at = text.find("受付番号：").unwrap_or_else(|| panic!("no 受付番号 in {text}"));
     let reference: String = text[at + "受付番号：".len()..].chars().take(11).collect();
     let ok = reference.chars().enumerate().all(|(i, c)| {
-        if i == 5 { c == '-' } else { c.is_ascii_digit() || c.is_ascii_uppercase() && !"ILOU".contains(c) }
+        if i == 5 {
+            c == '-'
+        } else {
+            c.is_ascii_digit() || c.is_ascii_uppercase() && !"ILOU".contains(c)
+        }
     });
     assert!(ok && reference.len() == 11, "a reference like XXXXX-XXXXX: {reference:?} in {text}");
     reference
@@ -623,7 +631,14 @@ async fn the_address_change_form_over_modals() {
     assert_has(&pick.content, &["修正する項目を選んでください。"]);
     assert_eq!(
         names(&pick),
-        ["報告機関名", "機関コード", "変更前メールアドレス", "変更後メールアドレス", "戻る", "最初から"]
+        [
+            "報告機関名",
+            "機関コード",
+            "変更前メールアドレス",
+            "変更後メールアドレス",
+            "戻る",
+            "最初から"
+        ]
     );
     let fix = choose(&bot, &fake, &pick, "報告機関名").await;
     assert_has(&fix.content, &["報告機関名を入力してください。"]);
@@ -663,7 +678,8 @@ async fn the_address_change_form_over_modals() {
     assert!(!plain(&text).contains("上の4項目は、この場で入力して"), "the ending, not m3_change");
     assert_eq!(names(&end), ["戻る", "最初から"]);
     // The confirmation is answered: its buttons are stale now.
-    let again = post(&bot, &press(&next_id(), owner, &confirm, &button(&confirm, "確定する"))).await;
+    let again =
+        post(&bot, &press(&next_id(), owner, &confirm, &button(&confirm, "確定する"))).await;
     assert_eq!(again["type"], 4, "{again}");
     assert_eq!(again["data"]["flags"], 64, "{again}");
     assert!(plain(again["data"]["content"].as_str().unwrap()).contains("以前の質問"), "{again}");
@@ -688,10 +704,29 @@ async fn stale_and_foreign_form_boxes_change_nothing() {
     };
     let theirs = post(&bot, &press(&next_id(), stranger, &name, &box_name)).await;
     ephemeral(&theirs, "別の方の案内");
-    let theirs = post(&bot, &modal_submit(&next_id(), stranger, &name, &box_name, "他人の病院")).await;
+    let theirs =
+        post(&bot, &modal_submit(&next_id(), stranger, &name, &box_name, "他人の病院")).await;
     ephemeral(&theirs, "別の方の案内");
 
     let code = type_in(&bot, &fake, &name, &box_name, "〇〇病院").await;
+    assert_has(&code.content, &[ASK_CODE]);
+    // A redelivered modal submission (the same interaction id, newly signed) is only
+    // acknowledged.
+    let id = next_id();
+    let body = modal_submit(&id, owner, &code, &button(&code, INPUT), "ABC");
+    let first = post(&bot, &body).await;
+    assert_eq!(first["type"], 7, "{first}");
+    let old = shown_of(
+        &fake.followup(&format!("tok-{id}"), WAIT).await.expect("the next field"),
+        owner,
+        Via::Modal,
+    );
+    assert_has(&old.content, &[ASK_OLD]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(post(&bot, &body).await["type"], 6, "a duplicate is only acknowledged");
+    assert_eq!(fake.followups(&format!("tok-{id}")).len(), 1, "and sends nothing");
+    // Back to 機関コード for what follows (戻る on the new field).
+    let code = choose(&bot, &fake, &old, "戻る").await;
     assert_has(&code.content, &[ASK_CODE]);
     // The first field's box again (a second modal left open, say): stale, no follow-up.
     let stale_id = next_id();
@@ -715,7 +750,10 @@ async fn stale_and_foreign_form_boxes_change_nothing() {
     // optional (分からない is a button), and a code must match its pattern.
     assert_eq!(open_box(&bot, &code, "機関コード", false).await, box_code);
     let refused = type_in(&bot, &fake, &code, &box_code, "コード不明").await;
-    assert_has(&refused.content, &["機関コードは半角英数字（20文字以内）で入力してください。", ASK_CODE]);
+    assert_has(
+        &refused.content,
+        &["機関コードは半角英数字（20文字以内）で入力してください。", ASK_CODE],
+    );
     let old = type_in(&bot, &fake, &refused, &box_code, "ＡＢＣ－１２３").await;
     assert_has(&old.content, &[ASK_OLD]);
     let box_old = button(&old, INPUT);
@@ -727,7 +765,12 @@ async fn stale_and_foreign_form_boxes_change_nothing() {
     let confirm = type_in(&bot, &fake, &new, &box_new, "new@example.jp").await;
     assert_has(
         &confirm.content,
-        &[CONFIRM, "報告機関名：〇〇病院", "機関コード：ABC-123", "変更前メールアドレス：old@example.jp"],
+        &[
+            CONFIRM,
+            "報告機関名：〇〇病院",
+            "機関コード：ABC-123",
+            "変更前メールアドレス：old@example.jp",
+        ],
     );
     assert!(!plain(&confirm.content).contains("別の病院") && !confirm.content.contains("XYZ"));
     // The stale submissions sent nothing after their ephemeral answer.
@@ -748,7 +791,8 @@ async fn a_submitted_form_is_posted_in_the_desk_channel() {
         "[handoff]\nretry_first_seconds = 0.2\n\n[[handoff.destinations]]\nkind = \"discord\"\nchannel_id = 4242\n",
     )
     .unwrap();
-    let bot = start_with(&fake, &dir.path().join("db.sqlite"), &["--config", config.to_str().unwrap()]);
+    let bot =
+        start_with(&fake, &dir.path().join("db.sqlite"), &["--config", config.to_str().unwrap()]);
     let owner = "2500000000000000001";
     let name = to_the_form(&bot, &fake, owner).await;
     let box_name = button(&name, INPUT);
@@ -795,7 +839,9 @@ async fn a_submitted_form_is_posted_in_the_desk_channel() {
     assert_eq!(statuses.len(), 8, "seven failures, then the message: {statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
-    assert!(fake.calls().iter().all(|c| !c.path.contains("/channels/") || c.path.contains("/4242/")));
+    assert!(
+        fake.calls().iter().all(|c| !c.path.contains("/channels/") || c.path.contains("/4242/"))
+    );
     let log = bot.log();
     assert!(log.contains("will retry"), "the outbox retried:\n{log}");
     for personal in ["〇〇病院", "old@example.jp", "new@example.jp"] {

@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use flowbot_core::{DeliveryCounts, Store};
 use flowbot_tests::fake_telegram::FakeTelegram;
-use flowbot_tests::{BotProcess, TestDb, flowbot, flowbot_path};
+use flowbot_tests::{BotProcess, TestDb, flowbot};
 use serde_json::{Value, json};
 
 use crate::telegram::{SECRET_PART, TOKEN, chat_of, press, say};
@@ -136,7 +136,11 @@ impl Webhook {
     }
 }
 
-async fn receive(State(state): State<Arc<HookState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(state): State<Arc<HookState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let status = if state.down.load(Ordering::SeqCst) {
         StatusCode::SERVICE_UNAVAILABLE
     } else if state
@@ -175,8 +179,7 @@ fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    let hex: String =
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256={hex}")
 }
 
@@ -184,7 +187,12 @@ fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
 
 /// Writes a deployment's settings to `dir/flowbot.toml`: the desk, a webhook and/or a Telegram
 /// chat as destinations, and the retry timing (first, max) in seconds.
-fn write_config(dir: &Path, hook: Option<&str>, desk_chat: Option<i64>, retry: (f64, f64)) -> PathBuf {
+fn write_config(
+    dir: &Path,
+    hook: Option<&str>,
+    desk_chat: Option<i64>,
+    retry: (f64, f64),
+) -> PathBuf {
     let mut toml = format!(
         "[prefecture]\nname = \"福島県\"\n[desk]\nname = \"地域医療課\"\n\
          [retention]\npersonal_data_days = 90\n\
@@ -212,9 +220,10 @@ fn is_reference(r: &str) -> bool {
 }
 
 /// The reference after 「受付番号：」 in `text`.
-fn reference_in(text: &str) -> String {
+pub(crate) fn reference_in(text: &str) -> String {
     let after = text.split("受付番号：").nth(1).unwrap_or_else(|| panic!("no 受付番号 in {text}"));
-    let reference: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let reference: String =
+        after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
     assert!(is_reference(&reference), "not a reference: {reference:?} in {text}");
     reference
 }
@@ -303,9 +312,16 @@ impl Proc {
                 return out;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("flowbot exited ({status}) before printing {needle:?}:\n{out}\n{}", self.stderr());
+                panic!(
+                    "flowbot exited ({status}) before printing {needle:?}:\n{out}\n{}",
+                    self.stderr()
+                );
             }
-            assert!(Instant::now() < deadline, "no {needle:?} in {timeout:?}:\n{out}\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in {timeout:?}:\n{out}\n{}",
+                self.stderr()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -320,7 +336,11 @@ impl Proc {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 return status;
             }
-            assert!(Instant::now() < deadline, "flowbot did not exit in {timeout:?}:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "flowbot did not exit in {timeout:?}:\n{}",
+                self.stderr()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -402,11 +422,11 @@ async fn a_request_from_chat_is_retried_until_the_webhook_takes_it() {
     ];
     chat.write_lines(&lines.map(str::to_owned));
     // The process stays up (its input is open) while its outbox retries: two 500s, then 200.
-    let out = chat.wait_stdout("回答の経過：", WAIT).await;
+    chat.wait_stdout("回答の経過：", WAIT).await;
     let hits = hook.wait("a delivery", WAIT, |h| h.iter().any(Hit::ok)).await;
     let status = chat.finish(WAIT).await;
-    let out = chat.stdout().max(out);
     assert!(status.success(), "{status}: {}", chat.stderr());
+    let out = chat.stdout();
 
     // What the user was told.
     assert!(out.contains(SENT), "{out}");
@@ -437,7 +457,10 @@ async fn a_request_from_chat_is_retried_until_the_webhook_takes_it() {
         let seconds: u64 = timestamp.parse().unwrap_or_else(|_| panic!("timestamp {timestamp:?}"));
         assert!(seconds.abs_diff(unix_now()) < 600, "timestamp {seconds} is not now");
         assert_eq!(hit.header("x-flowbot-signature"), signature(HOOK_SECRET, timestamp, &hit.body));
-        assert_ne!(hit.header("x-flowbot-signature"), signature("another-secret-0123", timestamp, &hit.body));
+        assert_ne!(
+            hit.header("x-flowbot-signature"),
+            signature("another-secret-0123", timestamp, &hit.body)
+        );
     }
 
     // The payload.
@@ -445,7 +468,10 @@ async fn a_request_from_chat_is_retried_until_the_webhook_takes_it() {
     assert_eq!(body["type"], "flowbot.handoff");
     assert_eq!(body["reference"], reference.as_str());
     let submitted = body["submitted_at"].as_u64().expect("submitted_at") as u128;
-    assert!(submitted >= started_ms && submitted <= u128::from(unix_now() + 1) * 1000, "{submitted}");
+    assert!(
+        submitted >= started_ms && submitted <= u128::from(unix_now() + 1) * 1000,
+        "{submitted}"
+    );
     assert_eq!(body["platform"], "cli");
     assert_eq!(body["flow"]["id"], "gmis-mail-trouble");
     assert!(body["flow"]["version"].as_str().is_some_and(|v| !v.is_empty()), "{body}");
@@ -472,7 +498,10 @@ async fn a_request_from_chat_is_retried_until_the_webhook_takes_it() {
     assert!(text.contains(&format!("受付番号：{reference}\n")), "{text}");
     assert!(text.contains(&format!("該当した対応方法：{M3_CHANGE}")), "{text}");
     assert!(text.contains(&format!("・{M3_ABSENT}：「送信完了」だった")), "{text}");
-    assert!(out.contains(text.trim_end()), "the user saw the text the desk got:\n{out}\n---\n{text}");
+    assert!(
+        out.contains(text.trim_end()),
+        "the user saw the text the desk got:\n{out}\n---\n{text}"
+    );
     let raw = String::from_utf8_lossy(&hits[2].body);
     assert!(!raw.contains(user), "no user id in the payload: {raw}");
     assert!(!raw.contains('＠') && !raw.contains('ｏ'), "normalised: {raw}");
@@ -486,12 +515,21 @@ async fn a_request_from_chat_is_retried_until_the_webhook_takes_it() {
 fn pipe_lines(chat: &str, answers: &[&str]) -> Vec<String> {
     let line = |v: Value| v.to_string();
     let mut lines = vec![line(json!({"chat": chat, "user": chat, "start": "taiou3"}))];
-    for text in ["「送信完了」だった", "変更依頼を入力する"].iter().chain(answers).chain(&["確定する"]) {
+    for text in
+        ["「送信完了」だった", "変更依頼を入力する"].iter().chain(answers).chain(&["確定する"])
+    {
         lines.push(line(json!({"chat": chat, "user": chat, "text": text})));
     }
     lines
 }
 
+/// Requests submitted while the desk's webhook is down stay pending across a stop, and a new
+/// process delivers each exactly once.
+///
+/// `flowbot run` is stopped with SIGTERM (it finishes its round, so no delivery stays claimed)
+/// and `flowbot pipe`, which has no outbox, with SIGKILL right after it acknowledged. A SIGKILL
+/// in the middle of an attempt would leave that delivery leased for the outbox's fixed 120 s,
+/// too long for this suite.
 async fn stopped_with_deliveries_pending_loses_none(db: &TestDb) {
     let hook = Webhook::start(0).await;
     hook.set_down(true);
@@ -515,7 +553,10 @@ async fn stopped_with_deliveries_pending_loses_none(db: &TestDb) {
         (602, ["病院B", "B-2", "b.old@example.jp", "b.new@example.jp"]),
     ] {
         let (text, reference) = telegram_request(&fake, chat, &answers).await;
-        assert!(text.contains(SENT), "stored for delivery, so the user is told it was sent: {text}");
+        assert!(
+            text.contains(SENT),
+            "stored for delivery, so the user is told it was sent: {text}"
+        );
         references.push(reference);
     }
     let out = pipe.wait_stdout("\"reference\"", WAIT).await;
@@ -618,7 +659,10 @@ async fn personal_data_never_reaches_the_log(level: &str) {
     say(&fake, chat, chat, OLD_WIDE).await;
     let confirm = say(&fake, chat, chat, NEW).await;
     // (Telegram shows the addresses as mailto links.)
-    assert!(confirm.text.contains(&format!("変更前メールアドレス：<a href=\"mailto:{OLD}\">")), "{confirm:?}");
+    assert!(
+        confirm.text.contains(&format!("変更前メールアドレス：<a href=\"mailto:{OLD}\">")),
+        "{confirm:?}"
+    );
     let done = press(&fake, chat, chat, &confirm, "確定する").await;
     let reference = reference_in(&done.text);
 
@@ -744,7 +788,11 @@ fn bad_settings_stop_every_command_with_every_problem_and_no_secret() {
         let out = output_within(cmd);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} started with bad settings: {err}");
-        assert!(out.stdout.is_empty(), "{args:?} printed: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?} printed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         for problem in problems {
             assert!(err.contains(problem), "{args:?}: no {problem:?} in\n{err}");
         }
@@ -790,14 +838,19 @@ fn bad_settings_stop_every_command_with_every_problem_and_no_secret() {
     assert!(!out.status.success() && err.contains("a webhook needs a signing secret"), "{err}");
 
     // Good settings pass, and their secret is not shown either.
-    let good = write_config(dir.path(), Some("https://desk.example.jp/hook"), Some(DESK_CHAT), (30.0, 3600.0));
+    let good = write_config(
+        dir.path(),
+        Some("https://desk.example.jp/hook"),
+        Some(DESK_CHAT),
+        (30.0, 3600.0),
+    );
     let out = output_within({
         let mut cmd = flowbot();
         cmd.arg("--config").arg(&good).arg("check");
         cmd
     });
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{all}");
     assert!(!all.contains(HOOK_SECRET), "{all}");
-    assert!(flowbot_path().exists());
 }

@@ -808,8 +808,11 @@ async fn purge_deletes_old_requests_and_clears_old_drafts(db: &TestDb) {
     let remaining = store.claim_deliveries(Timestamp(5000), Timestamp(6000), 10).await.unwrap();
     assert_eq!(remaining.iter().map(|d| d.reference.as_str()).collect::<Vec<_>>(), ["R-new"]);
     // The old conversation stays, without its draft; the recent draft stays.
+    // (Its revision moves on, so a process still holding the draft in its cache cannot write it
+    // back: its compare-and-swap fails and it reads the conversation again.)
     let mut expected = Stored { session: old_session, ..old_state };
     expected.state.form = None;
+    expected.state.revision += 1;
     assert_eq!(store.load(&old).await.unwrap().unwrap(), expected);
     assert_eq!(store.load(&new).await.unwrap().unwrap().state.form.as_deref(), Some("new|draft"));
     // Again: nothing left to purge.

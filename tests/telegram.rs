@@ -432,3 +432,161 @@ async fn killed_and_restarted_mid_conversation_it_continues() {
     assert!(handled > 0);
     assert_eq!(fake.pending_updates(), 0, "everything handled was confirmed");
 }
+
+fn labels(message: &FakeMessage) -> Vec<&str> {
+    message.buttons.iter().flatten().map(|(l, _)| l.as_str()).collect()
+}
+
+/// The address-change form on Telegram: answers typed and pressed, addresses asked again, an
+/// item fixed, the confirmation pressed; the request goes to the help desk's chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_change_form_reaches_the_desk_chat() {
+    use flowbot_core::{DeliveryCounts, Store};
+    const DESK: i64 = -100_777;
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flowbot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[prefecture]\nname = \"福島県\"\n[desk]\nname = \"地域医療課\"\n\
+             [handoff]\nretry_first_seconds = 0.2\nretry_max_seconds = 1.0\n\
+             [[handoff.destinations]]\nkind = \"telegram\"\nchat_id = {DESK}\n"
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("db.sqlite");
+    let _bot = Bot::start(&fake, &db, &["--config", config.to_str().unwrap()]);
+    let chat = 4242;
+
+    let m3 = say(&fake, chat, chat, "/start taiou3").await;
+    let change = press(&fake, chat, chat, &m3, "「送信完了」だった").await;
+    assert!(
+        change.text.contains(
+            "上の4項目は、この場で入力して都道府県窓口への変更依頼にすることができます。"
+        )
+    );
+    assert_eq!(
+        labels(&change),
+        ["変更依頼を入力する", "自分で都道府県窓口に連絡する", "戻る", "最初から"]
+    );
+    let ask = press(&fake, chat, chat, &change, "変更依頼を入力する").await;
+    assert!(ask.text.contains("報告機関名を入力してください。"), "{ask:?}");
+    let pressed = answered(&fake, chat, change.message_id).await;
+    assert!(pressed.text.ends_with("→ <b>変更依頼を入力する</b>"), "{pressed:?}");
+
+    // Typed answers; at the code, a wrong one and then the 分からない button.
+    let code = say(&fake, chat, chat, "　福島　中央病院　").await;
+    assert!(code.text.contains("機関コードを入力してください。"), "{code:?}");
+    assert_eq!(labels(&code), ["分からない", "戻る", "最初から"]);
+    let again = say(&fake, chat, chat, "ぶんからない").await;
+    assert!(
+        again.text.contains("機関コードは半角英数字（20文字以内）で入力してください。"),
+        "{again:?}"
+    );
+    let old = press(&fake, chat, chat, &again, "分からない").await;
+    assert!(
+        old.text.contains("変更前メールアドレス（申請時のメールアドレス）を入力してください。")
+    );
+
+    // Addresses that are not addresses are asked again, with the reason.
+    for typo in ["old@example", "old@@example.jp", "古いアドレス"] {
+        let again = say(&fake, chat, chat, typo).await;
+        assert!(again.text.contains("メールアドレスの形式になっていません"), "{typo}: {again:?}");
+        assert!(
+            again
+                .text
+                .contains("変更前メールアドレス（申請時のメールアドレス）を入力してください。"),
+            "{typo}: {again:?}"
+        );
+    }
+    let new = say(&fake, chat, chat, "ｏｌｄ．ｕｓｅｒ＠ｅｘａｍｐｌｅ．ｊｐ").await;
+    assert!(
+        new.text.contains("変更後メールアドレス（これから使うメールアドレス）を入力してください。")
+    );
+    let confirm = say(&fake, chat, chat, "wrong@example.jp").await;
+    assert!(confirm.text.starts_with("以下の内容でよろしいですか？"), "{confirm:?}");
+    for line in [
+        "報告機関名：福島 中央病院",
+        "機関コード：分からない",
+        "変更前メールアドレス：<a href=\"mailto:old.user@example.jp\">old.user@example.jp</a>",
+        "変更後メールアドレス：<a href=\"mailto:wrong@example.jp\">",
+    ] {
+        assert!(confirm.text.contains(line), "no {line} in {confirm:?}");
+    }
+    assert_eq!(labels(&confirm), ["確定する", "修正する", "戻る", "最初から"]);
+
+    // 修正する, the item, the new value: back at the confirmation.
+    let which = press(&fake, chat, chat, &confirm, "修正する").await;
+    assert!(which.text.contains("修正する項目を選んでください。"), "{which:?}");
+    assert_eq!(
+        labels(&which)[..4],
+        ["報告機関名", "機関コード", "変更前メールアドレス", "変更後メールアドレス"]
+    );
+    let fix = press(&fake, chat, chat, &which, "変更後メールアドレス").await;
+    assert!(
+        fix.text.contains("変更後メールアドレス（これから使うメールアドレス）を入力してください。")
+    );
+    let confirm = say(&fake, chat, chat, "new-user@hospital.example.jp").await;
+    assert!(confirm.text.starts_with("以下の内容でよろしいですか？"), "{confirm:?}");
+    assert!(confirm.text.contains("mailto:new-user@hospital.example.jp"), "{confirm:?}");
+    assert!(!confirm.text.contains("wrong@example.jp"), "{confirm:?}");
+
+    // 確定する: the confirmation shows the press, the user gets the request and the ending.
+    let since = fake.call_count();
+    let done = press(&fake, chat, chat, &confirm, "確定する").await;
+    let confirmed = answered(&fake, chat, confirm.message_id).await;
+    assert!(confirmed.text.ends_with("→ <b>確定する</b>"), "{confirmed:?}");
+    assert!(confirmed.text.contains("報告機関名：福島 中央病院"), "{confirmed:?}");
+    assert!(
+        done.text.starts_with("都道府県窓口に、次の内容でメールアドレスの変更依頼を送りました。"),
+        "{done:?}"
+    );
+    let reference = crate::handoff::reference_in(&done.text);
+    assert!(done.text.contains("約２週間程度"), "{done:?}");
+    assert_eq!(labels(&done), ["戻る", "最初から"]);
+
+    // The desk's chat gets the request as plain text.
+    let (_, call) = fake
+        .wait_for(since, WAIT, |c| c.method == "sendmessage" && chat_of(c) == DESK)
+        .await
+        .expect("the request sent to the desk's chat");
+    let text = call.body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!("【メールアドレスの変更依頼】\n受付番号：{reference}\n")),
+        "{text}"
+    );
+    for line in [
+        "報告機関名：福島 中央病院",
+        "機関コード：分からない",
+        "変更前メールアドレス：old.user@example.jp",
+        "変更後メールアドレス：new-user@hospital.example.jp",
+        "該当した対応方法：対応方法3（メールが「送信完了」となっている場合）",
+        "回答の経過：",
+        "・対応方法3（担当者が退職等で不在のため、メールが確認できない場合）：「送信完了」だった",
+        "・対応方法3（メールが「送信完了」となっている場合）：変更依頼を入力する",
+    ] {
+        assert!(text.contains(line), "no {line} in {text}");
+    }
+    assert!(call.body["parse_mode"].is_null(), "plain text: {:?}", call.body);
+    assert!(call.body["reply_markup"].is_null(), "no buttons: {:?}", call.body);
+    let store = flowbot_store::SqlStore::open(&format!("sqlite://{}", db.display())).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    let want = DeliveryCounts { requests: 1, pending: 0, delivered: 1 };
+    while store.delivery_counts().await.unwrap() != want {
+        assert!(Instant::now() < deadline, "{:?}", store.delivery_counts().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // 確定する pressed again: stale, nothing sent, nothing stored.
+    let since = fake.call_count();
+    fake.press(chat, chat, confirm.message_id, &data_of(&confirm, "確定する"));
+    assert_eq!(
+        toast(&fake, since).await,
+        "このボタンは以前の質問のものです。いまの質問にお答えください。"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fake.calls()[since..].iter().all(|c| c.method != "sendmessage"));
+    assert_eq!(store.delivery_counts().await.unwrap(), want);
+    assert_eq!(fake.bot_messages(DESK).len(), 1);
+}

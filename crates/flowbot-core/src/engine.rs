@@ -255,7 +255,6 @@ impl<'f> Prompt<'f> {
         match (&self.node.kind, self.form) {
             _ if self.resume => 0,
             (NodeKind::Question(q), _) => q.choices.len(),
-            (_, Some((_, Stage::Confirm))) => 2,
             (_, Some((form, Stage::Pick))) => form.fields.len(),
             _ => 0,
         }
@@ -977,8 +976,21 @@ impl Conversation {
 /// issued at revision `entered`.
 fn offered(prompt: &Prompt<'_>, token: &str, entered: u64) -> Option<Action> {
     let token = Token::parse(token).filter(|t| t.rev == entered && t.node == prompt.node.id)?;
-    let shown = prompt.buttons().any(|b| b.token.action == token.action)
-        || prompt.input().is_some_and(|(b, _)| b.token.action == token.action);
+    // What `Prompt::buttons` and `Prompt::input` show, without building them.
+    let stage = prompt.form.filter(|_| !prompt.resume);
+    let field = |i: u8| match stage {
+        Some((form, Stage::Field { index, .. })) if index == i => form.fields.get(usize::from(i)),
+        _ => None,
+    };
+    let shown = match token.action {
+        Action::Choice(i) => usize::from(i) < prompt.choice_count(),
+        Action::Back => prompt.back,
+        Action::Restart => prompt.restart,
+        Action::Resume => prompt.resume,
+        Action::Submit | Action::Fix => matches!(stage, Some((_, Stage::Confirm))),
+        Action::Unknown(i) => field(i).is_some_and(|f| f.unknown.is_some()),
+        Action::Field(i) => field(i).is_some(),
+    };
     shown.then_some(token.action)
 }
 

@@ -34,6 +34,22 @@ const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// The shortest webhook secret accepted, in bytes.
 const MIN_SECRET: usize = 16;
 
+/// A TOML syntax error without the source snippet, which could quote a secret.
+fn syntax_error(path: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
+    let at = err.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!(":{line}:{column}")
+    });
+    anyhow::anyhow!(
+        "invalid configuration file {}{}: {}",
+        path.display(),
+        at.unwrap_or_default(),
+        err.message()
+    )
+}
+
 /// The settings of one deployment. Absent file: every flow runs on its parameters' defaults,
 /// and submitted forms are only shown to the user to send.
 #[derive(Default, Deserialize)]
@@ -99,7 +115,7 @@ pub enum Destination {
         secret: Option<String>,
         secret_env: Option<String>,
     },
-    /// A Telegram chat the bot is a member of (needs `TELEGRAM_TOKEN`).
+    /// A Telegram chat the bot is a member of (needs `TELEGRAM_BOT_TOKEN`).
     Telegram { name: Option<String>, chat_id: i64 },
     /// A Discord channel the bot may post in (needs `DISCORD_TOKEN`).
     Discord { name: Option<String>, channel_id: u64 },
@@ -177,13 +193,15 @@ impl Config {
                 let text = std::fs::read_to_string(path).with_context(|| {
                     format!("cannot read the configuration file {}", path.display())
                 })?;
-                toml::from_str(&text)
-                    .with_context(|| format!("invalid configuration file {}", path.display()))?
+                toml::from_str(&text).map_err(|err| syntax_error(path, &text, &err))?
             }
         };
-        config.override_from(&env)?;
+        let mut problems = config.override_from(&env);
+        problems.extend(config.validate());
         let origin = path.map_or_else(|| "the environment".to_owned(), |p| p.display().to_string());
-        config.validate().with_context(|| format!("invalid settings in {origin}"))?;
+        if !problems.is_empty() {
+            anyhow::bail!("invalid settings in {origin}:\n  {}", problems.join("\n  "));
+        }
         config.merge_params()?;
         Ok(config)
     }
@@ -192,7 +210,8 @@ impl Config {
     /// `FLOWBOT_HANDOFF_RETRY_SECONDS`, and one destination of a kind replacing the file's:
     /// `FLOWBOT_HANDOFF_WEBHOOK_URL` (+ `FLOWBOT_HANDOFF_WEBHOOK_SECRET`),
     /// `FLOWBOT_HANDOFF_TELEGRAM_CHAT`, `FLOWBOT_HANDOFF_DISCORD_CHANNEL`.
-    fn override_from(&mut self, env: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    fn override_from(&mut self, env: &impl Fn(&str) -> Option<String>) -> Vec<String> {
+        let mut problems = Vec::new();
         let set = |slot: &mut Option<String>, name: &str| {
             if let Some(v) = env(name) {
                 *slot = Some(v);
@@ -203,16 +222,25 @@ impl Config {
         set(&mut self.desk.phone, "FLOWBOT_DESK_PHONE");
         set(&mut self.desk.mail, "FLOWBOT_DESK_MAIL");
         set(&mut self.desk.hours, "FLOWBOT_DESK_HOURS");
-        let number = |name: &str| -> anyhow::Result<Option<f64>> {
-            env(name)
-                .map(|v| v.trim().parse::<f64>().with_context(|| format!("{name} is not a number")))
-                .transpose()
+        let mut parse = |name: &str, what: &str| -> Option<String> {
+            let value = env(name)?;
+            let ok = value.trim().parse::<f64>().is_ok_and(f64::is_finite);
+            if !ok {
+                problems.push(format!("{name} is not {what}"));
+            }
+            ok.then(|| value.trim().to_owned())
         };
-        if let Some(days) = number("FLOWBOT_RETENTION_DAYS")? {
-            anyhow::ensure!(days.fract() == 0.0 && days >= 0.0, "FLOWBOT_RETENTION_DAYS is not a whole number of days");
-            self.retention.personal_data_days = Some(days as u64);
+        let days = parse("FLOWBOT_RETENTION_DAYS", "a whole number of days");
+        let retry = parse("FLOWBOT_HANDOFF_RETRY_SECONDS", "a number of seconds");
+        let chat = parse("FLOWBOT_HANDOFF_TELEGRAM_CHAT", "a Telegram chat id");
+        let channel = parse("FLOWBOT_HANDOFF_DISCORD_CHANNEL", "a Discord channel id");
+        if let Some(days) = days {
+            match days.parse::<u64>() {
+                Ok(days) => self.retention.personal_data_days = Some(days),
+                Err(_) => problems.push("FLOWBOT_RETENTION_DAYS is not a whole number of days".into()),
+            }
         }
-        if let Some(seconds) = number("FLOWBOT_HANDOFF_RETRY_SECONDS")? {
+        if let Some(seconds) = retry.and_then(|s| s.parse().ok()) {
             self.handoff.retry_first_seconds = Some(seconds);
         }
         let mut replace = |kind: &str, destination: Destination| {
@@ -223,22 +251,25 @@ impl Config {
             let secret = env("FLOWBOT_HANDOFF_WEBHOOK_SECRET");
             replace("webhook", Destination::Webhook { name: None, url, secret, secret_env: None });
         }
-        if let Some(chat) = env("FLOWBOT_HANDOFF_TELEGRAM_CHAT") {
-            let chat_id = chat.trim().parse().context("FLOWBOT_HANDOFF_TELEGRAM_CHAT is not a chat id")?;
-            replace("telegram", Destination::Telegram { name: None, chat_id });
+        match chat.map(|c| c.parse::<i64>()) {
+            Some(Ok(chat_id)) => replace("telegram", Destination::Telegram { name: None, chat_id }),
+            Some(Err(_)) => problems.push("FLOWBOT_HANDOFF_TELEGRAM_CHAT is not a Telegram chat id".into()),
+            None => {}
         }
-        if let Some(channel) = env("FLOWBOT_HANDOFF_DISCORD_CHANNEL") {
-            let channel_id = channel
-                .trim()
-                .parse()
-                .context("FLOWBOT_HANDOFF_DISCORD_CHANNEL is not a channel id")?;
-            replace("discord", Destination::Discord { name: None, channel_id });
+        match channel.map(|c| c.parse::<u64>()) {
+            Some(Ok(channel_id)) => {
+                replace("discord", Destination::Discord { name: None, channel_id })
+            }
+            Some(Err(_)) => {
+                problems.push("FLOWBOT_HANDOFF_DISCORD_CHANNEL is not a Discord channel id".into())
+            }
+            None => {}
         }
-        Ok(())
+        problems
     }
 
-    /// Every problem at once, one per line.
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Every problem at once.
+    fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(mail) = &self.desk.mail
             && !is_email(mail.trim())
@@ -318,10 +349,7 @@ impl Config {
                 _ => {}
             }
         }
-        if problems.is_empty() {
-            return Ok(());
-        }
-        anyhow::bail!("{}", problems.join("\n  "))
+        problems
     }
 
     /// Folds the prefecture, desk and notes into `params`, refusing a value set twice.
@@ -459,5 +487,27 @@ mod tests {
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
         assert!(load("[params]\ndesk_name = \"a\"\n[desk]\nname = \"b\"\n", &[]).is_err());
         assert!(load("[handoff]\nunknown = 1\n", &[]).is_err());
+    }
+
+    #[test]
+    fn a_syntax_error_does_not_quote_the_file() {
+        let err = load("[[handoff.destinations]]\nkind = \"webhook\"\nsecret = \"TOPSECRET-0123456789\n", &[])
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("flowbot.toml:3:"), "{text}");
+        assert!(!text.contains("TOPSECRET"), "{text}");
+    }
+
+    #[test]
+    fn bad_environment_values_are_listed_with_the_file_problems() {
+        let err = load(
+            "[desk]\nmail = \"nope\"\n",
+            &[("FLOWBOT_RETENTION_DAYS", "abc"), ("FLOWBOT_HANDOFF_DISCORD_CHANNEL", "-5")],
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        for want in ["FLOWBOT_RETENTION_DAYS", "FLOWBOT_HANDOFF_DISCORD_CHANNEL", "mail `nope`"] {
+            assert!(text.contains(want), "missing {want:?} in {text}");
+        }
     }
 }

@@ -171,7 +171,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let source = flows::FlowSource::read(flow.as_deref())?;
             runtime()?.block_on(async {
                 let service = store.service(&source, &config).await?;
-                pipe::run(service, flow.as_deref()).await
+                // Requests submitted here are delivered from here when every destination can be
+                // (webhooks); otherwise `flowbot run` delivers them.
+                let stop = tokio_util::sync::CancellationToken::new();
+                match handoff::start(&service, &config, &Default::default(), stop.clone()) {
+                    Ok(_) => {}
+                    Err(err) => eprintln!("flowbot: requests are kept for `flowbot run`: {err:#}"),
+                }
+                let code = pipe::run(service, flow.as_deref()).await;
+                stop.cancel();
+                code
             })
         }
         Command::Purge { flow, store } => {
@@ -222,8 +231,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
