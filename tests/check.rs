@@ -53,7 +53,9 @@ fn broken_form_lists_every_problem() {
         format!("{f}:16: node `g`: no entry point reaches this node"),
         format!("{f}:19: node `h`: a form node has `form` and `next` only, not ask"),
         format!("{f}:19: node `h`: no entry point reaches this node"),
-        format!("{form} `handoff`: text uses parameter `{{{{nonsense}}}}`, which `params` does not declare"),
+        format!(
+            "{form} `handoff`: text uses parameter `{{{{nonsense}}}}`, which `params` does not declare"
+        ),
         format!("{form} `handoff` must show `{{{{answers}}}}` and `{{{{reference}}}}`"),
         format!("{form} `fix` `確定する` equals `submit` (compared after NFKC)"),
         format!("{form} field 1: `pattern` is not a regular expression"),

@@ -469,8 +469,9 @@ fn shown_of(body: &Value, owner: &str, via: Via) -> Shown {
 }
 
 /// Presses 入力する on `shown`: checks the modal (its custom id is the button's, one short
-/// text box labelled `label`, `required` or not), and returns that custom id.
-async fn open_box(bot: &BotProcess, shown: &Shown, label: &str, required: bool) -> String {
+/// required text box labelled `label`: an optional item's "unknown" is a button of its own),
+/// and returns that custom id.
+async fn open_box(bot: &BotProcess, shown: &Shown, label: &str) -> String {
     let custom_id = button(shown, INPUT);
     assert_eq!(names(shown)[0], INPUT, "the input button comes first: {}", shown.components);
     let response = post(bot, &press(&next_id(), &shown.owner, shown, &custom_id)).await;
@@ -491,7 +492,7 @@ async fn open_box(bot: &BotProcess, shown: &Shown, label: &str, required: bool) 
     assert_eq!(input["style"], 1, "a short one: {response}");
     assert_eq!(input["custom_id"], "answer", "{response}");
     assert_eq!(input["label"], label, "{response}");
-    assert_eq!(input["required"], required, "{response}");
+    assert_eq!(input["required"], true, "{response}");
     custom_id
 }
 
@@ -595,7 +596,7 @@ async fn the_address_change_form_over_modals() {
     let owner = "2300000000000000001";
     let name = to_the_form(&bot, &fake, owner).await;
 
-    let box_name = open_box(&bot, &name, "報告機関名", true).await;
+    let box_name = open_box(&bot, &name, "報告機関名").await;
     let code = type_in(&bot, &fake, &name, &box_name, "〇〇病院").await;
     assert_has(&code.content, &[ASK_CODE]);
     assert_eq!(names(&code), [INPUT, "分からない", "戻る", "最初から"]);
@@ -603,16 +604,16 @@ async fn the_address_change_form_over_modals() {
     let old = choose(&bot, &fake, &code, "分からない").await;
     assert_has(&old.content, &[ASK_OLD]);
     assert_eq!(names(&old), [INPUT, "戻る", "最初から"]);
-    let box_old = open_box(&bot, &old, "変更前メールアドレス", true).await;
+    let box_old = open_box(&bot, &old, "変更前メールアドレス").await;
     // Not an address: the reason, and the same field again (its buttons still the same).
     let again = type_in(&bot, &fake, &old, &box_old, "old@example").await;
     assert_has(&again.content, &["メールアドレスの形式になっていません", ASK_OLD]);
     assert_eq!(button(&again, INPUT), box_old, "the same field");
-    assert_eq!(open_box(&bot, &again, "変更前メールアドレス", true).await, box_old);
+    assert_eq!(open_box(&bot, &again, "変更前メールアドレス").await, box_old);
     // Full-width is normalised (NFKC).
     let new = type_in(&bot, &fake, &again, &box_old, "ｏｌｄ＠ｅｘａｍｐｌｅ．ｊｐ").await;
     assert_has(&new.content, &[ASK_NEW]);
-    let box_new = open_box(&bot, &new, "変更後メールアドレス", true).await;
+    let box_new = open_box(&bot, &new, "変更後メールアドレス").await;
     let confirm = type_in(&bot, &fake, &new, &box_new, "new@example.jp").await;
     assert_has(
         &confirm.content,
@@ -642,7 +643,7 @@ async fn the_address_change_form_over_modals() {
     );
     let fix = choose(&bot, &fake, &pick, "報告機関名").await;
     assert_has(&fix.content, &["報告機関名を入力してください。"]);
-    let box_fix = open_box(&bot, &fix, "報告機関名", true).await;
+    let box_fix = open_box(&bot, &fix, "報告機関名").await;
     assert_ne!(box_fix, box_name, "a new revision, a new token");
     let confirm = type_in(&bot, &fake, &fix, &box_fix, "△△クリニック").await;
     assert_has(
@@ -694,7 +695,7 @@ async fn stale_and_foreign_form_boxes_change_nothing() {
     let owner = "2400000000000000001";
     let stranger = "2400000000000000002";
     let name = to_the_form(&bot, &fake, owner).await;
-    let box_name = open_box(&bot, &name, "報告機関名", true).await;
+    let box_name = open_box(&bot, &name, "報告機関名").await;
 
     // Someone else's press of 入力する, or their modal: the not_yours notice, nothing else.
     let ephemeral = |v: &Value, what: &str| {
@@ -733,7 +734,7 @@ async fn stale_and_foreign_form_boxes_change_nothing() {
     let stale = post(&bot, &modal_submit(&stale_id, owner, &name, &box_name, "別の病院")).await;
     ephemeral(&stale, "以前の質問");
     // The old message's 入力する still opens a box (the engine judges the answer): stale too.
-    assert_eq!(open_box(&bot, &name, "報告機関名", true).await, box_name);
+    assert_eq!(open_box(&bot, &name, "報告機関名").await, box_name);
     let stale2_id = next_id();
     let stale2 = post(&bot, &modal_submit(&stale2_id, owner, &name, &box_name, "別の病院")).await;
     ephemeral(&stale2, "以前の質問");
@@ -746,9 +747,9 @@ async fn stale_and_foreign_form_boxes_change_nothing() {
     .await;
     ephemeral(&forged, "以前の質問");
 
-    // Unchanged: the conversation is still at 機関コード with 〇〇病院 kept. That field's box is
-    // optional (分からない is a button), and a code must match its pattern.
-    assert_eq!(open_box(&bot, &code, "機関コード", false).await, box_code);
+    // Unchanged: the conversation is still at 機関コード with 〇〇病院 kept. A code must match
+    // its pattern (分からない is a button of its own).
+    assert_eq!(open_box(&bot, &code, "機関コード").await, box_code);
     let refused = type_in(&bot, &fake, &code, &box_code, "コード不明").await;
     assert_has(
         &refused.content,

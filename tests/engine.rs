@@ -440,7 +440,14 @@ fn form_buttons_only_act_at_their_own_step() {
     let field0 = input_token(&first);
     let rev = conv.entered();
     // Buttons the first field does not show: no 分からない (the name is required), no submit.
-    for action in [Action::Unknown(0), Action::Unknown(1), Action::Submit, Action::Fix, Action::Field(1), Action::Choice(0)] {
+    for action in [
+        Action::Unknown(0),
+        Action::Unknown(1),
+        Action::Submit,
+        Action::Fix,
+        Action::Field(1),
+        Action::Choice(0),
+    ] {
         let forged = Token { rev, node: "m3_noperm_form", action }.to_string();
         let before = conv.clone();
         let out = conv.step(&flow, Input::Press(&forged), NOW);
@@ -453,13 +460,19 @@ fn form_buttons_only_act_at_their_own_step() {
     assert!(!out.changed);
     let out = conv.step(&flow, Input::Answer { token: &field0, text: " 病院Ａ " }, NOW);
     assert!(out.changed);
-    assert_eq!(out.prompt_shown().unwrap().text(), flow.form_of(conv.node()).unwrap().fields()[1].ask());
+    assert_eq!(
+        out.prompt_shown().unwrap().text(),
+        flow.form_of(conv.node()).unwrap().fields()[1].ask()
+    );
     // The first field's box is stale now: a second answer through it changes nothing.
     let before = conv.clone();
     let out = conv.step(&flow, Input::Answer { token: &field0, text: "病院B" }, NOW);
     assert_eq!((out.changed, notices(&out)), (false, vec![NoticeKind::Stale]));
     assert_eq!(conv, before);
-    assert_eq!(conv.draft().unwrap().answers()[0], Some(flowbot_core::Answer::Given("病院A".into())));
+    assert_eq!(
+        conv.draft().unwrap().answers()[0],
+        Some(flowbot_core::Answer::Given("病院A".into()))
+    );
 }
 
 #[test]
@@ -516,7 +529,9 @@ fn submitting_hands_off_the_answers_and_the_path() {
     let flow = gmis();
     let (mut conv, out) = Conversation::start(&flow, None, NOW);
     let mut out = out;
-    for label in ["届いている", "届いている", "閲覧権限が無く見ることができない", "変更依頼を入力する"] {
+    for label in
+        ["届いている", "届いている", "閲覧権限が無く見ることができない", "変更依頼を入力する"]
+    {
         let t = token(&out, label);
         out = conv.step(&flow, Input::Press(&t), NOW);
     }
@@ -535,7 +550,10 @@ fn submitting_hands_off_the_answers_and_the_path() {
     let values: Vec<_> = s.answers.iter().map(|a| a.value.clone().unwrap_or_default()).collect();
     assert_eq!(values, ["〇〇病院", "0123456789", "old@example.jp", "new@example.jp"]);
     let path: Vec<&str> = s.path.iter().map(|(_, a)| a.as_str()).collect();
-    assert_eq!(path, ["届いている", "届いている", "閲覧権限が無く見ることができない", "変更依頼を入力する"]);
+    assert_eq!(
+        path,
+        ["届いている", "届いている", "閲覧権限が無く見ることができない", "変更依頼を入力する"]
+    );
     let text = handoff.text();
     assert!(text.contains(&format!("受付番号：{}", s.reference)), "{text}");
     assert!(text.contains("・メールの閲覧：閲覧権限が無く見ることができない"), "{text}");

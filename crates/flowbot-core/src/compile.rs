@@ -123,10 +123,13 @@ pub(crate) fn compile(
                     message: kind.to_string(),
                 }),
             };
-            (name, value.unwrap_or_else(|kind| {
-                r.add(None, None, kind);
-                String::new()
-            }))
+            (
+                name,
+                value.unwrap_or_else(|kind| {
+                    r.add(None, None, kind);
+                    String::new()
+                }),
+            )
         })
         .collect();
     let mut values = given.clone();
@@ -234,16 +237,7 @@ pub(crate) fn compile(
             let declared = raw.forms.contains_key(name);
             compile_form_node(node, name, declared, line, &form_ix, &resolve, &mut r, &mut edges[i])
         } else {
-            compile_node(
-                node,
-                line,
-                choice_lines,
-                &texts,
-                &values,
-                &resolve,
-                &mut r,
-                &mut edges[i],
-            )
+            compile_node(node, line, choice_lines, &texts, &values, &resolve, &mut r, &mut edges[i])
         };
         let Some(kind) = kind else { continue };
         if let NodeKind::Form { form, .. } = kind {
@@ -603,7 +597,12 @@ fn compile_form(
         problem(r, "`handoff` must show `{{answers}}` and `{{reference}}`".to_owned());
     }
     if title.chars().count() > DISCORD_MODAL_LABEL_MAX {
-        problem(r, format!("`title` is over Discord's {DISCORD_MODAL_LABEL_MAX}-character limit for a modal title"));
+        problem(
+            r,
+            format!(
+                "`title` is over Discord's {DISCORD_MODAL_LABEL_MAX}-character limit for a modal title"
+            ),
+        );
     }
 
     // Buttons: the confirmation's two, the input button; and the fields' labels, which are the
@@ -613,7 +612,12 @@ fn compile_form(
         let key = normalize(label);
         let chars = label.chars().count();
         if chars > DISCORD_LABEL_MAX {
-            problem(r, format!("{what} `{label}` is {chars} characters, over Discord's {DISCORD_LABEL_MAX}-character button limit"));
+            problem(
+                r,
+                format!(
+                    "{what} `{label}` is {chars} characters, over Discord's {DISCORD_LABEL_MAX}-character button limit"
+                ),
+            );
         }
         if let Typed::Number(_) = classify(&key) {
             problem(r, format!("{what} `{label}` reads as a number when typed"));
@@ -644,7 +648,12 @@ fn compile_form(
         ids.push(&f.id);
         let label = text(r, &format!("field {n} `label`"), &f.label, &[]);
         if label.chars().count() > DISCORD_MODAL_LABEL_MAX {
-            problem(r, format!("field {n}: label over Discord's {DISCORD_MODAL_LABEL_MAX}-character limit for a text box"));
+            problem(
+                r,
+                format!(
+                    "field {n}: label over Discord's {DISCORD_MODAL_LABEL_MAX}-character limit for a text box"
+                ),
+            );
         }
         button(r, format!("field {n}'s label"), &label);
         let ask = text(r, &format!("field {n} `ask`"), &f.ask, &[]);
@@ -653,7 +662,12 @@ fn compile_form(
             let key = normalize(u);
             let chars = u.chars().count();
             if chars > DISCORD_LABEL_MAX {
-                problem(r, format!("field {n}: `unknown` is over Discord's {DISCORD_LABEL_MAX}-character button limit"));
+                problem(
+                    r,
+                    format!(
+                        "field {n}: `unknown` is over Discord's {DISCORD_LABEL_MAX}-character button limit"
+                    ),
+                );
             }
             if key == texts.back_key || key == texts.restart_key {
                 problem(r, format!("field {n}: `unknown` `{u}` is a navigation button's label"));

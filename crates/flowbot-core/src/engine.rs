@@ -186,7 +186,11 @@ impl<'f> Prompt<'f> {
             Some((form, Stage::Field { index, .. })) if !self.resume => Some((
                 Button {
                     label: &form.texts.input,
-                    token: Token { rev: self.rev, node: &self.node.id, action: Action::Field(index) },
+                    token: Token {
+                        rev: self.rev,
+                        node: &self.node.id,
+                        action: Action::Field(index),
+                    },
                 },
                 &form.fields[usize::from(index)],
             )),
@@ -543,7 +547,11 @@ impl Conversation {
             Input::Restart => Some(Action::Restart),
             // Commands, entries, back and help do what they always do; the question closes.
             // So does an answer typed into a form's box: it was opened on the form's field.
-            Input::Text(_) | Input::Start { .. } | Input::Back | Input::Help | Input::Answer { .. } => {
+            Input::Text(_)
+            | Input::Start { .. }
+            | Input::Back
+            | Input::Help
+            | Input::Answer { .. } => {
                 self.awaiting_resume = false;
                 self.touch(now, out);
                 let inner = self.step(flow, input, now);
@@ -836,7 +844,13 @@ impl Conversation {
         }
     }
 
-    fn field_unknown<'f>(&mut self, flow: &'f Flow, index: u8, now: Timestamp, out: &mut Outcome<'f>) {
+    fn field_unknown<'f>(
+        &mut self,
+        flow: &'f Flow,
+        index: u8,
+        now: Timestamp,
+        out: &mut Outcome<'f>,
+    ) {
         self.field_done(flow, index, Answer::Unknown, now, out);
     }
 
@@ -882,7 +896,13 @@ impl Conversation {
     }
 
     /// Text typed at the confirmation or at the choice of the answer to fix.
-    fn form_typed<'f>(&mut self, flow: &'f Flow, text: &str, now: Timestamp, out: &mut Outcome<'f>) {
+    fn form_typed<'f>(
+        &mut self,
+        flow: &'f Flow,
+        text: &str,
+        now: Timestamp,
+        out: &mut Outcome<'f>,
+    ) {
         let (Some(form), Some(draft)) = (flow.form_of(self.node), &self.form) else {
             return self.stale(flow, out);
         };
@@ -926,7 +946,13 @@ impl Conversation {
     }
 
     /// Moves within the form; the buttons shown before go stale.
-    fn form_stage<'f>(&mut self, flow: &'f Flow, stage: Stage, now: Timestamp, out: &mut Outcome<'f>) {
+    fn form_stage<'f>(
+        &mut self,
+        flow: &'f Flow,
+        stage: Stage,
+        now: Timestamp,
+        out: &mut Outcome<'f>,
+    ) {
         let Some(draft) = self.form.as_mut() else { return self.stale(flow, out) };
         draft.stage = stage;
         self.misses = 0;

@@ -215,7 +215,8 @@ pub fn is_email(s: &str) -> bool {
             && !l.ends_with('-')
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    let tld_ok = labels.last().is_some_and(|t| t.len() >= 2 && t.bytes().all(|b| b.is_ascii_alphabetic()));
+    let tld_ok =
+        labels.last().is_some_and(|t| t.len() >= 2 && t.bytes().all(|b| b.is_ascii_alphabetic()));
     local_ok && labels.len() >= 2 && labels.iter().all(label_ok) && tld_ok
 }
 
@@ -245,7 +246,10 @@ pub struct Draft {
 
 impl Draft {
     pub(crate) fn new(form: &Form) -> Self {
-        Draft { stage: Stage::Field { index: 0, fixing: false }, answers: vec![None; form.fields.len()] }
+        Draft {
+            stage: Stage::Field { index: 0, fixing: false },
+            answers: vec![None; form.fields.len()],
+        }
     }
 
     pub fn stage(&self) -> Stage {
@@ -290,7 +294,9 @@ impl Draft {
     pub fn decode(form: &Form, s: &str) -> Option<Self> {
         let mut lines = s.split('\n');
         let stage = lines.next()?;
-        let index = |digits: &str| digits.parse::<u8>().ok().filter(|&i| usize::from(i) < form.fields.len());
+        let index = |digits: &str| {
+            digits.parse::<u8>().ok().filter(|&i| usize::from(i) < form.fields.len())
+        };
         let stage = match stage.as_bytes().first()? {
             b'f' => Stage::Field { index: index(&stage[1..])?, fixing: false },
             b'F' => Stage::Field { index: index(&stage[1..])?, fixing: true },
@@ -434,7 +440,12 @@ impl Submission {
                 };
                 let shown =
                     value.clone().unwrap_or_else(|| field.unknown.clone().unwrap_or_default());
-                SubmittedAnswer { field: field.id.clone(), label: field.label.clone(), value, shown }
+                SubmittedAnswer {
+                    field: field.id.clone(),
+                    label: field.label.clone(),
+                    value,
+                    shown,
+                }
             })
             .collect();
         let path_lines = path
@@ -474,7 +485,8 @@ impl Submission {
 
     /// What the user is shown: sent, or to be sent by them, and the request to copy.
     pub fn message(&self, form: &Form) -> String {
-        let intro = if self.delivered { &form.texts.handoff_sent } else { &form.texts.handoff_copy };
+        let intro =
+            if self.delivered { &form.texts.handoff_sent } else { &form.texts.handoff_copy };
         format!("{intro}\n\n{}", self.text(form))
     }
 }
@@ -517,8 +529,23 @@ mod tests {
             assert!(is_email(ok), "{ok}");
         }
         for bad in [
-            "", "a", "a@", "@b.jp", "a@b", "a@@b.jp", "a..b@c.jp", ".a@c.jp", "a.@c.jp", "a@-b.jp",
-            "a@b-.jp", "a@b..jp", "a@b.j", "a@b.123", "a b@c.jp", "a@b.jp,", "山田@b.jp",
+            "",
+            "a",
+            "a@",
+            "@b.jp",
+            "a@b",
+            "a@@b.jp",
+            "a..b@c.jp",
+            ".a@c.jp",
+            "a.@c.jp",
+            "a@-b.jp",
+            "a@b-.jp",
+            "a@b..jp",
+            "a@b.j",
+            "a@b.123",
+            "a b@c.jp",
+            "a@b.jp,",
+            "山田@b.jp",
         ] {
             assert!(!is_email(bad), "{bad}");
         }

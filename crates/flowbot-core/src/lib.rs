@@ -60,7 +60,8 @@ mod token;
 
 pub use compile::{DISCORD_LABEL_MAX, MAX_CHOICES, TELEGRAM_CALLBACK_DATA_MAX};
 pub use engine::{
-    Button, Conversation, Event, Handoff, Input, NoticeKind, Outcome, Prompt, Reply, Step, Timestamp,
+    Button, Conversation, Event, Handoff, Input, NoticeKind, Outcome, Prompt, Reply, Step,
+    Timestamp,
 };
 pub use flow::{
     Choice, DEFAULT_RESUME_AFTER_MS, Edge, Flow, FlowVersion, Means, Node, NodeIx, NodeKind,
@@ -76,8 +77,8 @@ pub use script::{
     Coverage, CoverageReport, Script, ScriptFailure, ScriptFile, ScriptStep, run_script,
 };
 pub use store::{
-    Commit, Committed, ConversationKey, Delivery, DeliveryCounts, Expected, NewRequest, Purged, RestoreError, Snapshot, Store,
-    StoreError, Stored, Transition, TransitionKind, VersionStats,
+    Commit, Committed, ConversationKey, Delivery, DeliveryCounts, Expected, NewRequest, Purged,
+    RestoreError, Snapshot, Store, StoreError, Stored, Transition, TransitionKind, VersionStats,
 };
 pub use text::{Segment, normalize, segments};
 pub use token::{Action, Token, max_token_len};

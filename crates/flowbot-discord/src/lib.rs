@@ -25,12 +25,12 @@ use axum::response::{IntoResponse, Response};
 use flowbot_core::{Action, ConversationKey, Input, Token};
 use flowbot_store::{Handled, Service, ServiceError, Update, now};
 use serenity::all::{
-    ApplicationId, AutocompleteChoice, CommandInteraction, CommandOptionType, ComponentInteraction,
-    CreateAutocompleteResponse, CreateCommand, CreateCommandOption, CreateInteractionResponse,
-    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, GuildId, Http,
-    HttpBuilder, Interaction, MessageInteractionMetadata, ResolvedValue, UserId, ActionRowComponent,
-    ChannelId, CreateActionRow, CreateInputText, CreateMessage, CreateModal, InputTextStyle, Message,
-    ModalInteraction,
+    ActionRowComponent, ApplicationId, AutocompleteChoice, ChannelId, CommandInteraction,
+    CommandOptionType, ComponentInteraction, CreateActionRow, CreateAutocompleteResponse,
+    CreateCommand, CreateCommandOption, CreateInputText, CreateInteractionResponse,
+    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
+    CreateModal, GuildId, Http, HttpBuilder, InputTextStyle, Interaction, Message,
+    MessageInteractionMetadata, ModalInteraction, ResolvedValue, UserId,
 };
 use serenity::interactions_endpoint::Verifier;
 
@@ -314,13 +314,10 @@ impl Discord {
         let flow = self.inner.service.flow();
         let (form, field) = flow.input_field(token)?;
         let max = u16::try_from(field.max_chars()).unwrap_or(4000).min(4000);
+        // Required even where "unknown" is allowed: that answer has its own button.
         let input = CreateInputText::new(InputTextStyle::Short, field.label(), "answer")
             .max_length(max)
-            .required(field.unknown().is_none());
-        let input = match field.unknown() {
-            Some(unknown) => input.placeholder(truncate(unknown, 100)),
-            None => input,
-        };
+            .required(true);
         Some(
             CreateModal::new(custom_id, truncate(form.title(), 45))
                 .components(vec![CreateActionRow::InputText(input)]),
@@ -445,14 +442,14 @@ impl Discord {
         let channel = ChannelId::new(channel.max(1));
         for chunk in render::split(&render::content(text)) {
             let message = CreateMessage::new().content(chunk);
-            retrying(false, || http.send_message(channel, vec![], &message))
-                .await
-                .map_err(|err| match &err {
+            retrying(false, || http.send_message(channel, vec![], &message)).await.map_err(
+                |err| match &err {
                     serenity::Error::Http(serenity::all::HttpError::UnsuccessfulRequest(r)) => {
                         format!("create message in channel {channel}: HTTP {}", r.status_code)
                     }
                     _ => format!("create message in channel {channel}: {}", self.redact(&err)),
-                })?;
+                },
+            )?;
         }
         Ok(())
     }
@@ -684,6 +681,7 @@ impl serenity::all::EventHandler for GatewayHandler {
         let (id, token) = match &interaction {
             Interaction::Command(c) | Interaction::Autocomplete(c) => (c.id, c.token.clone()),
             Interaction::Component(c) => (c.id, c.token.clone()),
+            Interaction::Modal(m) => (m.id, m.token.clone()),
             _ => return,
         };
         let answer = match self.discord.answer(interaction).await {

@@ -110,7 +110,8 @@ impl Outbox {
     pub async fn round(&self) -> Result<Round, StoreError> {
         let at = now();
         let lease_until = at.0.saturating_add(millis(self.options.lease));
-        let due = self.store.claim_deliveries(at, Timestamp(lease_until), self.options.batch).await?;
+        let due =
+            self.store.claim_deliveries(at, Timestamp(lease_until), self.options.batch).await?;
         let mut round = Round::default();
         for delivery in due {
             let result = match self.sinks.get(&delivery.destination) {
@@ -146,7 +147,6 @@ impl Outbox {
         }
         Ok(round)
     }
-
 }
 
 /// The wait after a failure that followed `attempts` earlier ones: doubling, capped.

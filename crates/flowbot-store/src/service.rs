@@ -210,7 +210,7 @@ impl Service {
                 ]);
                 Request::of(&flow, handoff, &update)
             });
-            let new_request = request.as_ref().map(|r| r.new(&self.options.destinations));
+            let new_request = request.as_ref().map(|r| r.as_new(&self.options.destinations));
             let commit = Commit {
                 key: update.key,
                 expected,
@@ -267,8 +267,7 @@ impl Service {
         let keep = [(flow.id().to_owned(), flow.version())];
         let idle_before = Timestamp(now.0.saturating_sub(self.options.expire_after));
         let events_before = Timestamp(now.0.saturating_sub(self.options.keep_events_for));
-        let personal_before =
-            Timestamp(now.0.saturating_sub(self.options.keep_personal_data_for));
+        let personal_before = Timestamp(now.0.saturating_sub(self.options.keep_personal_data_for));
         Ok(self.store.purge(idle_before, events_before, personal_before, &keep).await?)
     }
 
@@ -410,7 +409,7 @@ impl Request {
         }
     }
 
-    fn new<'a>(&'a self, destinations: &'a [String]) -> NewRequest<'a> {
+    fn as_new<'a>(&'a self, destinations: &'a [String]) -> NewRequest<'a> {
         NewRequest {
             reference: &self.reference,
             flow_id: &self.flow_id,

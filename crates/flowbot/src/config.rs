@@ -186,7 +186,10 @@ impl Config {
         Self::load_with(path, |name| std::env::var(name).ok())
     }
 
-    fn load_with(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+    fn load_with(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
         let mut config = match path {
             None => Config::default(),
             Some(path) => {
@@ -237,7 +240,9 @@ impl Config {
         if let Some(days) = days {
             match days.parse::<u64>() {
                 Ok(days) => self.retention.personal_data_days = Some(days),
-                Err(_) => problems.push("FLOWBOT_RETENTION_DAYS is not a whole number of days".into()),
+                Err(_) => {
+                    problems.push("FLOWBOT_RETENTION_DAYS is not a whole number of days".into())
+                }
             }
         }
         if let Some(seconds) = retry.and_then(|s| s.parse().ok()) {
@@ -253,7 +258,9 @@ impl Config {
         }
         match chat.map(|c| c.parse::<i64>()) {
             Some(Ok(chat_id)) => replace("telegram", Destination::Telegram { name: None, chat_id }),
-            Some(Err(_)) => problems.push("FLOWBOT_HANDOFF_TELEGRAM_CHAT is not a Telegram chat id".into()),
+            Some(Err(_)) => {
+                problems.push("FLOWBOT_HANDOFF_TELEGRAM_CHAT is not a Telegram chat id".into())
+            }
             None => {}
         }
         match channel.map(|c| c.parse::<u64>()) {
@@ -305,7 +312,8 @@ impl Config {
         if let (Some(first), Some(max)) = (first, max)
             && max < first
         {
-            problems.push("[handoff] retry_max_seconds is less than retry_first_seconds".to_owned());
+            problems
+                .push("[handoff] retry_max_seconds is less than retry_first_seconds".to_owned());
         }
         let mut names: Vec<&str> = Vec::new();
         for d in &self.handoff.destinations {
@@ -315,7 +323,8 @@ impl Config {
             }
             names.push(name);
             if name.is_empty() || name.len() > 64 {
-                problems.push(format!("[[handoff.destinations]] `{name}`: a name is 1 to 64 bytes"));
+                problems
+                    .push(format!("[[handoff.destinations]] `{name}`: a name is 1 to 64 bytes"));
             }
             match d {
                 Destination::Webhook { url, secret, secret_env, .. } => {
@@ -354,12 +363,13 @@ impl Config {
 
     /// Folds the prefecture, desk and notes into `params`, refusing a value set twice.
     fn merge_params(&mut self) -> anyhow::Result<()> {
-        let mut set = Vec::new();
-        set.push(("prefecture".to_owned(), self.prefecture.name.clone()));
-        set.push(("desk_name".to_owned(), self.desk.name.clone()));
-        set.push(("desk_phone".to_owned(), self.desk.phone.clone()));
-        set.push(("desk_mail".to_owned(), self.desk.mail.as_ref().map(|m| m.trim().to_owned())));
-        set.push(("desk_hours".to_owned(), self.desk.hours.clone()));
+        let mut set = vec![
+            ("prefecture".to_owned(), self.prefecture.name.clone()),
+            ("desk_name".to_owned(), self.desk.name.clone()),
+            ("desk_phone".to_owned(), self.desk.phone.clone()),
+            ("desk_mail".to_owned(), self.desk.mail.as_ref().map(|m| m.trim().to_owned())),
+            ("desk_hours".to_owned(), self.desk.hours.clone()),
+        ];
         for (note, text) in &self.notes {
             set.push((format!("{note}_note"), Some(text.clone())));
         }
@@ -491,8 +501,11 @@ mod tests {
 
     #[test]
     fn a_syntax_error_does_not_quote_the_file() {
-        let err = load("[[handoff.destinations]]\nkind = \"webhook\"\nsecret = \"TOPSECRET-0123456789\n", &[])
-            .unwrap_err();
+        let err = load(
+            "[[handoff.destinations]]\nkind = \"webhook\"\nsecret = \"TOPSECRET-0123456789\n",
+            &[],
+        )
+        .unwrap_err();
         let text = format!("{err:#}");
         assert!(text.contains("flowbot.toml:3:"), "{text}");
         assert!(!text.contains("TOPSECRET"), "{text}");
