@@ -373,15 +373,12 @@ async fn followups_survive_rate_limits_and_server_errors() {
     assert_eq!(attempts, 4, "three failures, then the follow-up");
 }
 
-/// The gateway mode: a whole conversation over a fake gateway WebSocket.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_whole_conversation_over_the_gateway() {
-    let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
+/// `flowbot run` in the gateway mode (no public key), once it has identified on the fake's
+/// gateway.
+async fn start_gateway(fake: &FakeDiscord, dir: &std::path::Path) -> BotProcess {
     let url = fake.url();
-    // No public key: the gateway mode.
-    let _bot = BotProcess::start(
-        &dir.path().join("db.sqlite"),
+    let bot = BotProcess::start(
+        &dir.join("db.sqlite"),
         &[],
         &[
             ("DISCORD_TOKEN", TOKEN),
@@ -391,6 +388,15 @@ async fn a_whole_conversation_over_the_gateway() {
         TOKEN,
     );
     assert!(fake.gateway_ready(WAIT).await, "the bot identified on the gateway");
+    bot
+}
+
+/// The gateway mode: a whole conversation over a fake gateway WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_conversation_over_the_gateway() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _bot = start_gateway(&fake, dir.path()).await;
     let owner = "2100000000000000001";
     let id = next_id();
     fake.dispatch_interaction(command(&id, owner, None));
@@ -856,18 +862,7 @@ async fn a_submitted_form_is_posted_in_the_desk_channel() {
 async fn a_form_box_over_the_gateway() {
     let fake = FakeDiscord::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let url = fake.url();
-    let _bot = BotProcess::start(
-        &dir.path().join("db.sqlite"),
-        &[],
-        &[
-            ("DISCORD_TOKEN", TOKEN),
-            ("DISCORD_APPLICATION_ID", APPLICATION_ID),
-            ("DISCORD_API_URL", &url),
-        ],
-        TOKEN,
-    );
-    assert!(fake.gateway_ready(WAIT).await, "the bot identified on the gateway");
+    let _bot = start_gateway(&fake, dir.path()).await;
     let owner = "2600000000000000001";
     let id = next_id();
     fake.dispatch_interaction(command(&id, owner, Some("taiou3")));
