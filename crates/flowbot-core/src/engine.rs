@@ -152,11 +152,54 @@ pub struct Prompt<'f> {
     pub restart: bool,
     /// This is the question whether to resume after a pause, not the node's own prompt.
     pub resume: bool,
-    /// At a form node: the form and where in it.
-    pub form: Option<(&'f Form, Stage)>,
+    /// At a form node: the form, where in it, and the confirmation's text. Boxed: most
+    /// prompts are questions, and a small `Reply` is cheap to move.
+    form: Option<Box<FormView<'f>>>,
+    texts: &'f Texts,
+}
+
+#[derive(Debug, Clone)]
+struct FormView<'f> {
+    form: &'f Form,
+    stage: Stage,
     /// The confirmation's text (it lists the answers).
     confirmation: Option<String>,
-    texts: &'f Texts,
+}
+
+/// A prompt's own buttons (before back and restart), without building a list.
+#[derive(Clone, Copy)]
+enum Main<'f> {
+    None,
+    Choices(&'f [crate::flow::Choice]),
+    /// A form field's "unknown" button.
+    Unknown(&'f str, u8),
+    Confirm(&'f Form),
+    /// The fields, to pick the one to fix.
+    Fields(&'f [crate::form::Field]),
+}
+
+impl<'f> Main<'f> {
+    fn len(self) -> usize {
+        match self {
+            Main::None => 0,
+            Main::Choices(c) => c.len(),
+            Main::Unknown(..) => 1,
+            Main::Confirm(_) => 2,
+            Main::Fields(f) => f.len(),
+        }
+    }
+
+    /// Button `i` (`i < len()`).
+    fn get(self, i: usize) -> (&'f str, Action) {
+        match self {
+            Main::Choices(c) => (&c[i].label, Action::Choice(i as u8)),
+            Main::Unknown(label, index) => (label, Action::Unknown(index)),
+            Main::Confirm(form) if i == 0 => (&form.texts.submit, Action::Submit),
+            Main::Confirm(form) => (&form.texts.fix, Action::Fix),
+            Main::Fields(f) => (&f[i].label, Action::Choice(i as u8)),
+            Main::None => unreachable!("no buttons"),
+        }
+    }
 }
 
 /// One button of a prompt.
@@ -171,18 +214,25 @@ impl<'f> Prompt<'f> {
         if self.resume {
             return &self.texts.resume_question;
         }
-        match self.form {
-            Some((form, Stage::Field { index, .. })) => &form.fields[usize::from(index)].ask,
-            Some((_, Stage::Confirm)) => self.confirmation.as_deref().unwrap_or_default(),
-            Some((form, Stage::Pick)) => &form.texts.fix_question,
-            None => self.node.text(),
+        match (self.form(), self.form.as_deref()) {
+            (Some((form, Stage::Field { index, .. })), _) => &form.fields[usize::from(index)].ask,
+            (Some((_, Stage::Confirm)), Some(view)) => {
+                view.confirmation.as_deref().unwrap_or_default()
+            }
+            (Some((form, Stage::Pick)), _) => &form.texts.fix_question,
+            _ => self.node.text(),
         }
+    }
+
+    /// At a form node: the form and where in it.
+    pub fn form(&self) -> Option<(&'f Form, Stage)> {
+        self.form.as_deref().map(|v| (v.form, v.stage))
     }
 
     /// At a form field: the token of the button that opens a box to type the answer in
     /// (for platforms where the bot cannot read typed messages), and the field.
     pub fn input(&self) -> Option<(Button<'f>, &'f crate::form::Field)> {
-        match self.form {
+        match self.form() {
             Some((form, Stage::Field { index, .. })) if !self.resume => Some((
                 Button {
                     label: &form.texts.input,
@@ -214,49 +264,32 @@ impl<'f> Prompt<'f> {
     pub fn buttons(&self) -> impl Iterator<Item = Button<'f>> + use<'f> {
         let node = self.node;
         let rev = self.rev;
-        let choices = match &node.kind {
-            NodeKind::Question(q) if !self.resume => q.choices.as_slice(),
-            _ => &[],
-        };
-        let form: Vec<(&'f str, Action)> = match self.form {
-            _ if self.resume => Vec::new(),
-            None => Vec::new(),
-            Some((form, Stage::Field { index, .. })) => form.fields[usize::from(index)]
-                .unknown
-                .as_deref()
-                .map(|label| (label, Action::Unknown(index)))
-                .into_iter()
-                .collect(),
-            Some((form, Stage::Confirm)) => {
-                vec![(&form.texts.submit, Action::Submit), (&form.texts.fix, Action::Fix)]
+        let main = match (&node.kind, self.form()) {
+            _ if self.resume => Main::None,
+            (NodeKind::Question(q), _) => Main::Choices(&q.choices),
+            (_, Some((form, Stage::Field { index, .. }))) => {
+                match form.fields[usize::from(index)].unknown.as_deref() {
+                    Some(label) => Main::Unknown(label, index),
+                    None => Main::None,
+                }
             }
-            Some((form, Stage::Pick)) => form
-                .fields
-                .iter()
-                .enumerate()
-                .map(|(i, f)| (f.label.as_str(), Action::Choice(i as u8)))
-                .collect(),
+            (_, Some((form, Stage::Confirm))) => Main::Confirm(form),
+            (_, Some((form, Stage::Pick))) => Main::Fields(&form.fields),
+            _ => Main::None,
         };
         let nav = [
             self.resume.then_some((self.texts.resume.as_str(), Action::Resume)),
             self.back.then_some((self.texts.back.as_str(), Action::Back)),
             self.restart.then_some((self.texts.restart.as_str(), Action::Restart)),
         ];
-        choices
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.label.as_str(), Action::Choice(i as u8)))
-            .chain(form)
-            .chain(nav.into_iter().flatten())
-            .map(move |(label, action)| Button {
-                label,
-                token: Token { rev, node: &node.id, action },
-            })
+        (0..main.len()).map(move |i| main.get(i)).chain(nav.into_iter().flatten()).map(
+            move |(label, action)| Button { label, token: Token { rev, node: &node.id, action } },
+        )
     }
 
     /// The number of choice buttons (the ones a typed number selects).
     pub fn choice_count(&self) -> usize {
-        match (&self.node.kind, self.form) {
+        match (&self.node.kind, self.form()) {
             _ if self.resume => 0,
             (NodeKind::Question(q), _) => q.choices.len(),
             (_, Some((form, Stage::Pick))) => form.fields.len(),
@@ -324,7 +357,7 @@ pub struct Outcome<'f> {
     pub changed: bool,
     pub event: Option<Event>,
     /// A form submitted by this input.
-    pub handoff: Option<Handoff<'f>>,
+    pub handoff: Option<Box<Handoff<'f>>>,
 }
 
 impl Conversation {
@@ -470,11 +503,13 @@ impl Conversation {
             back: (!self.path.is_empty() || inside_form) && !resume,
             restart: self.node != flow.first_stop || !self.path.is_empty(),
             resume,
-            form: form.map(|(f, d)| (f, d.stage)),
-            confirmation: match form {
-                Some((f, d)) if d.stage == Stage::Confirm => Some(d.confirmation(f)),
-                _ => None,
-            },
+            form: form.map(|(f, d)| {
+                Box::new(FormView {
+                    form: f,
+                    stage: d.stage,
+                    confirmation: (d.stage == Stage::Confirm).then(|| d.confirmation(f)),
+                })
+            }),
             texts: &flow.texts,
         }
     }
@@ -992,7 +1027,7 @@ impl Conversation {
             &seed,
         );
         out.replies.push(Reply::Handoff);
-        out.handoff = Some(Handoff { form, submission });
+        out.handoff = Some(Box::new(Handoff { form, submission }));
         self.go_to(flow, *next, now, out);
         out.event = Some(Event::Submitted { from, to: self.node });
     }
@@ -1003,7 +1038,7 @@ impl Conversation {
 fn offered(prompt: &Prompt<'_>, token: &str, entered: u64) -> Option<Action> {
     let token = Token::parse(token).filter(|t| t.rev == entered && t.node == prompt.node.id)?;
     // What `Prompt::buttons` and `Prompt::input` show, without building them.
-    let stage = prompt.form.filter(|_| !prompt.resume);
+    let stage = prompt.form().filter(|_| !prompt.resume);
     let field = |i: u8| match stage {
         Some((form, Stage::Field { index, .. })) if index == i => form.fields.get(usize::from(i)),
         _ => None,

@@ -16,7 +16,7 @@ pub fn run(flow: &Flow, entry: Option<&str>) -> anyhow::Result<ExitCode> {
     let (mut conv, outcome) = Conversation::start(flow, entry, now());
     let mut step = |line: &str, out: &mut dyn Write| -> io::Result<()> {
         let outcome = conv.step(flow, Input::Text(line), now());
-        write_replies(out, &outcome.replies, outcome.handoff.as_ref())
+        write_replies(out, &outcome.replies, outcome.handoff.as_deref())
     };
     converse(&outcome.replies, &mut step)
 }
@@ -63,7 +63,7 @@ fn chat_stored(
     let key = ConversationKey::new("cli", "terminal", user);
     let render = |_: &Flow, outcome: &Outcome<'_>| {
         let mut buf = Vec::new();
-        let _ = write_replies(&mut buf, &outcome.replies, outcome.handoff.as_ref());
+        let _ = write_replies(&mut buf, &outcome.replies, outcome.handoff.as_deref());
         buf
     };
     let handle = |input: Input<'_>| -> anyhow::Result<Vec<u8>> {
