@@ -25,6 +25,8 @@ pub struct Request<'a> {
     pub bot_username: Option<&'a str>,
     pub discord_application_id: Option<u64>,
     pub discord_command: &'a str,
+    /// The web chat's public address.
+    pub web_url: Option<&'a str>,
     /// Where to write the QR code: `*.png`, `*.svg`, or `-` to draw it in the terminal.
     pub qr: Option<&'a Path>,
 }
@@ -55,9 +57,16 @@ pub fn run(flow: &Flow, request: &Request<'_>) -> anyhow::Result<ExitCode> {
             };
             (install, Some(format!("then type in Discord: {command}")))
         }
-        Platform::Web => anyhow::bail!(
-            "flowbot has no web chat yet: use --platform telegram or --platform discord"
-        ),
+        Platform::Web => {
+            let base = request.web_url.context(
+                "a web link needs the chat's public address: --web-url or FLOWBOT_WEB_URL",
+            )?;
+            let url = url::Url::parse(base)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .with_context(|| format!("`{base}` is not an http(s) address"))?;
+            (flowbot_web::link(url.as_str(), request.entry), None)
+        }
     };
     println!("{link}");
     if let Some(note) = note {

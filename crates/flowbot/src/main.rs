@@ -100,6 +100,9 @@ enum Command {
         /// Discord: the slash command's name.
         #[arg(long, env = "DISCORD_COMMAND", value_name = "NAME", default_value = "gmis")]
         discord_command: String,
+        /// The web chat's public address (`--platform web`): the link is `URL/chat?start=ENTRY`.
+        #[arg(long, env = "FLOWBOT_WEB_URL", value_name = "URL")]
+        web_url: Option<String>,
         /// Also write the link as a QR code: FILE.png, FILE.svg, or - to draw it here.
         #[arg(long, value_name = "FILE")]
         qr: Option<PathBuf>,
@@ -210,6 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bot_username,
             discord_application_id,
             discord_command,
+            web_url,
             qr,
             flow,
         } => {
@@ -220,6 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bot_username: bot_username.as_deref(),
                 discord_application_id,
                 discord_command: &discord_command,
+                web_url: web_url.as_deref(),
                 qr: qr.as_deref(),
             };
             link::run(&flow, &request)

@@ -63,6 +63,13 @@ pub struct RunArgs {
     /// Discord: register the command in this guild (immediately) instead of globally.
     #[arg(long, env = "DISCORD_GUILD_ID", value_name = "ID")]
     discord_guild_id: Option<u64>,
+    /// The web chat: serve the flow as a page at `/chat` on the listener.
+    #[arg(long, env = "FLOWBOT_WEB")]
+    web: bool,
+    /// The web chat's public address (e.g. https://bot.pref.example.jp), when it is served
+    /// behind a proxy: an https address marks the session cookie Secure.
+    #[arg(long, env = "FLOWBOT_WEB_URL", value_name = "URL")]
+    web_url: Option<url::Url>,
 }
 
 impl RunArgs {
@@ -75,11 +82,13 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let telegram_token = args.telegram_token().map(str::to_owned);
     let discord_token =
         args.discord_token.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
-    if telegram_token.is_none() && discord_token.is_none() {
+    let web = args.web || args.web_url.is_some();
+    if telegram_token.is_none() && discord_token.is_none() && !web {
         anyhow::bail!(
             "no messenger is configured: set TELEGRAM_BOT_TOKEN to run on Telegram, or \
              DISCORD_TOKEN (gateway) or DISCORD_TOKEN with DISCORD_APPLICATION_ID and \
-             DISCORD_PUBLIC_KEY (HTTP interactions) to run on Discord.\n\
+             DISCORD_PUBLIC_KEY (HTTP interactions) to run on Discord, or FLOWBOT_WEB=true \
+             (--web) for the web chat.\n\
              To try the flow without a messenger, run `flowbot chat`."
         );
     }
@@ -162,6 +171,11 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         }
     }
 
+    if web {
+        let secure = args.web_url.as_ref().is_some_and(|u| u.scheme() == "https");
+        router = router.merge(flowbot_web::Web::new(service.clone(), secure).router());
+        tracing::info!(path = flowbot_web::CHAT_PATH, "web: chat page served");
+    }
     let outbox = crate::handoff::start(&service, config, &messengers, shutdown.clone())?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -1,0 +1,144 @@
+// The web chat's page: draws what /chat/api says and sends what the user does. It holds no
+// conversation logic: buttons carry the engine's tokens, typed text goes to the engine as is.
+"use strict";
+
+const log = document.getElementById("log");
+const form = document.getElementById("say");
+const text = document.getElementById("text");
+let busy = false;
+
+// An id per request; a retry sends the same one, and the server applies it once.
+function newId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function call(method, body) {
+  const options = { method, headers: { "x-flowbot": "1" }, credentials: "same-origin" };
+  if (body) {
+    options.headers["content-type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const response = await fetch("/chat/api", options);
+      if (response.ok) return await response.json();
+      if (response.status < 500 || attempt >= 3) throw new Error(String(response.status));
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+    await new Promise((done) => setTimeout(done, 500 * 2 ** attempt));
+  }
+}
+
+// A text's segments as nodes: plain text, and links only for the URLs and addresses the
+// server found.
+function textNodes(parent, segments) {
+  for (const s of segments || []) {
+    if (s.t === "url" && /^https?:\/\//.test(s.v)) {
+      const a = document.createElement("a");
+      a.href = s.v;
+      a.rel = "noopener noreferrer";
+      a.target = "_blank";
+      a.textContent = s.v;
+      parent.append(a);
+    } else if (s.t === "email") {
+      const a = document.createElement("a");
+      a.href = "mailto:" + s.v;
+      a.textContent = s.v;
+      parent.append(a);
+    } else {
+      parent.append(document.createTextNode(s.v));
+    }
+  }
+}
+
+function bubble(kind) {
+  const div = document.createElement("div");
+  div.className = "bubble " + kind;
+  log.append(div);
+  return div;
+}
+
+// Buttons of earlier prompts go grey: the engine would refuse them as stale anyway.
+function retire() {
+  for (const b of log.querySelectorAll("button")) b.disabled = true;
+}
+
+function draw(replies) {
+  if (!replies.length) return;
+  retire();
+  form.classList.remove("field");
+  text.placeholder = "";
+  for (const r of replies) {
+    const div = bubble(r.kind);
+    textNodes(div, r.text);
+    if (r.kind !== "prompt") continue;
+    if (r.note) {
+      const note = document.createElement("div");
+      note.className = "note";
+      textNodes(note, r.note);
+      div.append(note);
+    }
+    const box = document.createElement("div");
+    box.className = "buttons";
+    const nav = document.createElement("div");
+    nav.className = "nav";
+    for (const b of r.buttons) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = b.label;
+      button.dataset.token = b.token;
+      if (b.nav) button.className = "nav";
+      button.addEventListener("click", () => send({ press: b.token }, b.label));
+      (b.nav ? nav : box).append(button);
+    }
+    if (nav.childElementCount) box.append(nav);
+    if (box.childElementCount) div.append(box);
+    if (r.input) {
+      form.classList.add("field");
+      text.placeholder = r.input.label;
+      text.focus();
+    }
+  }
+  window.scrollTo(0, document.body.scrollHeight);
+}
+
+async function send(input, shown) {
+  if (busy) return;
+  busy = true;
+  if (shown) bubble("mine").textContent = shown;
+  try {
+    const answer = await call("POST", Object.assign({ id: newId() }, input));
+    draw(answer.replies);
+  } catch (err) {
+    bubble("notice").textContent = "⚠ " + err.message;
+  } finally {
+    busy = false;
+  }
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const value = text.value;
+  if (!value.trim()) return;
+  text.value = "";
+  send({ text: value }, value);
+});
+
+(async () => {
+  const start = new URLSearchParams(location.search).get("start");
+  const now = await call("GET");
+  document.getElementById("title").textContent = now.title;
+  document.title = now.title;
+  if (start !== null) {
+    // A help desk's link: begin at its entry, once (a reload continues instead).
+    history.replaceState(null, "", location.pathname);
+    await send({ start: start || null });
+  } else if (now.replies.length) {
+    draw(now.replies);
+  } else {
+    await send({ start: null });
+  }
+})();
