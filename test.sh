@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# Runs every test: `cargo test --workspace`, with a PostgreSQL server for the store suite.
+# Runs every test: `cargo test --workspace`, with a PostgreSQL server for the store suite and a
+# headless Chromium for the web chat's browser test.
 #
 # With DATABASE_URL set, that server is used (the role needs CREATEDB: each test makes its own
 # database). Otherwise a throwaway server is started on 127.0.0.1 in a temporary folder,
 # installed from Debian's packages first if this machine has none, and stopped at the end.
+# Chromium and chromedriver (with CJK fonts) are installed from Debian's packages likewise when
+# chromedriver or /usr/bin/chromium is missing; the test starts chromedriver itself, on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+APT_UPDATED=
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -z "$APT_UPDATED" ]; then apt-get update -qq; APT_UPDATED=1; fi
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+  echo "== installing Chromium and chromedriver from Debian's packages"
+  apt_install chromium chromium-driver fonts-noto-cjk
+fi
 
 if [ -z "${DATABASE_URL:-}" ]; then
   pgbin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
   PGBIN=$(pgbin)
   if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/postgres" ]; then
     echo "== installing PostgreSQL from Debian's packages"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    apt_install postgresql
     PGBIN=$(pgbin)
   fi
   PGDIR=$(mktemp -d)

@@ -2,9 +2,9 @@
 
 use flowbot_tests::{flowbot, stdout};
 
-/// Runs `flowbot link ARGS`.
+/// Runs `flowbot link ARGS` (with no web address from the test's environment).
 fn link(args: &[&str]) -> std::process::Output {
-    flowbot().arg("link").args(args).output().unwrap()
+    flowbot().arg("link").args(args).env_remove("FLOWBOT_WEB_URL").output().unwrap()
 }
 
 fn decode(image: image::GrayImage) -> String {
@@ -132,4 +132,73 @@ fn discord_links_unknown_entries_and_bad_names() {
     let out =
         link(&["--platform", "telegram", "--bot-username", "gmis_help_bot", "--qr", "/tmp/x.gif"]);
     assert!(!out.status.success(), "only png, svg or -");
+}
+
+#[test]
+fn web_links_and_their_qr_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("desk.png");
+    let out = link(&[
+        "--platform",
+        "web",
+        "--web-url",
+        "https://bot.example.jp",
+        "--entry",
+        "taiou3",
+        "--qr",
+        png.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout(&out), "https://bot.example.jp/chat?start=taiou3\n");
+    let image = image::open(&png).unwrap().to_luma8();
+    assert_eq!(decode(image), "https://bot.example.jp/chat?start=taiou3");
+
+    // From the environment, with a trailing slash; over http; without an entry.
+    let out = flowbot()
+        .args(["link", "--platform", "web", "--entry", "taiou3-view"])
+        .env("FLOWBOT_WEB_URL", "https://bot.example.jp/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout(&out), "https://bot.example.jp/chat?start=taiou3-view\n");
+    let out = link(&["--platform", "web", "--web-url", "http://127.0.0.1:8080"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout(&out), "http://127.0.0.1:8080/chat\n", "no entry: the plain page");
+}
+
+#[test]
+fn web_links_are_refused_without_a_good_address_or_entry() {
+    let out =
+        link(&["--platform", "web", "--web-url", "https://bot.example.jp", "--entry", "m3_change"]);
+    assert!(!out.status.success(), "a node id is not an entry");
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no entry point `m3_change`"), "{err}");
+    for entry in ["taiou3", "taiou3-view", "q1", "existing"] {
+        assert!(err.contains(entry), "{entry} listed: {err}");
+    }
+
+    let out = link(&["--platform", "web", "--entry", "taiou3"]);
+    assert!(!out.status.success(), "no address");
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--web-url") && err.contains("FLOWBOT_WEB_URL"), "{err}");
+
+    for bad in ["ftp://x", "bot.example.jp", "https://", "mailto:desk@example.jp"] {
+        let out = link(&["--platform", "web", "--web-url", bad, "--entry", "taiou3"]);
+        assert!(!out.status.success(), "{bad} refused");
+        assert!(out.stdout.is_empty(), "{bad}: {}", stdout(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(bad) && err.contains("http(s)"), "{bad}: {err}");
+    }
+    // The page is at /chat of its host: a prefix, a query or a fragment would make a dead link.
+    for bad in
+        ["https://x.example.jp/help/", "https://x.example.jp/?a=1", "https://x.example.jp/#top"]
+    {
+        let out = link(&["--platform", "web", "--web-url", bad, "--entry", "taiou3"]);
+        assert!(!out.status.success(), "{bad} refused");
+        assert!(out.stdout.is_empty(), "{bad}: {}", stdout(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("without a path, query or fragment"), "{bad}: {err}");
+    }
 }

@@ -12,3 +12,4 @@ mod scripts;
 mod store;
 mod telegram;
 mod telegram_fake;
+mod web;

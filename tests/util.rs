@@ -159,7 +159,6 @@ impl BotProcess {
 
     /// [`BotProcess::start`] on any store: `--database-url URL` (SQLite or PostgreSQL).
     pub fn start_url(url: &str, args: &[&str], env: &[(&str, &str)], secret: &str) -> Self {
-        use std::io::BufRead;
         let mut cmd = Command::new(flowbot_path());
         cmd.args(["run", "--listen", "127.0.0.1:0", "--database-url", url])
             .args(args)
@@ -174,6 +173,42 @@ impl BotProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd, secret)
+    }
+
+    /// `flowbot run --listen 127.0.0.1:0 --database-url sqlite://DB ARGS` with `env` and no
+    /// messenger: for the web chat, which `ARGS` (`--web`, `--web-url URL`) or `env`
+    /// (`FLOWBOT_WEB=true`) turn on. No messenger token, web setting, listener or settings file
+    /// comes from the test's own environment.
+    pub fn start_web(db: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(flowbot_path());
+        let url = format!("sqlite://{}", db.display());
+        cmd.args(["run", "--listen", "127.0.0.1:0", "--database-url", &url])
+            .args(args)
+            .env("RUST_LOG", "info,flowbot_web=debug");
+        for var in [
+            "DATABASE_URL",
+            "FLOWBOT_CONFIG",
+            "FLOWBOT_LISTEN",
+            "FLOWBOT_WEB",
+            "FLOWBOT_WEB_URL",
+            "TELEGRAM_BOT_TOKEN",
+            "TELEGRAM_WEBHOOK_URL",
+            "DISCORD_TOKEN",
+            "DISCORD_PUBLIC_KEY",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd, "")
+    }
+
+    /// Spawns `cmd` (its stderr piped) and waits until the listener is up.
+    fn spawn(mut cmd: Command, secret: &str) -> Self {
+        use std::io::BufRead;
         let mut child = cmd.spawn().expect("spawn flowbot run");
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
@@ -262,4 +297,120 @@ pub async fn http_request(address: &str, line: &str, headers: &str, body: &[u8])
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, response[split..].to_vec())
+}
+
+/// An HTTP response: the status, the headers (names in lower case, in order) and the body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers_named(name).next()
+    }
+
+    /// Every value of header `name`.
+    pub fn headers_named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + use<'a> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().filter(move |(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON (panics, with the body, when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text()))
+    }
+}
+
+/// One HTTP/1.1 exchange on loopback, with the response's headers: `METHOD PATH` with
+/// `headers` and `body`, the whole exchange bounded by `limit`. The body is read by its
+/// `Content-Length`, chunked, or to the end of the connection (`Connection: close` is sent, but
+/// not every server closes).
+pub async fn http_exchange(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    limit: std::time::Duration,
+) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream =
+            tokio::net::TcpStream::connect(address).await.expect("connect to the listener");
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+        stream.write_all(head.as_bytes()).await.expect("write the request head");
+        stream.write_all(body).await.expect("write the request body");
+        let mut buf = Vec::new();
+        // On the heap: an array here would be part of every future awaiting this one, and a
+        // debug build gives each await its own stack slot (a long test ran out of stack).
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            if let Some(response) = parse_response(&buf, false) {
+                return response;
+            }
+            let n = stream.read(&mut chunk).await.expect("read the response");
+            if n == 0 {
+                return parse_response(&buf, true).unwrap_or_else(|| {
+                    panic!("a cut response: {}", String::from_utf8_lossy(&buf))
+                });
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no response to {method} {path} on {address} within {limit:?}"))
+}
+
+/// A whole response in `buf`, if it is complete (`closed`: the connection ended after it).
+fn parse_response(buf: &[u8], closed: bool) -> Option<HttpResponse> {
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &buf[split + 4..];
+    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        dechunk(rest)?
+    } else if let Some(length) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        rest.get(..length)?.to_vec()
+    } else if closed || status == 204 || status == 304 {
+        rest.to_vec()
+    } else {
+        return None;
+    };
+    Some(HttpResponse { status, headers, body })
+}
+
+/// A chunked body, if all of it (through the last, empty chunk) is in `data`.
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = data.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&data[..line]).ok()?.split(';').next()?.trim();
+        let size = usize::from_str_radix(size, 16).ok()?;
+        data = &data[line + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
 }

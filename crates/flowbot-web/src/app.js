@@ -21,12 +21,17 @@ async function call(method, body) {
     options.body = JSON.stringify(body);
   }
   for (let attempt = 0; ; attempt++) {
+    let response = null;
     try {
-      const response = await fetch("/chat/api", options);
-      if (response.ok) return await response.json();
-      if (response.status < 500 || attempt >= 3) throw new Error(String(response.status));
+      response = await fetch("/chat/api", options);
     } catch (err) {
+      // A network error: retried (with the same id).
       if (attempt >= 3) throw err;
+    }
+    if (response) {
+      if (response.ok) return await response.json();
+      // A refused request would be refused again: only server errors are retried.
+      if (response.status < 500 || attempt >= 3) throw new Error(String(response.status));
     }
     await new Promise((done) => setTimeout(done, 500 * 2 ** attempt));
   }
@@ -122,7 +127,8 @@ async function send(input, shown) {
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const value = text.value;
-  if (!value.trim()) return;
+  // While an answer is on its way, the text stays in the box (send would drop it).
+  if (busy || !value.trim()) return;
   text.value = "";
   send({ text: value }, value);
 });

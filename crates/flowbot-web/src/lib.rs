@@ -162,9 +162,10 @@ impl Session {
         ConversationKey::new("web", &self.id, &self.id)
     }
 
-    /// Adds the cookie to a response when the session is new.
-    fn attach(&self, secure: bool, mut response: Response) -> Response {
-        if self.new {
+    /// Adds the cookie to a response: for a new session, and again on every input, so that it
+    /// lives as long as the conversation does (30 days after the last change).
+    fn attach(&self, secure: bool, refresh: bool, mut response: Response) -> Response {
+        if self.new || refresh {
             let cookie = format!(
                 "{COOKIE}={}; Path={CHAT_PATH}; Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Strict{}",
                 self.id,
@@ -215,7 +216,7 @@ async fn current(State(web): State<Web>, headers: HeaderMap) -> Response {
             error(StatusCode::SERVICE_UNAVAILABLE, "the conversation store is unavailable")
         }
     };
-    session.attach(web.inner.secure, response)
+    session.attach(web.inner.secure, false, response)
 }
 
 /// `POST /chat/api`: one input, applied once per request id.
@@ -262,13 +263,25 @@ async fn input(State(web): State<Web>, headers: HeaderMap, body: axum::body::Byt
     let update = Update { key: &key, event: Some(&event), input, now: now() };
     let response = match web.inner.service.handle(update, render).await {
         Ok(Handled::Done(body)) => Json(body).into_response(),
-        Ok(Handled::Duplicate) => Json(json!({"replies": [], "duplicate": true})).into_response(),
+        // A retry of a request already applied (its answer was lost): what is on screen now.
+        Ok(Handled::Duplicate) => {
+            match web.inner.service.current(&key, now(), |_, p| prompt_json(&p)).await {
+                Ok(prompt) => {
+                    let replies: Vec<Value> = prompt.into_iter().collect();
+                    Json(json!({"replies": replies, "duplicate": true})).into_response()
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "web: cannot read a conversation");
+                    error(StatusCode::SERVICE_UNAVAILABLE, "the conversation store is unavailable")
+                }
+            }
+        }
         Err(err) => {
             tracing::error!(error = %err, "web: an input could not be applied");
             error(StatusCode::SERVICE_UNAVAILABLE, "the conversation store is unavailable")
         }
     };
-    session.attach(web.inner.secure, response)
+    session.attach(web.inner.secure, true, response)
 }
 
 /// An outcome as the page draws it.

@@ -65,6 +65,13 @@ pub fn run(flow: &Flow, request: &Request<'_>) -> anyhow::Result<ExitCode> {
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
                 .with_context(|| format!("`{base}` is not an http(s) address"))?;
+            // The page lives at `/chat` of its host: a path, query or fragment would break it.
+            if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+                anyhow::bail!(
+                    "give the web chat's address without a path, query or fragment (the page is \
+                     at /chat of that host): `{base}`"
+                );
+            }
             (flowbot_web::link(url.as_str(), request.entry), None)
         }
     };

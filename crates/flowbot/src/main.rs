@@ -240,6 +240,8 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        // A closed stderr must not panic the task that logs (the shutdown task among them).
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .try_init();
 }
