@@ -83,6 +83,13 @@ impl Web {
 }
 
 /// The page's link for an entry point: `BASE/chat?start=ENTRY` (entry names are URL-safe).
+///
+/// ```
+/// assert_eq!(
+///     flowbot_web::link("https://bot.pref.example.jp/", Some("taiou3")),
+///     "https://bot.pref.example.jp/chat?start=taiou3"
+/// );
+/// ```
 pub fn link(base: &str, entry: Option<&str>) -> String {
     let base = base.trim_end_matches('/');
     match entry {
