@@ -121,7 +121,7 @@ impl NoticeKind {
             NoticeKind::Ended => &t.ended,
             NoticeKind::UnknownEntry => &t.unknown_entry,
             NoticeKind::UnknownCommand => &t.unknown_command,
-            // The reason comes from the form (`Outcome::invalid`).
+            // Not used: the reason comes from the form, and `refuse` adds that notice itself.
             NoticeKind::Invalid => &t.no_match,
         }
     }
@@ -214,13 +214,15 @@ impl<'f> Prompt<'f> {
         if self.resume {
             return &self.texts.resume_question;
         }
-        match (self.form(), self.form.as_deref()) {
-            (Some((form, Stage::Field { index, .. })), _) => &form.fields[usize::from(index)].ask,
-            (Some((_, Stage::Confirm)), Some(view)) => {
-                view.confirmation.as_deref().unwrap_or_default()
+        match self.form.as_deref() {
+            Some(FormView { form, stage: Stage::Field { index, .. }, .. }) => {
+                &form.fields[usize::from(*index)].ask
             }
-            (Some((form, Stage::Pick)), _) => &form.texts.fix_question,
-            _ => self.node.text(),
+            Some(FormView { stage: Stage::Confirm, confirmation, .. }) => {
+                confirmation.as_deref().unwrap_or_default()
+            }
+            Some(FormView { form, stage: Stage::Pick, .. }) => &form.texts.fix_question,
+            None => self.node.text(),
         }
     }
 
