@@ -16,6 +16,7 @@
 //! [handoff]
 //! retry_first_seconds = 30    # the first retry of a failed delivery; doubling up to…
 //! retry_max_seconds = 3600
+//! lease_seconds = 120         # an attempt's reservation (a crash delays a delivery this much)
 //! [[handoff.destinations]]
 //! kind = "webhook"            # or "telegram" (chat_id) or "discord" (channel_id)
 //! url = "https://desk.example.jp/flowbot"
@@ -95,6 +96,9 @@ pub struct Handoff {
     pub destinations: Vec<Destination>,
     pub retry_first_seconds: Option<f64>,
     pub retry_max_seconds: Option<f64>,
+    /// How long a delivery being attempted is reserved for the process attempting it (a
+    /// process that dies mid-attempt delays that delivery by at most this).
+    pub lease_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -302,7 +306,10 @@ impl Config {
         }
         let first = self.handoff.retry_first_seconds;
         let max = self.handoff.retry_max_seconds;
-        for (name, v) in [("retry_first_seconds", first), ("retry_max_seconds", max)] {
+        let lease = self.handoff.lease_seconds;
+        for (name, v) in
+            [("retry_first_seconds", first), ("retry_max_seconds", max), ("lease_seconds", lease)]
+        {
             if let Some(v) = v
                 && !(v.is_finite() && v > 0.0 && v <= 86_400.0)
             {
@@ -398,6 +405,7 @@ impl Config {
         flowbot_store::OutboxOptions {
             retry_first,
             retry_max: retry_max.max(retry_first),
+            lease: self.handoff.lease_seconds.map_or(defaults.lease, secs),
             poll: defaults.poll.min(retry_first),
             ..defaults
         }
@@ -497,6 +505,12 @@ mod tests {
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
         assert!(load("[params]\ndesk_name = \"a\"\n[desk]\nname = \"b\"\n", &[]).is_err());
         assert!(load("[handoff]\nunknown = 1\n", &[]).is_err());
+        let timing =
+            load("[handoff]\nretry_first_seconds = 0.5\nlease_seconds = 5\n", &[]).unwrap();
+        let options = timing.outbox_options();
+        assert_eq!(options.lease, std::time::Duration::from_secs(5));
+        assert_eq!(options.retry_first, std::time::Duration::from_millis(500));
+        assert!(load("[handoff]\nlease_seconds = 0\n", &[]).is_err());
     }
 
     #[test]
