@@ -186,7 +186,7 @@ fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
 // ---- Configuration, references, the store ---------------------------------------------------
 
 /// Writes a deployment's settings to `dir/flowbot.toml`: the desk, a webhook and/or a Telegram
-/// chat as destinations, and the retry timing (first, max) in seconds.
+/// chat as destinations, and the retry timing (first, max) in seconds; leases of 2 s.
 fn write_config(
     dir: &Path,
     hook: Option<&str>,
@@ -196,7 +196,8 @@ fn write_config(
     let mut toml = format!(
         "[prefecture]\nname = \"福島県\"\n[desk]\nname = \"地域医療課\"\n\
          [retention]\npersonal_data_days = 90\n\
-         [handoff]\nretry_first_seconds = {:?}\nretry_max_seconds = {:?}\n",
+         [handoff]\nretry_first_seconds = {:?}\nretry_max_seconds = {:?}\n\
+         lease_seconds = 2\n",
         retry.0, retry.1
     );
     if let Some(url) = hook {
@@ -569,7 +570,9 @@ async fn stopped_with_deliveries_pending_loses_none(db: &TestDb) {
     let piped = handoff["reference"].as_str().unwrap().to_owned();
     assert!(handoff["text"].as_str().unwrap().starts_with(SENT), "{handoff}");
     references.push(piped.clone());
-    // The pipe acknowledged the request (it printed the answer): kill it without warning.
+    // The pipe acknowledged the request (it printed the answer): kill it without warning. (Its
+    // own outbox may be mid-attempt: that delivery waits out its lease, 2 s here, before `run`
+    // claims it.)
     pipe.kill();
     // `run` keeps retrying every request, the piped one included.
     hook.wait("two failed attempts at every request", WAIT, |hits| {
