@@ -10,8 +10,6 @@
 //!
 //! Every word shown comes from the flow's `forms:` section; this module only lays it out.
 
-use std::fmt;
-
 use sha2::{Digest, Sha256};
 use unicode_normalization::UnicodeNormalization;
 
@@ -122,15 +120,6 @@ pub enum Invalid {
 }
 
 impl Invalid {
-    pub fn name(self) -> &'static str {
-        match self {
-            Invalid::Required => "required",
-            Invalid::TooLong => "too_long",
-            Invalid::Email => "email",
-            Invalid::Pattern => "pattern",
-        }
-    }
-
     /// The flow's wording of the reason.
     pub fn text<'f>(self, form: &'f Form, field: &'f Field) -> &'f str {
         match self {
@@ -511,12 +500,6 @@ pub fn reference(parts: &[&[u8]]) -> String {
         bits <<= 5;
     }
     out
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 #[cfg(test)]
