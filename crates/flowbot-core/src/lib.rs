@@ -46,6 +46,7 @@
 //! assert_eq!(flow.node(conv.node()).id(), "off");
 //! ```
 
+mod clock;
 mod compile;
 mod engine;
 mod flow;
@@ -58,6 +59,7 @@ mod store;
 mod text;
 mod token;
 
+pub use clock::{Clock, ManualClock};
 pub use compile::{DISCORD_LABEL_MAX, MAX_CHOICES, TELEGRAM_CALLBACK_DATA_MAX};
 pub use engine::{
     Button, Conversation, Event, Handoff, Input, NoticeKind, Outcome, Prompt, Reply, Step,
