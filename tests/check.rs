@@ -18,12 +18,13 @@ fn broken_flow_lists_every_problem() {
     let text = stdout(&out);
     let f = "tests/data/broken-flow.yaml";
     let expected = [
-        format!("{f}:7: entry name `bad entry!` is not a valid Telegram start payload"),
+        format!("{f}:7: entry name `bad entry!` is not valid: use 1 to 64 of A-Z a-z 0-9 _ -"),
         format!("{f}:8: entry `ghost` names unknown node `nowhere`"),
         format!("{f}:14: node `q1`: choice 1 has an empty label"),
         format!("{f}:18: node `q1`: choices 2 and 3 have equal labels"),
         format!(
-            "{f}:20: node `q1`: choice 4's label is 82 characters, over Discord's 80-character button limit"
+            "{f}:20: node `q1`: choice 4's label `{}` is 82 characters; Discord allows 80",
+            "とても長いボタンの文言".repeat(7) + "とても長い"
         ),
         format!("{f}:22: node `q1`: choice 5's `next` names unknown node `missing`"),
         format!("{f}:31: node `loop`: no ending can be reached from this node"),
@@ -31,7 +32,7 @@ fn broken_flow_lists_every_problem() {
         format!("{f}:39: node `q1`: duplicate node id (first defined on line 11)"),
         format!("{f}:41: node `orphan`: no entry point reaches this node"),
         format!(
-            "{f}:45: node `a_node_id_long_enough_that_its_tokens_overflow`: button tokens of this node can reach 70 bytes, over Telegram's 64-byte callback_data limit"
+            "{f}:45: node `a_node_id_long_enough_that_its_tokens_overflow`: the longest button token of this node is 70 bytes; Telegram allows 64"
         ),
     ];
     for line in &expected {
@@ -62,7 +63,7 @@ fn broken_form_lists_every_problem() {
         format!("{form} field 2: duplicate id `code`"),
         format!("{form} field 2's label `戻る` is a navigation button's label"),
         format!("{form} field 2: `email` and `pattern` exclude each other"),
-        format!("{form} field 2: `max_chars` must be 1 to 4000"),
+        format!("{form} field 2: `max_chars` must be 1 to 4096"),
         format!("{form} field 3: `invalid` explains a `pattern`, and there is none"),
         format!("{f}:57: form `unused`: no node asks this form (`form:`)"),
     ];
@@ -175,4 +176,29 @@ fn the_fukushima_example_configuration_checks() {
     let out =
         flowbot().args(["--config", "deploy/flowbot.fukushima.toml", "check"]).output().unwrap();
     assert!(out.status.success(), "{}", stdout(&out));
+}
+
+/// The core checks no platform's limits; `load_flow_for` and `Flow::check_limits` check the ones
+/// given, and say which platform's limit is broken.
+#[test]
+fn limits_are_the_platforms_own() {
+    let label = "あ".repeat(81);
+    let yaml = format!(
+        "flow: f\ntitle: t\nstart: a\n{TEXTS}nodes:\n  - id: a\n    ask: q\n    choices:\n      - {{ label: {label}, next: b }}\n  - id: b\n    end: e\n"
+    );
+    let flow = load_flow(&yaml, "t.yaml", &Params::new()).expect("no platform limit in the core");
+    let discord =
+        flowbot_core::Limits { platform: "Discord", label: 80, ..flowbot_core::Limits::NONE };
+    let web = flowbot_core::Limits { platform: "the web chat", ..flowbot_core::Limits::NONE };
+    assert!(flow.check_limits(&[&web]).is_ok());
+    let problems = flow.check_limits(&[&web, &discord]).unwrap_err().0;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].line, Some(9));
+    assert_eq!(problems[0].node.as_deref(), Some("a"));
+    assert_eq!(
+        problems[0].kind.to_string(),
+        format!("choice 1's label `{label}` is 81 characters; Discord allows 80")
+    );
+    let loaded = flowbot_core::load_flow_for(&yaml, "t.yaml", &Params::new(), &[&discord]);
+    assert_eq!(loaded.unwrap_err().0, problems);
 }

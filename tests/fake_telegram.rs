@@ -71,7 +71,7 @@ pub enum Failure {
         retry_after: u32,
     },
     /// HTTP 500 `{"ok":false,"error_code":500,"description":"Internal Server Error"}`.
-    /// Beware: teloxide sleeps 10 s on any 5xx before returning the error.
+    /// (teloxide's own client sleeps 10 s on any 5xx; flowbot's calls do not go through it.)
     ServerError,
     /// The connection is closed without an answer (teloxide: `RequestError::Network`).
     NetworkDrop,
@@ -136,6 +136,40 @@ struct State {
     next_message_id: i64,
     next_callback_id: u64,
     failures: HashMap<String, VecDeque<Failure>>,
+    chaos: Option<Chaos>,
+}
+
+/// Random faults on some methods: a share of 429s and a share of 500s, from a seeded generator.
+#[derive(Debug, Clone)]
+struct Chaos {
+    methods: Vec<String>,
+    too_many: f64,
+    server_error: f64,
+    state: u64,
+}
+
+impl Chaos {
+    /// The next number in [0, 1) (xorshift64*).
+    fn next(&mut self) -> f64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        (self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn roll(&mut self, method: &str) -> Option<Failure> {
+        if !self.methods.iter().any(|m| m == method) {
+            return None;
+        }
+        let x = self.next();
+        if x < self.too_many {
+            Some(Failure::TooManyRequests { retry_after: 1 })
+        } else if x < self.too_many + self.server_error {
+            Some(Failure::ServerError)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -344,6 +378,24 @@ impl FakeTelegram {
     }
 
     /// The highest offset a `getUpdates` call has confirmed (updates below it are gone).
+    /// From now on answers a share `too_many` of the calls to `methods` (lower-cased) with 429
+    /// (`retry_after` 1 s) and a share `server_error` with 500, chosen by a generator seeded
+    /// with `seed`; the call is not carried out. Scripted faults ([`FakeTelegram::fail_next`])
+    /// come first.
+    pub fn chaos(&self, methods: &[&str], too_many: f64, server_error: f64, seed: u64) {
+        self.shared.lock().chaos = Some(Chaos {
+            methods: methods.iter().map(|m| m.to_ascii_lowercase()).collect(),
+            too_many,
+            server_error,
+            state: seed | 1,
+        });
+    }
+
+    /// Ends [`FakeTelegram::chaos`].
+    pub fn calm(&self) {
+        self.shared.lock().chaos = None;
+    }
+
     pub fn confirmed_offset(&self) -> i64 {
         self.shared.lock().confirmed_offset
     }
@@ -454,7 +506,8 @@ async fn handle(
             body: params.clone().unwrap_or(Value::Null),
             at: Instant::now(),
         });
-        st.failures.get_mut(&method).and_then(VecDeque::pop_front)
+        let scripted = st.failures.get_mut(&method).and_then(VecDeque::pop_front);
+        scripted.or_else(|| st.chaos.as_mut().and_then(|c| c.roll(&method)))
     };
     match failure {
         Some(Failure::TooManyRequests { retry_after }) => {

@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use flowbot_core::{Conversation, ConversationKey, Input, Store, Timestamp};
+use flowbot_core::{Conversation, ConversationKey, ConversationStore, Input, Timestamp};
 use flowbot_tests::{TestDb, flowbot_path, gmis};
 use serde_json::Value;
 

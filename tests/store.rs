@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::collections::HashSet;
 
 use flowbot_core::{
-    Commit, Committed, ConversationKey, Delivery, DeliveryCounts, Expected, FlowVersion, Input,
-    NewRequest, Snapshot, Store, Stored, Timestamp, Transition, TransitionKind,
+    Claim, Commit, Committed, ConversationKey, ConversationStore, Expected, FlowVersion, Input,
+    ManualClock, NewOutgoing, NewRequest, OutboxStore, Queued, Snapshot, Store, Stored, Timestamp,
+    Transition, TransitionKind,
 };
-use flowbot_store::{Handled, Service, ServiceOptions, SqlStore, Update};
+use flowbot_store::{
+    Delivered, Handled, Outgoing, Planned, Service, ServiceOptions, SqlStore, Update,
+};
 use flowbot_tests::{TestDb, root};
 
 /// Runs each case on both backends, as `sqlite::CASE` and `postgres::CASE`.
@@ -59,6 +62,16 @@ on_both_backends!(
     claimed_deliveries_are_leased_retried_and_delivered,
     purge_deletes_old_requests_and_clears_old_drafts,
     concurrent_claimers_never_share_a_delivery,
+    outgoing_items_are_written_with_the_step_only_when_it_applies,
+    outgoing_ids_follow_the_order_given_in_every_commit_of_a_batch,
+    claim_takes_only_the_head_of_each_lane,
+    leases_keep_other_owners_out_until_they_run_out,
+    a_commit_claims_its_items_only_where_the_lane_is_clear,
+    giving_up_unblocks_the_lane_and_is_remembered,
+    done_deletes_replies_and_keeps_handoffs_counted,
+    purge_deletes_old_reply_items,
+    service_stores_planned_items_with_the_step_and_hands_claimed_ones_over,
+    service_expiry_and_resume_follow_the_test_clock,
 );
 
 const V1: FlowVersion = FlowVersion([1; 8]);
@@ -93,12 +106,22 @@ fn commit<'a>(
     state: Option<&'a Stored>,
     event: Option<&'a str>,
 ) -> Commit<'a> {
-    Commit { key, expected, state, event, transitions: &[], request: None, now: Timestamp(100) }
+    Commit {
+        key,
+        expected,
+        state,
+        event,
+        transitions: &[],
+        request: None,
+        outgoing: &[],
+        claim: None,
+        now: Timestamp(100),
+    }
 }
 
 async fn insert(store: &dyn Store, key: &ConversationKey, s: &Stored) -> i64 {
     match store.commit(&commit(key, Expected::Absent, Some(s), None)).await.unwrap() {
-        Committed::Applied { session } => session,
+        Committed::Applied { session, .. } => session,
         other => panic!("{other:?}"),
     }
 }
@@ -120,7 +143,7 @@ async fn compare_and_swap_on_the_revision(db: &TestDb) {
     let fresh = Expected::Revision { session, revision: 1 };
     assert_eq!(
         store.commit(&commit(&k, fresh, Some(&next), None)).await.unwrap(),
-        Committed::Applied { session }
+        applied(session)
     );
     assert_eq!(store.load(&k).await.unwrap().unwrap().state.node, "q4");
     // The same expectation again is now stale.
@@ -164,7 +187,7 @@ async fn a_redelivered_event_changes_nothing(db: &TestDb) {
     let k = key("a");
     let s1 = stored(0, "q1", 1, 10);
     let c = commit(&k, Expected::Absent, Some(&s1), Some("tg:1"));
-    let Committed::Applied { session } = store.commit(&c).await.unwrap() else { panic!() };
+    let Committed::Applied { session, .. } = store.commit(&c).await.unwrap() else { panic!() };
     let s2 = stored(session, "q2", 2, 20);
     let t = [Transition {
         kind: TransitionKind::Answer,
@@ -213,7 +236,7 @@ async fn replacing_an_expired_conversation_starts_a_new_session(db: &TestDb) {
         Committed::Conflict
     );
     let right = Expected::Replace { session: old, revision: 7 };
-    let Committed::Applied { session } =
+    let Committed::Applied { session, .. } =
         store.commit(&commit(&k, right, Some(&fresh), None)).await.unwrap()
     else {
         panic!()
@@ -526,7 +549,7 @@ async fn each_commit_of_a_batch_stands_alone(db: &TestDb) {
     let expected = Expected::Revision { session, revision: 2 };
     let next = stored(session, "q9", 3, 30);
     let c = commit(&k, expected, Some(&next), Some(&lost[0]));
-    assert_eq!(store.commit(&c).await.unwrap(), Committed::Applied { session });
+    assert_eq!(store.commit(&c).await.unwrap(), applied(session));
 }
 
 /// A form draft with everything a text column might mangle.
@@ -547,7 +570,7 @@ async fn form_drafts_round_trip(db: &TestDb) {
         let mut next = stored(session, "q2", revision + 1, 20 + revision);
         next.state.form = form.clone();
         let c = commit(&k, Expected::Revision { session, revision }, Some(&next), None);
-        assert_eq!(store.commit(&c).await.unwrap(), Committed::Applied { session });
+        assert_eq!(store.commit(&c).await.unwrap(), applied(session));
         assert_eq!(store.load(&k).await.unwrap().unwrap(), next, "{form:?}");
     }
     // Another conversation in the same batch keeps its own draft.
@@ -584,8 +607,30 @@ fn request<'a>(reference: &'a str, destinations: &'a [String]) -> NewRequest<'a>
     }
 }
 
-fn counts(requests: u64, pending: u64, delivered: u64) -> DeliveryCounts {
-    DeliveryCounts { requests, pending, delivered }
+/// Hand-off requests, pending deliveries, delivered ones.
+async fn handoffs(store: &dyn Store) -> (u64, u64, u64) {
+    let c = store.delivery_counts().await.unwrap();
+    (c.requests, c.pending, c.delivered)
+}
+
+fn applied(session: i64) -> Committed {
+    Committed::Applied { session, outgoing: Vec::new(), claimed: Vec::new() }
+}
+
+fn handoff(q: &Queued) -> &flowbot_core::QueuedRequest {
+    q.request.as_ref().expect("a hand-off delivery")
+}
+
+fn reference(q: &Queued) -> &str {
+    &handoff(q).reference
+}
+
+fn text(q: &Queued) -> &str {
+    &handoff(q).text
+}
+
+fn payload(q: &Queued) -> &str {
+    &handoff(q).payload
 }
 
 /// Commits a new conversation under `user` with `request`, at `now`.
@@ -600,19 +645,19 @@ async fn submit(store: &dyn Store, user: &str, r: &NewRequest<'_>, now: u64) -> 
 
 async fn a_commit_with_a_request_writes_it_with_one_delivery_per_destination(db: &TestDb) {
     let store = db.store().await;
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(0, 0, 0));
+    assert_eq!(handoffs(&store).await, (0, 0, 0));
     let to = destinations(&["desk", "hook"]);
     assert!(matches!(
         submit(&store, "a", &request("R-1", &to), 100).await,
         Committed::Applied { .. }
     ));
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 2, 0));
+    assert_eq!(handoffs(&store).await, (1, 2, 0));
     // No destinations: the request is only kept.
     assert!(matches!(
         submit(&store, "b", &request("R-2", &[]), 110).await,
         Committed::Applied { .. }
     ));
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(2, 2, 0));
+    assert_eq!(handoffs(&store).await, (2, 2, 0));
     // An update in place carries a request too.
     let k = key("a");
     let session = store.load(&k).await.unwrap().unwrap().session;
@@ -622,17 +667,18 @@ async fn a_commit_with_a_request_writes_it_with_one_delivery_per_destination(db:
     let mut c = commit(&k, Expected::Revision { session, revision: 1 }, Some(&next), Some("e-3"));
     c.request = Some(&r3);
     c.now = Timestamp(120);
-    assert_eq!(store.commit(&c).await.unwrap(), Committed::Applied { session });
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(3, 3, 0));
+    assert!(matches!(
+        store.commit(&c).await.unwrap(),
+        Committed::Applied { session: s, outgoing, .. } if s == session && outgoing.len() == 1
+    ));
+    assert_eq!(handoffs(&store).await, (3, 3, 0));
 
-    let claimed = store.claim_deliveries(Timestamp(200), Timestamp(300), 10).await.unwrap();
-    let shown: Vec<(&str, &str, u64)> = claimed
-        .iter()
-        .map(|d| (d.reference.as_str(), d.destination.as_str(), d.created_at.0))
-        .collect();
+    let claimed = store.claim(Timestamp(200), "w", Timestamp(300), 10).await.unwrap();
+    let shown: Vec<(&str, &str, u64)> =
+        claimed.iter().map(|d| (reference(d), d.sink.as_str(), d.created_at.0)).collect();
     assert_eq!(shown, [("R-1", "desk", 100), ("R-1", "hook", 100), ("R-3", "desk", 120)]);
     for d in &claimed {
-        assert_eq!((d.text.as_str(), d.payload.as_str(), d.attempts), (AWKWARD, r3.payload, 0));
+        assert_eq!((text(d), payload(d), d.attempts), (AWKWARD, r3.payload, 0));
     }
 }
 
@@ -640,7 +686,7 @@ async fn a_duplicate_or_conflicting_commit_writes_no_request(db: &TestDb) {
     let store = db.store().await;
     let k = key("a");
     let s1 = stored(0, "q1", 1, 10);
-    let Committed::Applied { session } =
+    let Committed::Applied { session, .. } =
         store.commit(&commit(&k, Expected::Absent, Some(&s1), Some("e-1"))).await.unwrap()
     else {
         panic!()
@@ -652,7 +698,7 @@ async fn a_duplicate_or_conflicting_commit_writes_no_request(db: &TestDb) {
     let mut c = commit(&k, Expected::Revision { session, revision: 1 }, Some(&s2), Some("e-1"));
     c.request = Some(&r);
     assert_eq!(store.commit(&c).await.unwrap(), Committed::Duplicate);
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(0, 0, 0));
+    assert_eq!(handoffs(&store).await, (0, 0, 0));
     // A lost compare-and-swap.
     let mut c = commit(&k, Expected::Revision { session, revision: 0 }, Some(&s2), Some("e-2"));
     c.request = Some(&r);
@@ -664,13 +710,17 @@ async fn a_duplicate_or_conflicting_commit_writes_no_request(db: &TestDb) {
     let mut c = commit(&k, Expected::Replace { session, revision: 0 }, Some(&s2), None);
     c.request = Some(&r);
     assert_eq!(store.commit(&c).await.unwrap(), Committed::Conflict);
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(0, 0, 0));
-    assert!(store.claim_deliveries(Timestamp(1000), Timestamp(2000), 10).await.unwrap().is_empty());
+    assert_eq!(handoffs(&store).await, (0, 0, 0));
+    assert!(store.claim(Timestamp(1000), "w", Timestamp(2000), 10).await.unwrap().is_empty());
     // The same request on the right revision is written (its reference was never taken).
     let mut c = commit(&k, Expected::Revision { session, revision: 1 }, Some(&s2), Some("e-2"));
     c.request = Some(&r);
-    assert_eq!(store.commit(&c).await.unwrap(), Committed::Applied { session });
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 2, 0));
+    let Committed::Applied { session: again, outgoing, claimed } = store.commit(&c).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((again, outgoing.len(), claimed.len()), (session, 2, 0), "no claim asked");
+    assert_eq!(handoffs(&store).await, (1, 2, 0));
 }
 
 /// Racing commits in shared transactions: only those that apply write their requests.
@@ -715,9 +765,9 @@ async fn only_the_winner_of_a_batch_writes_its_request(db: &TestDb) {
     }
     applied.sort();
     assert_eq!(applied.len(), 2, "{applied:?}");
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(2, 3, 0));
-    let claimed = store.claim_deliveries(Timestamp(100), Timestamp(200), 10).await.unwrap();
-    let mut references: Vec<String> = claimed.iter().map(|d| d.reference.clone()).collect();
+    assert_eq!(handoffs(store.as_ref()).await, (2, 3, 0));
+    let claimed = store.claim(Timestamp(100), "w", Timestamp(200), 10).await.unwrap();
+    let mut references: Vec<String> = claimed.iter().map(|d| reference(d).to_owned()).collect();
     references.sort();
     references.dedup();
     assert_eq!(references, applied);
@@ -727,41 +777,41 @@ async fn claimed_deliveries_are_leased_retried_and_delivered(db: &TestDb) {
     let store = db.store().await;
     let to = destinations(&["desk", "hook"]);
     submit(&store, "a", &request("R-1", &to), 100).await;
-    let claim = |now: u64, lease: u64| store.claim_deliveries(Timestamp(now), Timestamp(lease), 10);
-    let ids = |ds: &[Delivery]| ds.iter().map(|d| d.id).collect::<Vec<_>>();
+    let claim = |now: u64, lease: u64| store.claim(Timestamp(now), "w", Timestamp(lease), 10);
+    let ids = |ds: &[Queued]| ds.iter().map(|d| d.id).collect::<Vec<_>>();
 
     assert!(claim(99, 200).await.unwrap().is_empty(), "not due before the request was made");
     let first = claim(100, 200).await.unwrap();
     assert_eq!(first.len(), 2);
     assert!(first[0].id < first[1].id, "oldest first");
-    assert_eq!((first[0].destination.as_str(), first[1].destination.as_str()), ("desk", "hook"));
+    assert_eq!((first[0].sink.as_str(), first[1].sink.as_str()), ("desk", "hook"));
     assert!(claim(150, 250).await.unwrap().is_empty(), "leased until 200");
     assert!(claim(199, 250).await.unwrap().is_empty(), "leased until 200");
 
     let (desk, hook) = (first[0].id, first[1].id);
     let long_error = "é".repeat(1000);
-    store.delivery_failed(desk, Timestamp(300), &long_error).await.unwrap();
-    store.delivered(hook, Timestamp(160)).await.unwrap();
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 1, 1));
+    store.failed(desk, Timestamp(300), &long_error).await.unwrap();
+    store.done(&[hook], Timestamp(160)).await.unwrap();
+    assert_eq!(handoffs(&store).await, (1, 1, 1));
     assert!(claim(250, 350).await.unwrap().is_empty(), "released, but due again at 300 only");
     let retried = claim(300, 400).await.unwrap();
     assert_eq!(ids(&retried), [desk]);
     assert_eq!(retried[0].attempts, 1);
-    assert_eq!(retried[0].text, AWKWARD);
+    assert_eq!(text(&retried[0]), AWKWARD);
     // A lease that ran out (a worker that died) makes it due again.
     let again = claim(400, 500).await.unwrap();
     assert_eq!((ids(&again), again[0].attempts), (vec![desk], 1));
-    store.delivered(desk, Timestamp(450)).await.unwrap();
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 0, 2));
+    store.done(&[desk], Timestamp(450)).await.unwrap();
+    assert_eq!(handoffs(&store).await, (1, 0, 2));
     assert!(claim(10_000, 20_000).await.unwrap().is_empty(), "delivered is done");
     // A late failure report of a delivered one changes nothing.
-    store.delivery_failed(desk, Timestamp(600), "late").await.unwrap();
+    store.failed(desk, Timestamp(600), "late").await.unwrap();
     assert!(claim(10_000, 20_000).await.unwrap().is_empty());
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 0, 2));
+    assert_eq!(handoffs(&store).await, (1, 0, 2));
 
     // The error kept is bounded.
     let pool = sqlx::AnyPool::connect(&db.url()).await.unwrap();
-    let kept: String = sqlx::query_scalar("SELECT last_error FROM deliveries WHERE id = $1")
+    let kept: String = sqlx::query_scalar("SELECT last_error FROM outbox WHERE id = $1")
         .bind(desk)
         .fetch_one(&pool)
         .await
@@ -772,12 +822,12 @@ async fn claimed_deliveries_are_leased_retried_and_delivered(db: &TestDb) {
     // `limit` takes the oldest.
     let to = destinations(&["1", "2", "3"]);
     submit(&store, "b", &request("R-2", &to), 1000).await;
-    let two = store.claim_deliveries(Timestamp(1000), Timestamp(2000), 2).await.unwrap();
-    let names: Vec<&str> = two.iter().map(|d| d.destination.as_str()).collect();
+    let two = store.claim(Timestamp(1000), "w", Timestamp(2000), 2).await.unwrap();
+    let names: Vec<&str> = two.iter().map(|d| d.sink.as_str()).collect();
     assert_eq!(names, ["1", "2"]);
-    let rest = store.claim_deliveries(Timestamp(1000), Timestamp(2000), 2).await.unwrap();
-    assert_eq!(rest.iter().map(|d| d.destination.as_str()).collect::<Vec<_>>(), ["3"]);
-    assert!(store.claim_deliveries(Timestamp(1000), Timestamp(2000), 0).await.unwrap().is_empty());
+    let rest = store.claim(Timestamp(1000), "w", Timestamp(2000), 2).await.unwrap();
+    assert_eq!(rest.iter().map(|d| d.sink.as_str()).collect::<Vec<_>>(), ["3"]);
+    assert!(store.claim(Timestamp(1000), "w", Timestamp(2000), 0).await.unwrap().is_empty());
 }
 
 async fn purge_deletes_old_requests_and_clears_old_drafts(db: &TestDb) {
@@ -797,16 +847,16 @@ async fn purge_deletes_old_requests_and_clears_old_drafts(db: &TestDb) {
     let to1 = destinations(&["desk"]);
     submit(&store, "b", &request("R-new", &to1), 1000).await;
     // One of the old request's deliveries was delivered: it goes as well.
-    let claimed = store.claim_deliveries(Timestamp(100), Timestamp(200), 1).await.unwrap();
-    assert_eq!(claimed[0].reference, "R-old");
-    store.delivered(claimed[0].id, Timestamp(150)).await.unwrap();
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(2, 2, 1));
+    let claimed = store.claim(Timestamp(100), "w", Timestamp(200), 1).await.unwrap();
+    assert_eq!(reference(&claimed[0]), "R-old");
+    store.done(&[claimed[0].id], Timestamp(150)).await.unwrap();
+    assert_eq!(handoffs(&store).await, (2, 2, 1));
 
     let purged = store.purge(Timestamp(0), Timestamp(0), Timestamp(500), &[]).await.unwrap();
     assert_eq!((purged.requests, purged.drafts, purged.conversations), (1, 1, 0));
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(1, 1, 0));
-    let remaining = store.claim_deliveries(Timestamp(5000), Timestamp(6000), 10).await.unwrap();
-    assert_eq!(remaining.iter().map(|d| d.reference.as_str()).collect::<Vec<_>>(), ["R-new"]);
+    assert_eq!(handoffs(&store).await, (1, 1, 0));
+    let remaining = store.claim(Timestamp(5000), "w", Timestamp(6000), 10).await.unwrap();
+    assert_eq!(remaining.iter().map(|d| reference(d)).collect::<Vec<_>>(), ["R-new"]);
     // The old conversation stays, without its draft; the recent draft stays.
     // (Its revision moves on, so a process still holding the draft in its cache cannot write it
     // back: its compare-and-swap fails and it reads the conversation again.)
@@ -821,7 +871,7 @@ async fn purge_deletes_old_requests_and_clears_old_drafts(db: &TestDb) {
     // An expired conversation is deleted with its draft, counted as a conversation.
     let purged = store.purge(Timestamp(2000), Timestamp(0), Timestamp(2000), &[]).await.unwrap();
     assert_eq!((purged.conversations, purged.requests, purged.drafts), (4, 1, 0));
-    assert_eq!(store.delivery_counts().await.unwrap(), counts(0, 0, 0));
+    assert_eq!(handoffs(&store).await, (0, 0, 0));
 }
 
 /// Two workers in one process and one in another (a second store on the same database) claim
@@ -840,32 +890,471 @@ async fn concurrent_claimers_never_share_a_delivery(db: &TestDb) {
     while seen.len() < total {
         rounds += 1;
         assert!(rounds < 100, "claims stopped making progress");
-        let claim = |s: &Arc<SqlStore>| {
+        let claim = |s: &Arc<SqlStore>, owner: &'static str| {
             let s = s.clone();
             tokio::spawn(async move {
-                s.claim_deliveries(Timestamp(100), Timestamp(1_000), 4).await.unwrap()
+                s.claim(Timestamp(100), owner, Timestamp(1_000), 4).await.unwrap()
             })
         };
-        let (a, b, c) = (claim(&store), claim(&store), claim(&other));
+        let (a, b, c) = (claim(&store, "a1"), claim(&store, "a2"), claim(&other, "b1"));
         let (a, b, c) = tokio::join!(a, b, c);
         let (d, e) = tokio::join!(
-            store.claim_deliveries(Timestamp(100), Timestamp(1_000), 3),
-            other.claim_deliveries(Timestamp(100), Timestamp(1_000), 3)
+            store.claim(Timestamp(100), "a3", Timestamp(1_000), 3),
+            other.claim(Timestamp(100), "b2", Timestamp(1_000), 3)
         );
         for d in [a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap(), e.unwrap()].iter().flatten() {
             assert!(seen.insert(d.id), "delivery {} claimed twice", d.id);
         }
     }
     assert_eq!(seen.len(), total);
-    assert!(
-        store.claim_deliveries(Timestamp(999), Timestamp(2_000), 100).await.unwrap().is_empty()
-    );
+    assert!(store.claim(Timestamp(999), "w", Timestamp(2_000), 100).await.unwrap().is_empty());
     // Once the leases run out, each is claimed again, once.
     let (a, b) = tokio::join!(
-        store.claim_deliveries(Timestamp(1_000), Timestamp(2_000), 100),
-        other.claim_deliveries(Timestamp(1_000), Timestamp(2_000), 100)
+        store.claim(Timestamp(1_000), "w", Timestamp(2_000), 100),
+        other.claim(Timestamp(1_000), "w", Timestamp(2_000), 100)
     );
     let again: Vec<i64> = a.unwrap().iter().chain(&b.unwrap()).map(|d| d.id).collect();
     assert_eq!(again.len(), total);
     assert_eq!(again.iter().collect::<HashSet<_>>().len(), total);
+}
+
+fn out<'a>(sink: &'a str, lane: &'a str, body: &'a str) -> NewOutgoing<'a> {
+    NewOutgoing { sink, lane, body }
+}
+
+fn bodies(qs: &[Queued]) -> Vec<&str> {
+    qs.iter().map(|q| q.body.as_str()).collect()
+}
+
+/// Replies pending and given up.
+async fn replies(store: &dyn Store) -> (u64, u64) {
+    let c = store.delivery_counts().await.unwrap();
+    (c.replies_pending, c.replies_gave_up)
+}
+
+/// Commits a change of `user`'s conversation (inserted if new) with `items`; the result.
+async fn say_with(
+    store: &dyn Store,
+    user: &str,
+    event: Option<&str>,
+    items: &[NewOutgoing<'_>],
+    claim: Option<Claim<'_>>,
+    now: u64,
+) -> Committed {
+    let k = key(user);
+    let (expected, state) = match store.load(&k).await.unwrap() {
+        Some(s) => (
+            Expected::Revision { session: s.session, revision: s.state.revision },
+            stored(s.session, "q2", s.state.revision + 1, now),
+        ),
+        None => (Expected::Absent, stored(0, "q1", 1, now)),
+    };
+    let mut c = commit(&k, expected, Some(&state), event);
+    c.outgoing = items;
+    c.claim = claim;
+    c.now = Timestamp(now);
+    store.commit(&c).await.unwrap()
+}
+
+fn ids_of(c: &Committed) -> Vec<i64> {
+    match c {
+        Committed::Applied { outgoing, .. } => outgoing.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn outgoing_items_are_written_with_the_step_only_when_it_applies(db: &TestDb) {
+    let store = db.store().await;
+    let items = [out("tg", "c1", "a1"), out("tg", "c1", "a2"), out("tg", "c2", AWKWARD)];
+    let first = say_with(&store, "a", Some("e-1"), &items, None, 100).await;
+    let ids = ids_of(&first);
+    assert_eq!(ids.len(), 3);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(matches!(&first, Committed::Applied { claimed, .. } if claimed.is_empty()));
+    assert_eq!(replies(&store).await, (3, 0));
+    // A redelivered event writes nothing.
+    assert_eq!(say_with(&store, "a", Some("e-1"), &items, None, 110).await, Committed::Duplicate);
+    // Nor does a lost compare-and-swap.
+    let k = key("a");
+    let session = store.load(&k).await.unwrap().unwrap().session;
+    let next = stored(session, "q9", 7, 120);
+    let mut c = commit(&k, Expected::Revision { session, revision: 0 }, Some(&next), Some("e-2"));
+    c.outgoing = &items;
+    assert_eq!(store.commit(&c).await.unwrap(), Committed::Conflict);
+    assert_eq!(replies(&store).await, (3, 0));
+    // An unchanged step (a stale press) still answers: its items are written with its event.
+    let mut c = commit(&k, Expected::Revision { session, revision: 1 }, None, Some("e-3"));
+    let stale = [out("tg", "c1", "stale")];
+    c.outgoing = &stale;
+    let fourth = store.commit(&c).await.unwrap();
+    assert_eq!(ids_of(&fourth).len(), 1);
+    assert!(ids_of(&fourth)[0] > ids[2]);
+    assert_eq!(replies(&store).await, (4, 0));
+    let counts = store.delivery_counts().await.unwrap();
+    assert_eq!(counts.oldest_pending, Some(Timestamp(100)));
+    // What a worker gets: the heads of c1 and c2, with their bodies intact.
+    let heads = store.claim(Timestamp(100), "w", Timestamp(200), 10).await.unwrap();
+    assert_eq!(bodies(&heads), ["a1", AWKWARD]);
+    assert_eq!(heads.iter().map(|q| q.id).collect::<Vec<_>>(), [ids[0], ids[2]]);
+    let q = &heads[0];
+    assert_eq!(
+        (q.sink.as_str(), q.lane.as_str(), q.attempts, q.created_at, q.request.is_none()),
+        ("tg", "c1", 0, Timestamp(100), true)
+    );
+}
+
+/// Commits racing into shared transactions each get their own items, in their order.
+async fn outgoing_ids_follow_the_order_given_in_every_commit_of_a_batch(db: &TestDb) {
+    let store = Arc::new(db.store().await);
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let lane = format!("L{i}");
+                let texts: Vec<String> = (0..3).map(|n| format!("{i}-{n}")).collect();
+                let items: Vec<NewOutgoing<'_>> =
+                    texts.iter().map(|t| out("tg", &lane, t)).collect();
+                let result =
+                    say_with(store.as_ref(), &format!("u{i}"), None, &items, None, 100).await;
+                (i, ids_of(&result))
+            })
+        })
+        .collect();
+    let mut written = Vec::new();
+    for t in tasks {
+        written.push(t.await.unwrap());
+    }
+    // Each round of claims takes every lane's head: item n of every commit, by its id.
+    for n in 0..3 {
+        let heads = store.claim(Timestamp(100), "w", Timestamp(200), 100).await.unwrap();
+        assert_eq!(heads.len(), written.len(), "round {n}");
+        for (i, ids) in &written {
+            let head = heads.iter().find(|q| q.lane == format!("L{i}")).unwrap();
+            assert_eq!((head.id, head.body.clone()), (ids[n], format!("{i}-{n}")));
+        }
+        let ids: Vec<i64> = heads.iter().map(|q| q.id).collect();
+        store.done(&ids, Timestamp(150)).await.unwrap();
+    }
+    assert_eq!(replies(store.as_ref()).await, (0, 0));
+}
+
+async fn claim_takes_only_the_head_of_each_lane(db: &TestDb) {
+    let store = db.store().await;
+    let items = [out("tg", "c1", "1"), out("tg", "c1", "2"), out("dc", "c1", "x")];
+    say_with(&store, "a", None, &items, None, 100).await;
+    say_with(&store, "a", None, &[out("tg", "c1", "3")], None, 110).await;
+    let claim = |now: u64, limit: u32| store.claim(Timestamp(now), "w", Timestamp(now + 50), limit);
+    assert!(claim(99, 10).await.unwrap().is_empty(), "not due before it was written");
+    assert_eq!(bodies(&claim(100, 1).await.unwrap()), ["1"], "oldest first, up to the limit");
+    assert_eq!(bodies(&claim(100, 10).await.unwrap()), ["x"], "another sink is another lane");
+    assert!(claim(120, 10).await.unwrap().is_empty(), "2 waits behind 1, which is leased");
+    // A failed head keeps its place: what is behind it waits, also while it is not due.
+    let head = claim(150, 10).await.unwrap();
+    assert_eq!(bodies(&head), ["1", "x"], "the leases ran out");
+    store.failed(head[0].id, Timestamp(1_000), "429").await.unwrap();
+    store.done(&[head[1].id], Timestamp(160)).await.unwrap();
+    assert!(claim(500, 10).await.unwrap().is_empty());
+    let again = claim(1_000, 10).await.unwrap();
+    assert_eq!((bodies(&again), again[0].attempts), (vec!["1"], 1));
+    // Done: the next in line.
+    store.done(&[again[0].id], Timestamp(1_010)).await.unwrap();
+    assert_eq!(bodies(&claim(1_010, 10).await.unwrap()), ["2"]);
+}
+
+async fn leases_keep_other_owners_out_until_they_run_out(db: &TestDb) {
+    let store = db.store().await;
+    say_with(&store, "a", None, &[out("tg", "c1", "1")], None, 100).await;
+    let a = store.claim(Timestamp(100), "a", Timestamp(200), 10).await.unwrap();
+    assert_eq!(bodies(&a), ["1"]);
+    assert!(store.claim(Timestamp(150), "b", Timestamp(250), 10).await.unwrap().is_empty());
+    // A heartbeat keeps it.
+    assert_eq!(store.renew("a", Timestamp(400)).await.unwrap(), 1);
+    assert_eq!(store.renew("nobody", Timestamp(400)).await.unwrap(), 0);
+    assert!(store.claim(Timestamp(300), "b", Timestamp(500), 10).await.unwrap().is_empty());
+    // Run out: another owner takes it over (the attempt was never recorded).
+    let b = store.claim(Timestamp(400), "b", Timestamp(500), 10).await.unwrap();
+    assert_eq!((bodies(&b), b[0].attempts), (vec!["1"], 0));
+    assert_eq!(store.renew("a", Timestamp(900)).await.unwrap(), 0, "no longer a's");
+    // A failure releases the lease and the owner.
+    store.failed(b[0].id, Timestamp(450), &"é".repeat(1000)).await.unwrap();
+    assert_eq!(store.renew("b", Timestamp(900)).await.unwrap(), 0);
+    let a = store.claim(Timestamp(450), "a", Timestamp(600), 10).await.unwrap();
+    assert_eq!((bodies(&a), a[0].attempts), (vec!["1"], 1));
+    let pool = sqlx::AnyPool::connect(&db.url()).await.unwrap();
+    let kept: String = sqlx::query_scalar("SELECT last_error FROM outbox WHERE id = $1")
+        .bind(a[0].id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, "é".repeat(500), "the error kept is bounded");
+    pool.close().await;
+}
+
+async fn a_commit_claims_its_items_only_where_the_lane_is_clear(db: &TestDb) {
+    let store = Arc::new(db.store().await);
+    let p = Claim { owner: "p", until: Timestamp(500) };
+    let first = say_with(
+        store.as_ref(),
+        "a",
+        None,
+        &[out("tg", "c1", "1"), out("tg", "c1", "2")],
+        Some(p),
+        100,
+    )
+    .await;
+    let Committed::Applied { outgoing, claimed, .. } = &first else { panic!() };
+    assert_eq!(claimed, outgoing, "a clear lane: all of the commit's items");
+    // Behind a pending item: not claimed; a worker takes it once the lane is clear.
+    let second = say_with(
+        store.as_ref(),
+        "b",
+        None,
+        &[out("tg", "c1", "3"), out("tg", "c2", "y")],
+        Some(p),
+        110,
+    )
+    .await;
+    let Committed::Applied { outgoing: ids2, claimed: claimed2, .. } = &second else { panic!() };
+    assert_eq!(claimed2, &[ids2[1]], "c1 is busy, c2 is clear");
+    assert!(store.claim(Timestamp(120), "q", Timestamp(300), 10).await.unwrap().is_empty());
+    assert_eq!(store.renew("p", Timestamp(600)).await.unwrap(), 3);
+    store.done(outgoing, Timestamp(130)).await.unwrap();
+    assert_eq!(bodies(&store.claim(Timestamp(130), "q", Timestamp(300), 10).await.unwrap()), ["3"]);
+    // A hand-off's deliveries are claimed with the commit too (each its own lane).
+    let to = destinations(&["desk", "hook"]);
+    let r = request("R-1", &to);
+    let k = key("c");
+    let s = stored(0, "done", 1, 140);
+    let mut c = commit(&k, Expected::Absent, Some(&s), None);
+    c.request = Some(&r);
+    c.claim = Some(p);
+    let reply = [out("tg", "c3", "thanks")];
+    c.outgoing = &reply;
+    let Committed::Applied { outgoing, claimed, .. } = store.commit(&c).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!((outgoing.len(), &claimed), (3, &outgoing));
+    // Commits racing on one lane: exactly one claims.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let claim = Claim { owner: "p", until: Timestamp(500) };
+                let items = [out("tg", "busy", "x")];
+                match say_with(store.as_ref(), &format!("r{i}"), None, &items, Some(claim), 200)
+                    .await
+                {
+                    Committed::Applied { claimed, .. } => claimed.len(),
+                    other => panic!("{other:?}"),
+                }
+            })
+        })
+        .collect();
+    let mut claimed = 0;
+    for t in tasks {
+        claimed += t.await.unwrap();
+    }
+    assert_eq!(claimed, 1);
+}
+
+async fn giving_up_unblocks_the_lane_and_is_remembered(db: &TestDb) {
+    let store = db.store().await;
+    let items = [out("tg", "c1", "secret question"), out("tg", "c1", "2")];
+    let ids = ids_of(&say_with(&store, "a", None, &items, None, 100).await);
+    say_with(&store, "b", None, &[out("tg", "c9", "other")], None, 300).await;
+    assert!(!store.gave_up_since("tg", "c1", Timestamp(0)).await.unwrap());
+    store.gave_up(ids[0], Timestamp(250), "too old").await.unwrap();
+    assert_eq!(replies(&store).await, (2, 1));
+    let heads = store.claim(Timestamp(300), "w", Timestamp(400), 10).await.unwrap();
+    assert_eq!(bodies(&heads), ["2", "other"], "no longer blocks its lane");
+    assert!(store.gave_up_since("tg", "c1", Timestamp(100)).await.unwrap());
+    assert!(!store.gave_up_since("tg", "c1", Timestamp(101)).await.unwrap(), "written before");
+    assert!(!store.gave_up_since("tg", "c9", Timestamp(0)).await.unwrap());
+    assert!(!store.gave_up_since("dc", "c1", Timestamp(0)).await.unwrap());
+    // Given up is final, and its body is cleared.
+    store.failed(ids[0], Timestamp(300), "late").await.unwrap();
+    store.done(&[ids[0]], Timestamp(300)).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&db.url()).await.unwrap();
+    let body: String = sqlx::query_scalar("SELECT body FROM outbox WHERE id = $1")
+        .bind(ids[0])
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(body, "");
+    pool.close().await;
+    assert_eq!(replies(&store).await, (2, 1));
+}
+
+async fn done_deletes_replies_and_keeps_handoffs_counted(db: &TestDb) {
+    let store = db.store().await;
+    let ids = ids_of(&say_with(&store, "a", None, &[out("tg", "c1", "1")], None, 100).await);
+    let to = destinations(&["desk"]);
+    submit(&store, "b", &request("R-1", &to), 100).await;
+    let all = store.claim(Timestamp(100), "w", Timestamp(200), 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let all_ids: Vec<i64> = all.iter().map(|q| q.id).collect();
+    store.done(&all_ids, Timestamp(150)).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&db.url()).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE id = $1")
+        .bind(ids[0])
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "a delivered reply is deleted");
+    pool.close().await;
+    let counts = store.delivery_counts().await.unwrap();
+    assert_eq!((counts.requests, counts.pending, counts.delivered), (1, 0, 1));
+    assert_eq!(
+        (counts.replies_pending, counts.replies_gave_up, counts.oldest_pending),
+        (0, 0, None)
+    );
+    assert!(store.claim(Timestamp(10_000), "w", Timestamp(20_000), 10).await.unwrap().is_empty());
+    store.done(&[], Timestamp(150)).await.unwrap();
+}
+
+async fn purge_deletes_old_reply_items(db: &TestDb) {
+    let store = db.store().await;
+    let old = ids_of(
+        &say_with(&store, "a", None, &[out("tg", "c1", "1"), out("tg", "c2", "2")], None, 100)
+            .await,
+    );
+    say_with(&store, "b", None, &[out("tg", "c3", "new")], None, 1_000).await;
+    store.gave_up(old[0], Timestamp(200), "too old").await.unwrap();
+    let purged = store.purge(Timestamp(0), Timestamp(0), Timestamp(500), &[]).await.unwrap();
+    assert_eq!((purged.replies, purged.requests), (2, 0));
+    assert_eq!(replies(&store).await, (1, 0));
+    let left = store.claim(Timestamp(1_000), "w", Timestamp(2_000), 10).await.unwrap();
+    assert_eq!(bodies(&left), ["new"]);
+}
+
+fn clocked(clock: &Arc<ManualClock>) -> ServiceOptions {
+    ServiceOptions { clock: clock.clone(), ..ServiceOptions::default() }
+}
+
+/// One item per step: the prompt shown, to the conversation's chat.
+fn plan(
+    k: &ConversationKey,
+) -> impl FnMut(&flowbot_core::Flow, &flowbot_core::Outcome<'_>) -> Planned<Option<String>> + '_ {
+    move |_, o| {
+        let shown = o.prompt_shown().map(|p| p.node.id().to_owned());
+        let later = shown
+            .iter()
+            .map(|node| Outgoing {
+                sink: "test".into(),
+                lane: k.conversation.clone(),
+                body: node.clone(),
+            })
+            .collect();
+        Planned { now: shown, later }
+    }
+}
+
+async fn service_stores_planned_items_with_the_step_and_hands_claimed_ones_over(db: &TestDb) {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_000)));
+    let service = service(db, clocked(&clock)).await;
+    let k = key("planned");
+    let update = |event, input, now| Update { key: &k, event, input, now };
+    let Handled::Done(first) = service
+        .handle_planned(update(Some("p:1"), Input::Text("/start"), service.now()), plan(&k))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(first.now.as_deref(), Some("q1"));
+    assert_eq!(first.queued.len(), 1);
+    let q = &first.queued[0];
+    assert_eq!((q.sink.as_str(), q.lane.as_str(), q.body.as_str()), ("test", "chat", "q1"));
+    assert!(first.claimed.is_empty(), "this process serves no sink yet");
+    assert!(service.mailbox().is_empty());
+    // A redelivery writes and returns nothing.
+    assert_eq!(
+        service
+            .handle_planned(update(Some("p:1"), Input::Text("/start"), service.now()), plan(&k))
+            .await
+            .unwrap(),
+        Handled::Duplicate
+    );
+    assert_eq!(replies(service.store().as_ref()).await, (1, 0));
+    // Serving the sink: the next step's item is claimed at commit, but its lane is busy (q1
+    // is still pending), so it waits for a worker.
+    service.serve(&["test"]);
+    clock.advance(10);
+    let Handled::Done(second) = service
+        .handle_planned(update(Some("p:2"), Input::Text("届いている"), service.now()), plan(&k))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((second.now.as_deref(), second.claimed.len()), (Some("q2"), 0));
+    let worker = service
+        .store()
+        .claim(service.now(), "w", Timestamp(service.now().0 + 100), 10)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&worker), ["q1"]);
+    let ids: Vec<i64> = first.queued.iter().chain(&second.queued).map(|q| q.id).collect();
+    service.store().done(&ids, service.now()).await.unwrap();
+    // A clear lane: claimed for this process and in its mailbox, leased by the clock.
+    clock.advance(10);
+    let Handled::Done(third) = service
+        .handle_planned(update(Some("p:3"), Input::Back, service.now()), plan(&k))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(third.claimed, [third.queued[0].id]);
+    let mailed = service.mailbox().next_batch().await;
+    assert_eq!(mailed, third.queued);
+    assert_eq!(service.owner().len(), 16);
+    assert!(
+        service
+            .store()
+            .claim(service.now(), "w", Timestamp(u64::MAX / 2), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The lease is the service's: after it runs out (on the test clock), a worker may take it.
+    clock.advance(10_000);
+    let taken = service
+        .store()
+        .claim(service.now(), "w", Timestamp(service.now().0 + 100), 10)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&taken), ["q1"]);
+    // `handle` stores nothing to send.
+    assert_eq!(
+        service.handle(update(Some("p:4"), Input::Help, service.now()), |_, _| ()).await.unwrap(),
+        Handled::Done(())
+    );
+    assert_eq!(replies(service.store().as_ref()).await, (1, 0));
+    let _: Option<Delivered<()>> = None;
+}
+
+async fn service_expiry_and_resume_follow_the_test_clock(db: &TestDb) {
+    let day = 24 * 3_600_000;
+    let clock = Arc::new(ManualClock::new(Timestamp(1)));
+    let options = ServiceOptions { expire_after: 30 * day, ..clocked(&clock) };
+    let service = service(db, options).await;
+    let k = key("idle");
+    let say_now = |text: &'static str| {
+        let (service, k) = (&service, &k);
+        async move { say(service, k, text, service.now().0).await }
+    };
+    say_now("/start").await;
+    clock.advance(1);
+    say_now("届いていない").await;
+    let first = service.store().load(&k).await.unwrap().unwrap().session;
+    clock.advance(day + day / 2);
+    assert_eq!(say_now("?").await.as_deref(), Some("q3"));
+    assert!(service.store().load(&k).await.unwrap().unwrap().state.awaiting_resume);
+    clock.advance(30 * day);
+    assert_eq!(say_now("こんにちは").await.as_deref(), Some("q1"));
+    let now = service.store().load(&k).await.unwrap().unwrap();
+    assert_ne!(now.session, first);
+    clock.advance(31 * day);
+    assert_eq!(service.purge(service.now()).await.unwrap().conversations, 1);
 }

@@ -2,6 +2,7 @@
 
 mod chat;
 mod check;
+mod delivery;
 mod discord;
 mod engine;
 mod handoff;
@@ -9,7 +10,9 @@ mod link;
 mod process;
 mod render;
 mod scripts;
+mod split;
 mod store;
 mod telegram;
 mod telegram_fake;
+mod view;
 mod web;

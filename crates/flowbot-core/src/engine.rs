@@ -5,10 +5,14 @@
 //! stale press, so an adapter need not write anything back). No I/O, no clock: `now` is an
 //! argument, and the same inputs always give the same outputs.
 
+mod forms;
+
 use crate::flow::{Flow, Means, Node, NodeIx, NodeKind, Texts};
-use crate::form::{Answer, Draft, Form, Invalid, Stage, Submission};
+use crate::form::{Draft, Form, Stage, Submission};
+pub use crate::prompt::{Button, Prompt};
+use crate::prompt::{FormView, offered};
 use crate::text::{MAX_TYPED_BYTES, Typed, classify, normalize};
-use crate::token::{Action, Token};
+use crate::token::Action;
 
 /// Milliseconds since the Unix epoch, as the caller's clock says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -27,8 +31,8 @@ pub enum Input<'a> {
     /// Typed text: an answer by number, label or yes/no word, a form field's answer, or a
     /// `/command`.
     Text(&'a str),
-    /// A form field's answer typed into a box opened by the button with `token` (a Discord
-    /// modal): applied only if that button is current, like a press.
+    /// A form field's answer typed into a box opened by the button with `token` (a modal
+    /// dialog): applied only if that button is current, like a press.
     Answer {
         token: &'a str,
         text: &'a str,
@@ -64,9 +68,6 @@ pub struct Conversation {
     started_at: Timestamp,
     updated_at: Timestamp,
 }
-
-/// The longest text a form field takes in one message (its own `max_chars` is checked after).
-const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// Why the engine is saying something other than the flow's next node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,166 +139,6 @@ pub enum Reply<'f> {
     Prompt(Prompt<'f>),
     /// A submitted form: show [`Outcome::handoff`]'s message here.
     Handoff,
-}
-
-/// A question (or an ending, or a step of a form) with its buttons.
-#[derive(Debug, Clone)]
-pub struct Prompt<'f> {
-    pub node: &'f Node,
-    /// The revision the buttons' tokens carry.
-    pub rev: u64,
-    /// Whether the back (戻る) button is offered.
-    pub back: bool,
-    /// Whether the restart (最初から) button is offered.
-    pub restart: bool,
-    /// This is the question whether to resume after a pause, not the node's own prompt.
-    pub resume: bool,
-    /// At a form node: the form, where in it, and the confirmation's text. Boxed: most
-    /// prompts are questions, and a small `Reply` is cheap to move.
-    form: Option<Box<FormView<'f>>>,
-    texts: &'f Texts,
-}
-
-#[derive(Debug, Clone)]
-struct FormView<'f> {
-    form: &'f Form,
-    stage: Stage,
-    /// The confirmation's text (it lists the answers).
-    confirmation: Option<String>,
-}
-
-/// A prompt's own buttons (before back and restart), without building a list.
-#[derive(Clone, Copy)]
-enum Main<'f> {
-    None,
-    Choices(&'f [crate::flow::Choice]),
-    /// A form field's "unknown" button.
-    Unknown(&'f str, u8),
-    Confirm(&'f Form),
-    /// The fields, to pick the one to fix.
-    Fields(&'f [crate::form::Field]),
-}
-
-impl<'f> Main<'f> {
-    fn len(self) -> usize {
-        match self {
-            Main::None => 0,
-            Main::Choices(c) => c.len(),
-            Main::Unknown(..) => 1,
-            Main::Confirm(_) => 2,
-            Main::Fields(f) => f.len(),
-        }
-    }
-
-    /// Button `i` (`i < len()`).
-    fn get(self, i: usize) -> (&'f str, Action) {
-        match self {
-            Main::Choices(c) => (&c[i].label, Action::Choice(i as u8)),
-            Main::Unknown(label, index) => (label, Action::Unknown(index)),
-            Main::Confirm(form) if i == 0 => (&form.texts.submit, Action::Submit),
-            Main::Confirm(form) => (&form.texts.fix, Action::Fix),
-            Main::Fields(f) => (&f[i].label, Action::Choice(i as u8)),
-            Main::None => unreachable!("no buttons"),
-        }
-    }
-}
-
-/// One button of a prompt.
-#[derive(Debug, Clone, Copy)]
-pub struct Button<'f> {
-    pub label: &'f str,
-    pub token: Token<'f>,
-}
-
-impl<'f> Prompt<'f> {
-    pub fn text(&self) -> &str {
-        if self.resume {
-            return &self.texts.resume_question;
-        }
-        match self.form.as_deref() {
-            Some(FormView { form, stage: Stage::Field { index, .. }, .. }) => {
-                &form.fields[usize::from(*index)].ask
-            }
-            Some(FormView { stage: Stage::Confirm, confirmation, .. }) => {
-                confirmation.as_deref().unwrap_or_default()
-            }
-            Some(FormView { form, stage: Stage::Pick, .. }) => &form.texts.fix_question,
-            None => self.node.text(),
-        }
-    }
-
-    /// At a form node: the form and where in it.
-    pub fn form(&self) -> Option<(&'f Form, Stage)> {
-        self.form.as_deref().map(|v| (v.form, v.stage))
-    }
-
-    /// At a form field: the token of the button that opens a box to type the answer in
-    /// (for platforms where the bot cannot read typed messages), and the field.
-    pub fn input(&self) -> Option<(Button<'f>, &'f crate::form::Field)> {
-        match self.form() {
-            Some((form, Stage::Field { index, .. })) if !self.resume => Some((
-                Button {
-                    label: &form.texts.input,
-                    token: Token {
-                        rev: self.rev,
-                        node: &self.node.id,
-                        action: Action::Field(index),
-                    },
-                },
-                &form.fields[usize::from(index)],
-            )),
-            _ => None,
-        }
-    }
-
-    pub fn note(&self) -> Option<&'f str> {
-        match &self.node.kind {
-            NodeKind::Question(q) if !self.resume => q.note.as_deref(),
-            _ => None,
-        }
-    }
-
-    pub fn is_ending(&self) -> bool {
-        self.node.is_ending()
-    }
-
-    /// The choices' buttons, in order, then back and restart where offered. (A form field's
-    /// input button is [`Prompt::input`], not one of these.)
-    pub fn buttons(&self) -> impl Iterator<Item = Button<'f>> + use<'f> {
-        let node = self.node;
-        let rev = self.rev;
-        let main = match (&node.kind, self.form()) {
-            _ if self.resume => Main::None,
-            (NodeKind::Question(q), _) => Main::Choices(&q.choices),
-            (_, Some((form, Stage::Field { index, .. }))) => {
-                match form.fields[usize::from(index)].unknown.as_deref() {
-                    Some(label) => Main::Unknown(label, index),
-                    None => Main::None,
-                }
-            }
-            (_, Some((form, Stage::Confirm))) => Main::Confirm(form),
-            (_, Some((form, Stage::Pick))) => Main::Fields(&form.fields),
-            _ => Main::None,
-        };
-        let nav = [
-            self.resume.then_some((self.texts.resume.as_str(), Action::Resume)),
-            self.back.then_some((self.texts.back.as_str(), Action::Back)),
-            self.restart.then_some((self.texts.restart.as_str(), Action::Restart)),
-        ];
-        (0..main.len()).map(move |i| main.get(i)).chain(nav.into_iter().flatten()).map(
-            move |(label, action)| Button { label, token: Token { rev, node: &node.id, action } },
-        )
-    }
-
-    /// The number of choice buttons (the ones a typed number selects).
-    pub fn choice_count(&self) -> usize {
-        match (&self.node.kind, self.form()) {
-            _ if self.resume => 0,
-            (NodeKind::Question(q), _) => q.choices.len(),
-            (_, Some((form, Stage::Pick))) => form.fields.len(),
-            _ => 0,
-        }
-    }
 }
 
 /// A change of node, for the event log and statistics.
@@ -441,7 +282,7 @@ impl Conversation {
     /// Rebuilds a conversation from stored parts (see `Conversation::restore`).
     pub(crate) fn from_parts(
         node: NodeIx,
-        s: &crate::store::Snapshot,
+        s: &crate::snapshot::Snapshot,
         path: Vec<Step>,
         form: Option<Draft>,
     ) -> Self {
@@ -731,7 +572,7 @@ impl Conversation {
         out: &mut Outcome<'f>,
     ) {
         let (word, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
-        // Telegram addresses commands in groups as `/start@botname`.
+        // Messengers address commands in groups as `/start@botname`.
         let word = word.split_once('@').map_or(word, |(w, _)| w);
         match word {
             "start" => {
@@ -846,215 +687,6 @@ impl Conversation {
         self.updated_at = now;
         out.changed = true;
     }
-}
-
-/// Forms: answering fields, the confirmation, fixing, submitting.
-impl Conversation {
-    /// An answer typed for field `index` (as a message, or into its box).
-    fn field_answer<'f>(
-        &mut self,
-        flow: &'f Flow,
-        index: u8,
-        text: &str,
-        words: bool,
-        now: Timestamp,
-        out: &mut Outcome<'f>,
-    ) {
-        let Some(form) = flow.form_of(self.node) else { return self.stale(flow, out) };
-        let field = &form.fields[usize::from(index)];
-        if text.len() > MAX_ANSWER_BYTES {
-            return self.refuse(flow, form, field, Invalid::TooLong, now, out);
-        }
-        let key = normalize(text);
-        if words && key == flow.texts.back_key {
-            return self.back(flow, now, out);
-        }
-        if words && key == flow.texts.restart_key {
-            return self.restart(flow, now, out);
-        }
-        if field.unknown.is_some() && key == field.unknown_key {
-            return self.field_unknown(flow, index, now, out);
-        }
-        match field.validate(text) {
-            Ok(value) => self.field_done(flow, index, Answer::Given(value), now, out),
-            Err(why) => self.refuse(flow, form, field, why, now, out),
-        }
-    }
-
-    fn field_unknown<'f>(
-        &mut self,
-        flow: &'f Flow,
-        index: u8,
-        now: Timestamp,
-        out: &mut Outcome<'f>,
-    ) {
-        self.field_done(flow, index, Answer::Unknown, now, out);
-    }
-
-    /// Records an answer and moves on: to the next field, or to the confirmation after the
-    /// last field or after fixing one.
-    fn field_done<'f>(
-        &mut self,
-        flow: &'f Flow,
-        index: u8,
-        answer: Answer,
-        now: Timestamp,
-        out: &mut Outcome<'f>,
-    ) {
-        let Some(draft) = self.form.as_mut() else { return self.stale(flow, out) };
-        let Stage::Field { fixing, .. } = draft.stage else { return self.stale(flow, out) };
-        draft.answers[usize::from(index)] = Some(answer);
-        let next = usize::from(index) + 1;
-        let stage = if fixing || next >= draft.answers.len() {
-            Stage::Confirm
-        } else {
-            Stage::Field { index: next as u8, fixing: false }
-        };
-        self.form_stage(flow, stage, now, out);
-    }
-
-    /// An answer refused: the reason, then the same field again (its buttons still work).
-    fn refuse<'f>(
-        &mut self,
-        flow: &'f Flow,
-        form: &'f Form,
-        field: &'f crate::form::Field,
-        why: Invalid,
-        now: Timestamp,
-        out: &mut Outcome<'f>,
-    ) {
-        self.misses = self.misses.saturating_add(1);
-        self.touch(now, out);
-        out.replies.push(Reply::Notice { kind: NoticeKind::Invalid, text: why.text(form, field) });
-        if self.misses >= 3 {
-            out.notice(flow, NoticeKind::Contact);
-        }
-        out.prompt(flow, self);
-    }
-
-    /// Text typed at the confirmation or at the choice of the answer to fix.
-    fn form_typed<'f>(
-        &mut self,
-        flow: &'f Flow,
-        text: &str,
-        now: Timestamp,
-        out: &mut Outcome<'f>,
-    ) {
-        let (Some(form), Some(draft)) = (flow.form_of(self.node), &self.form) else {
-            return self.stale(flow, out);
-        };
-        if text.len() > MAX_TYPED_BYTES {
-            return self.miss(flow, now, out);
-        }
-        let key = normalize(text);
-        if key == flow.texts.back_key {
-            return self.back(flow, now, out);
-        }
-        if key == flow.texts.restart_key {
-            return self.restart(flow, now, out);
-        }
-        let number = match classify(&key) {
-            Typed::Number(n) => usize::try_from(n).ok(),
-            _ => None,
-        };
-        match draft.stage {
-            Stage::Confirm if key == form.texts.submit_key || number == Some(1) => {
-                self.submit(flow, now, out)
-            }
-            Stage::Confirm if key == form.texts.fix_key || number == Some(2) => {
-                self.form_stage(flow, Stage::Pick, now, out)
-            }
-            Stage::Pick => {
-                let picked = number
-                    .filter(|n| (1..=form.fields.len()).contains(n))
-                    .map(|n| n - 1)
-                    .or_else(|| form.fields.iter().position(|f| normalize(&f.label) == key));
-                match picked {
-                    Some(i) => self.fix_field(flow, i as u8, now, out),
-                    None => self.miss(flow, now, out),
-                }
-            }
-            _ => self.miss(flow, now, out),
-        }
-    }
-
-    fn fix_field<'f>(&mut self, flow: &'f Flow, index: u8, now: Timestamp, out: &mut Outcome<'f>) {
-        self.form_stage(flow, Stage::Field { index, fixing: true }, now, out);
-    }
-
-    /// Moves within the form; the buttons shown before go stale.
-    fn form_stage<'f>(
-        &mut self,
-        flow: &'f Flow,
-        stage: Stage,
-        now: Timestamp,
-        out: &mut Outcome<'f>,
-    ) {
-        let Some(draft) = self.form.as_mut() else { return self.stale(flow, out) };
-        draft.stage = stage;
-        self.misses = 0;
-        self.touch(now, out);
-        self.entered = self.revision;
-        out.prompt(flow, self);
-    }
-
-    /// The confirmation's submit: the hand-off, then on to the form's `next`.
-    fn submit<'f>(&mut self, flow: &'f Flow, now: Timestamp, out: &mut Outcome<'f>) {
-        let from = self.node;
-        let (Some(form), Some(draft), NodeKind::Form { next, .. }) =
-            (flow.form_of(from), self.form.take(), &flow.node(from).kind)
-        else {
-            return self.stale(flow, out);
-        };
-        let path = self
-            .path
-            .iter()
-            .filter_map(|s| {
-                let node = flow.node(s.node);
-                let NodeKind::Question(q) = &node.kind else { return None };
-                Some((node.title.clone(), q.choices.get(usize::from(s.choice))?.label.clone()))
-            })
-            .collect();
-        let ending = flow.node(flow.settle(*next));
-        let mut seed = Vec::with_capacity(24);
-        seed.extend_from_slice(&self.started_at.0.to_le_bytes());
-        seed.extend_from_slice(&now.0.to_le_bytes());
-        seed.extend_from_slice(&self.revision.to_le_bytes());
-        let submission = Submission::new(
-            form,
-            &draft.answers,
-            path,
-            (&ending.id, &ending.title),
-            flow.delivers,
-            &seed,
-        );
-        out.replies.push(Reply::Handoff);
-        out.handoff = Some(Box::new(Handoff { form, submission }));
-        self.go_to(flow, *next, now, out);
-        out.event = Some(Event::Submitted { from, to: self.node });
-    }
-}
-
-/// The action of `token` if it is one of `prompt`'s buttons (or its input button) and was
-/// issued at revision `entered`.
-fn offered(prompt: &Prompt<'_>, token: &str, entered: u64) -> Option<Action> {
-    let token = Token::parse(token).filter(|t| t.rev == entered && t.node == prompt.node.id)?;
-    // What `Prompt::buttons` and `Prompt::input` show, without building them.
-    let stage = prompt.form().filter(|_| !prompt.resume);
-    let field = |i: u8| match stage {
-        Some((form, Stage::Field { index, .. })) if index == i => form.fields.get(usize::from(i)),
-        _ => None,
-    };
-    let shown = match token.action {
-        Action::Choice(i) => usize::from(i) < prompt.choice_count(),
-        Action::Back => prompt.back,
-        Action::Restart => prompt.restart,
-        Action::Resume => prompt.resume,
-        Action::Submit | Action::Fix => matches!(stage, Some((_, Stage::Confirm))),
-        Action::Unknown(i) => field(i).is_some_and(|f| f.unknown.is_some()),
-        Action::Field(i) => field(i).is_some(),
-    };
-    shown.then_some(token.action)
 }
 
 /// `Some(entry)` if `text` is a `/start` command (`/start`, `/start ENTRY`, `/start@bot ENTRY`).

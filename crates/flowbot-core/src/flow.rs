@@ -356,6 +356,8 @@ pub struct Choice {
     pub(crate) key: String,
     pub(crate) next: NodeIx,
     pub(crate) means: Option<Means>,
+    /// The line of the flow file the choice is on, where known.
+    pub(crate) line: Option<u32>,
 }
 
 impl Choice {
@@ -407,4 +409,20 @@ pub struct Texts {
     pub(crate) back_key: String,
     pub(crate) restart_key: String,
     pub(crate) resume_key: String,
+}
+
+impl Flow {
+    /// Follows message nodes from `ix` to the first question or ending.
+    ///
+    /// `compile` guarantees every node reaches an ending, so a chain of messages cannot loop;
+    /// the walk is still bounded by the node count.
+    pub(crate) fn settle(&self, mut ix: NodeIx) -> NodeIx {
+        for _ in 0..self.nodes.len() {
+            match self.node(ix).kind {
+                NodeKind::Message { next, .. } => ix = next,
+                _ => break,
+            }
+        }
+        ix
+    }
 }

@@ -20,6 +20,8 @@ pub struct Form {
     pub(crate) title: String,
     pub(crate) fields: Vec<Field>,
     pub(crate) texts: FormTexts,
+    /// The line of the flow file the form starts on, where known.
+    pub(crate) line: Option<u32>,
 }
 
 impl Form {
@@ -42,6 +44,9 @@ impl Form {
 
 /// The most fields a form may have (single-digit field numbers in button tokens).
 pub const MAX_FIELDS: usize = 10;
+/// The most a field's `max_chars` may be: 4,096 characters of at most four bytes each fit the
+/// engine's bound on one answer (16 KiB).
+pub const MAX_ANSWER_CHARS: usize = 4096;
 /// The longest answer kept when a field sets no `max_chars`.
 pub const DEFAULT_MAX_CHARS: usize = 200;
 

@@ -3,7 +3,7 @@
 //! A flow is loaded in two stages — YAML into raw serde structs, then a compile step that checks
 //! the graph and reports every problem with file, line and node id — and run by a pure state
 //! machine: `(flow, conversation, input, now) → (conversation', replies)`. Nothing here does
-//! I/O, spawns tasks or reads a clock; the adapters (Telegram, Discord, the terminal) feed inputs
+//! I/O, spawns tasks or reads a clock; the adapters (messengers, the web chat, the terminal) feed inputs
 //! in and render the replies.
 //!
 //! ```
@@ -51,16 +51,21 @@ mod compile;
 mod engine;
 mod flow;
 mod form;
+mod limits;
 mod loader;
 mod problem;
+mod prompt;
 mod raw;
 mod script;
+mod snapshot;
+mod split;
 mod store;
 mod text;
 mod token;
+mod view;
 
 pub use clock::{Clock, ManualClock};
-pub use compile::{DISCORD_LABEL_MAX, MAX_CHOICES, TELEGRAM_CALLBACK_DATA_MAX};
+pub use compile::MAX_CHOICES;
 pub use engine::{
     Button, Conversation, Event, Handoff, Input, NoticeKind, Outcome, Prompt, Reply, Step,
     Timestamp,
@@ -70,17 +75,23 @@ pub use flow::{
     Question, Texts,
 };
 pub use form::{
-    Answer, Check, Draft, Field, Form, FormTexts, Invalid, MAX_FIELDS, Stage, Submission,
-    SubmittedAnswer, is_email, normalize_answer, reference,
+    Answer, Check, Draft, Field, Form, FormTexts, Invalid, MAX_ANSWER_CHARS, MAX_FIELDS, Stage,
+    Submission, SubmittedAnswer, is_email, normalize_answer, reference,
 };
-pub use loader::{Params, load_flow};
-pub use problem::{Problem, ProblemKind, Problems};
+pub use limits::Limits;
+pub use loader::{load_flow, load_flow_for};
+pub use problem::{OverLimit, Problem, ProblemKind, Problems};
+pub use raw::Params;
 pub use script::{
     Coverage, CoverageReport, Script, ScriptFailure, ScriptFile, ScriptStep, run_script,
 };
+pub use snapshot::{RestoreError, Snapshot, Transition, TransitionKind};
+pub use split::{Unit, split, split_by};
 pub use store::{
-    Commit, Committed, ConversationKey, Delivery, DeliveryCounts, Expected, NewRequest, Purged,
-    RestoreError, Snapshot, Store, StoreError, Stored, Transition, TransitionKind, VersionStats,
+    Claim, Commit, Committed, ConversationKey, ConversationStore, DeliveryCounts, Expected,
+    NewOutgoing, NewRequest, OutboxStore, Purged, Queued, QueuedRequest, Store, StoreError, Stored,
+    VersionStats,
 };
 pub use text::{Segment, normalize, segments};
 pub use token::{Action, Token, max_token_len};
+pub use view::{Answered, Paragraph, Part, PromptView, View};

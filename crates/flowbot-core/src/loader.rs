@@ -5,27 +5,36 @@
 //! (the layout `flows/README.md` documents). Where a file uses flow style (`[...]`, `{...}`) for
 //! a whole list, problems are still reported, with the enclosing line or none.
 
-use std::collections::BTreeMap;
-
 use serde::de::DeserializeOwned;
 
-use crate::compile::{SourceMap, compile};
+use crate::compile::compile;
 use crate::flow::Flow;
+use crate::limits::Limits;
 use crate::problem::{Problem, ProblemKind, Problems};
-use crate::raw::RawFlow;
-
-/// Deployment values for a flow's declared `params`, by name.
-pub type Params = BTreeMap<String, String>;
+use crate::raw::{Params, RawFlow, SourceMap};
 
 /// Loads a flow from YAML source text.
 ///
 /// `origin` names the source in problems (usually the file path). `params` are the deployment's
 /// values; a declared parameter without a value takes its default. On failure every problem
 /// found is returned: first shape errors (which stop parsing), else every graph problem at once.
+///
+/// No platform's limits are checked: see [`load_flow_for`] and [`Flow::check_limits`].
 pub fn load_flow(source: &str, origin: &str, params: &Params) -> Result<Flow, Problems> {
+    load_flow_for(source, origin, params, &[])
+}
+
+/// [`load_flow`], also checking the flow against the `limits` of the platforms it will run on,
+/// so that one list holds every problem (`flowbot check`).
+pub fn load_flow_for(
+    source: &str,
+    origin: &str,
+    params: &Params,
+    limits: &[&Limits],
+) -> Result<Flow, Problems> {
     let raw: RawFlow = parse(source, origin).map_err(|p| Problems(vec![p]))?;
     let map = source_map(source, &raw);
-    compile(raw, &map, source, origin, params)
+    compile(raw, &map, source, origin, params, limits)
 }
 
 /// Parses YAML text into `T`, turning a serde error into a located [`Problem`].

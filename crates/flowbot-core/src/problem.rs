@@ -62,20 +62,14 @@ pub enum ProblemKind {
     LabelIsNavigation { choice: usize, label: String, button: &'static str },
     #[error("choice {choice}'s label `{label}` reads as a choice number when typed")]
     LabelIsNumber { choice: usize, label: String },
-    #[error(
-        "choice {choice}'s label is {chars} characters, over Discord's 80-character button limit: `{label}`"
-    )]
-    LabelTooLong { choice: usize, chars: usize, label: String },
     #[error("two choices are marked `means: {0}`")]
     DuplicateMeans(&'static str),
-    #[error(
-        "button tokens of this node can reach {bytes} bytes, over Telegram's 64-byte callback_data limit; shorten the node id"
-    )]
-    TokenTooLong { bytes: usize },
-    #[error(
-        "entry name `{0}` is not a valid Telegram start payload: use 1 to 64 of A-Z a-z 0-9 _ -"
-    )]
+    #[error("entry name `{0}` is not valid: use 1 to 64 of A-Z a-z 0-9 _ -")]
     InvalidEntryName(String),
+    /// Over a limit of a platform the flow is checked for ("choice 4's label `…` is 82
+    /// characters; Chat allows 80").
+    #[error("{0}")]
+    OverLimit(Box<OverLimit>),
     #[error("text uses parameter `{{{{{0}}}}}`, which `params` does not declare")]
     UndeclaredParam(String),
     #[error("text has an unterminated `{{{{` placeholder")]
@@ -84,6 +78,20 @@ pub enum ProblemKind {
     Form { form: String, message: String },
     #[error("parameter `{name}`: {message}")]
     Param { name: String, message: String },
+}
+
+/// A platform's limit broken: "choice 4's label `…` is 82 characters; Chat allows 80".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is {len} {unit}; {platform} allows {max}")]
+pub struct OverLimit {
+    /// What is too long (or too many), as the message names it.
+    pub what: String,
+    pub len: usize,
+    /// The unit of `len` and `max` ("characters", "bytes", "buttons").
+    pub unit: &'static str,
+    /// The platform whose limit it is ([`Limits::platform`](crate::Limits::platform)).
+    pub platform: &'static str,
+    pub max: usize,
 }
 
 /// Every problem of one load, in file order. A flow with any problem does not load.

@@ -1,4 +1,5 @@
-//! Stage one of loading: serde structs that mirror the YAML file exactly.
+//! Stage one of loading: serde structs that mirror the YAML file exactly, where their parts are
+//! in the file ([`SourceMap`]), and the deployment's parameter values ([`Params`]).
 //!
 //! Nothing here is checked beyond shape (`deny_unknown_fields` everywhere); `compile` turns a
 //! [`RawFlow`] into a [`crate::Flow`] or a list of every problem it has.
@@ -6,6 +7,21 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+/// Deployment values for a flow's declared `params`, by name.
+pub type Params = BTreeMap<String, String>;
+
+/// Where things are in the source, as far as the loader could tell. Lines are 1-based.
+#[derive(Debug, Default)]
+pub(crate) struct SourceMap {
+    pub nodes: Vec<Option<u32>>,
+    /// Per node, the line of each choice; empty where unknown.
+    pub choices: Vec<Vec<u32>>,
+    pub entries: BTreeMap<String, u32>,
+    pub forms: BTreeMap<String, u32>,
+    pub start: Option<u32>,
+    pub flow: Option<u32>,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use crate::engine::{Conversation, Input, NoticeKind, Outcome, Reply, Timestamp};
 use crate::flow::{Flow, NodeIx, NodeKind};
-use crate::loader::{Params, parse};
+use crate::loader::parse;
 use crate::problem::Problem;
+use crate::raw::Params;
 
 /// A file of scripts for one flow.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,7 +53,7 @@ pub enum ScriptStep {
     PressAgain,
     PressToken(String),
     Type(String),
-    /// A form field's answer typed into the box its input button opens (a Discord modal).
+    /// A form field's answer typed into the box its input button opens (a modal dialog).
     Answer(String),
     Back,
     Restart,

@@ -4,18 +4,23 @@
 //! defines the data and the semantics every backend must share, which one test suite checks:
 //!
 //! - A conversation is keyed by `(platform, conversation, user)`.
-//! - [`Store::commit`] is a compare-and-swap on the revision read: two writers of one
+//! - [`ConversationStore::commit`] is a compare-and-swap on the revision read: two writers of one
 //!   conversation never both succeed; the loser gets [`Committed::Conflict`] and re-reads.
 //! - The platform's event id is recorded in the same transaction as the change it caused; a
 //!   redelivered event gets [`Committed::Duplicate`] and changes nothing.
-//! - Transitions (the event log) are written in that transaction too.
+//! - Transitions (the event log) are written in that transaction too, and so are the step's
+//!   outgoing items (its replies, and a submitted request's hand-off deliveries): the outbox,
+//!   which a delivery worker drains through [`OutboxStore`], in order per `(sink, lane)`.
+//!
+//! The contract is two traits, [`ConversationStore`] and [`OutboxStore`]; [`Store`] is both.
 
 use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::engine::{Conversation, Event, Step, Timestamp};
-use crate::flow::{Flow, FlowVersion, NodeIx};
+use crate::Timestamp;
+use crate::flow::FlowVersion;
+use crate::snapshot::{Snapshot, Transition};
 
 /// Who a conversation is with, and where: one per user per chat per platform.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,117 +43,6 @@ impl ConversationKey {
     }
 }
 
-/// A conversation's state in a form that outlives a flow's indices: node ids, not positions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub node: String,
-    pub revision: u64,
-    pub entered: u64,
-    /// `(question id, choice index)`, oldest first.
-    pub path: Vec<(String, u8)>,
-    pub misses: u8,
-    pub awaiting_resume: bool,
-    pub started_at: Timestamp,
-    pub updated_at: Timestamp,
-    /// A form being filled in (its stage and answers so far), encoded by the core; `None`
-    /// outside a form. Personal data: kept no longer than the conversation, and cleared by
-    /// `purge` once older than the retention period.
-    pub form: Option<String>,
-}
-
-/// Why a snapshot does not fit the flow it names.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RestoreError {
-    #[error("the flow has no node `{0}`")]
-    UnknownNode(String),
-    #[error("node `{node}` has no choice {choice}")]
-    UnknownChoice { node: String, choice: u8 },
-    #[error("malformed path `{0}`")]
-    MalformedPath(String),
-}
-
-impl Snapshot {
-    /// The path as stored: `q1:1 q2:0`.
-    pub fn path_text(&self) -> String {
-        let mut s = String::with_capacity(self.path.len() * 6);
-        for (i, (node, choice)) in self.path.iter().enumerate() {
-            if i > 0 {
-                s.push(' ');
-            }
-            s.push_str(node);
-            s.push(':');
-            s.push_str(&choice.to_string());
-        }
-        s
-    }
-
-    /// Parses [`Snapshot::path_text`]'s form.
-    pub fn parse_path(text: &str) -> Result<Vec<(String, u8)>, RestoreError> {
-        text.split_whitespace()
-            .map(|step| {
-                let (node, choice) = step
-                    .rsplit_once(':')
-                    .ok_or_else(|| RestoreError::MalformedPath(text.to_owned()))?;
-                let choice =
-                    choice.parse().map_err(|_| RestoreError::MalformedPath(text.to_owned()))?;
-                Ok((node.to_owned(), choice))
-            })
-            .collect()
-    }
-}
-
-impl Conversation {
-    /// The conversation as a [`Snapshot`] of `flow` (the flow it runs on).
-    pub fn snapshot(&self, flow: &Flow) -> Snapshot {
-        Snapshot {
-            node: flow.node(self.node()).id().to_owned(),
-            revision: self.revision(),
-            entered: self.entered(),
-            path: self
-                .path()
-                .iter()
-                .map(|s| (flow.node(s.node).id().to_owned(), s.choice))
-                .collect(),
-            misses: self.misses(),
-            awaiting_resume: self.is_awaiting_resume(),
-            started_at: self.started_at(),
-            updated_at: self.updated_at(),
-            form: self.draft().map(crate::form::Draft::encode),
-        }
-    }
-
-    /// Rebuilds a conversation from a snapshot taken on the same flow version.
-    pub fn restore(flow: &Flow, snapshot: &Snapshot) -> Result<Self, RestoreError> {
-        let node = find(flow, &snapshot.node)?;
-        let path = snapshot
-            .path
-            .iter()
-            .map(|(id, choice)| {
-                let ix = find(flow, id)?;
-                match flow.node(ix).kind() {
-                    crate::NodeKind::Question(q) if usize::from(*choice) < q.choices().len() => {
-                        Ok(Step { node: ix, choice: *choice })
-                    }
-                    _ => Err(RestoreError::UnknownChoice { node: id.clone(), choice: *choice }),
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        // A draft that no longer fits (or was cleared by `purge`) starts the form again.
-        let form = flow.form_of(node).map(|form| {
-            snapshot
-                .form
-                .as_deref()
-                .and_then(|s| crate::form::Draft::decode(form, s))
-                .unwrap_or_else(|| crate::form::Draft::new(form))
-        });
-        Ok(Conversation::from_parts(node, snapshot, path, form))
-    }
-}
-
-fn find(flow: &Flow, id: &str) -> Result<NodeIx, RestoreError> {
-    flow.find(id).ok_or_else(|| RestoreError::UnknownNode(id.to_owned()))
-}
-
 /// A conversation as stored, with the flow version it runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -160,61 +54,7 @@ pub struct Stored {
     pub state: Snapshot,
 }
 
-/// One transition for the event log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transition {
-    pub kind: TransitionKind,
-    /// The node left (none for a start).
-    pub from: Option<String>,
-    /// The choice taken (answers only).
-    pub choice: Option<u8>,
-    /// The node reached (a question or an ending).
-    pub to: String,
-    pub at: Timestamp,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransitionKind {
-    Start,
-    Answer,
-    Back,
-    Restart,
-    Resume,
-    Submit,
-}
-
-impl TransitionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransitionKind::Start => "start",
-            TransitionKind::Answer => "answer",
-            TransitionKind::Back => "back",
-            TransitionKind::Restart => "restart",
-            TransitionKind::Resume => "resume",
-            TransitionKind::Submit => "submit",
-        }
-    }
-}
-
-impl Transition {
-    /// The log entry for an engine event.
-    pub fn of(flow: &Flow, event: Event, at: Timestamp) -> Self {
-        let id = |ix: NodeIx| flow.node(ix).id().to_owned();
-        let (kind, from, choice, to) = match event {
-            Event::Started { at } => (TransitionKind::Start, None, None, at),
-            Event::Answered { from, choice, to } => {
-                (TransitionKind::Answer, Some(id(from)), Some(choice), to)
-            }
-            Event::Back { from, to } => (TransitionKind::Back, Some(id(from)), None, to),
-            Event::Restarted { from, to } => (TransitionKind::Restart, Some(id(from)), None, to),
-            Event::Resumed { at } => (TransitionKind::Resume, Some(id(at)), None, at),
-            Event::Submitted { from, to } => (TransitionKind::Submit, Some(id(from)), None, to),
-        };
-        Transition { kind, from, choice, to: id(to), at }
-    }
-}
-
-/// What [`Store::commit`] compares against.
+/// What [`ConversationStore::commit`] compares against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {
     /// No conversation under the key: insert one.
@@ -237,9 +77,69 @@ pub struct Commit<'a> {
     pub event: Option<&'a str>,
     pub transitions: &'a [Transition],
     /// A hand-off request submitted by this step, written in the same transaction with one
-    /// pending delivery per destination.
+    /// pending outbox item per destination (sink = the destination's name, lane = the
+    /// request's reference, so hand-offs never wait for one another; empty body).
     pub request: Option<&'a NewRequest<'a>>,
+    /// What the step sends, in order: written (due at once) only when the commit applies,
+    /// also when `state` is `None` (an unchanged step still answers, e.g. a stale press).
+    pub outgoing: &'a [NewOutgoing<'a>],
+    /// Claim the items this commit writes for the process that made them (see [`Claim`]).
+    pub claim: Option<Claim<'a>>,
+    /// The time of the step: the items' `created_at` and first due time.
     pub now: Timestamp,
+}
+
+/// A platform call a step makes, stored with the step and delivered later, in order per lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewOutgoing<'a> {
+    /// Who delivers it: `telegram`, `discord`, a hand-off destination's name.
+    pub sink: &'a str,
+    /// The chat: the items of one `(sink, lane)` go out in order, one at a time.
+    pub lane: &'a str,
+    /// Opaque to the store (the adapter's JSON). May quote personal data: a delivered reply is
+    /// deleted, a given-up one cleared.
+    pub body: &'a str,
+}
+
+/// Claims the items a commit writes for the process that made them, so that it delivers them
+/// at once without asking the store.
+///
+/// Applies to every item the commit writes (its `outgoing` items and its hand-off
+/// deliveries), per lane, and only where the lane is clear: an item is claimed only if no item
+/// of its `(sink, lane)` written before this commit is still pending (in this batch or
+/// before). A lane's items of one commit are claimed all or none, so a worker holding them
+/// sends them in order; an item not claimed waits for an [`OutboxStore::claim`] once the lane's
+/// earlier items are done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub owner: &'a str,
+    pub until: Timestamp,
+}
+
+/// One stored outgoing item (a reply, or a hand-off delivery), as a worker gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The store's id; increasing in the order items were written.
+    pub id: i64,
+    pub sink: String,
+    pub lane: String,
+    /// Empty for hand-off deliveries.
+    pub body: String,
+    /// Hand-off deliveries: the request to deliver.
+    pub request: Option<QueuedRequest>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub created_at: Timestamp,
+}
+
+/// The request a hand-off delivery carries (personal data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRequest {
+    pub reference: String,
+    /// The ready-to-send text (what chat destinations receive).
+    pub text: String,
+    /// The request as a JSON document (what webhook destinations receive).
+    pub payload: String,
 }
 
 /// A submitted hand-off request (personal data), as [`Commit`] writes it.
@@ -254,38 +154,42 @@ pub struct NewRequest<'a> {
     pub text: &'a str,
     /// The request as a JSON document (what webhook destinations receive).
     pub payload: &'a str,
-    /// The names of the destinations to deliver to; one pending delivery each. Empty: the
+    /// The names of the destinations to deliver to; one pending outbox item each. Empty: the
     /// request is only kept (the user sends the text themselves).
     pub destinations: &'a [String],
 }
 
-/// One pending delivery of a request to one destination, claimed by a delivery worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// The store's id of this delivery.
-    pub id: i64,
-    pub reference: String,
-    pub destination: String,
-    pub text: String,
-    pub payload: String,
-    /// Attempts made before this one.
-    pub attempts: u32,
-    pub created_at: Timestamp,
-}
-
-/// Counts of hand-off deliveries, for `flowbot stats` and tests.
+/// How the outbox stands, for `flowbot stats`, monitoring and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryCounts {
+    /// Hand-off requests kept.
     pub requests: u64,
+    /// Hand-off deliveries not yet delivered (and not given up).
     pub pending: u64,
+    /// Hand-off deliveries delivered (kept until their request is purged).
     pub delivered: u64,
+    /// Hand-off deliveries given up.
+    pub gave_up: u64,
+    /// Replies not yet delivered (and not given up). Delivered replies are deleted.
+    pub replies_pending: u64,
+    /// Replies given up (kept, without their body, until purged).
+    pub replies_gave_up: u64,
+    /// When the oldest pending item (reply or hand-off delivery) was written.
+    pub oldest_pending: Option<Timestamp>,
 }
 
 /// The result of a commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
     /// Written; the conversation's session id (new for `Absent` and `Replace`).
-    Applied { session: i64 },
+    Applied {
+        session: i64,
+        /// The ids of the outbox items written, in order: the commit's `outgoing` items, then
+        /// its request's deliveries in the order of its destinations. Increasing.
+        outgoing: Vec<i64>,
+        /// Those of them claimed for `Commit::claim`'s owner (see [`Claim`]), in order.
+        claimed: Vec<i64>,
+    },
     /// Another writer changed the conversation first: re-read and re-apply.
     Conflict,
     /// The event was already processed: nothing was written.
@@ -309,6 +213,9 @@ pub struct Purged {
     pub flow_versions: u64,
     /// Hand-off requests (with their deliveries) older than the retention period.
     pub requests: u64,
+    /// Reply items written before the retention period (given up, or still pending with no
+    /// worker to deliver them): their bodies may quote personal data.
+    pub replies: u64,
     /// Form drafts cleared from idle conversations older than the retention period.
     pub drafts: u64,
 }
@@ -328,14 +235,16 @@ pub struct VersionStats {
     pub stopped_at: Vec<(String, u64)>,
 }
 
-/// A conversation store. Every implementation passes the shared store suite.
+/// Conversations: load, compare-and-swap commit, flow versions, retention, statistics. Every
+/// implementation passes the shared store suite.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait ConversationStore: Send + Sync + fmt::Debug {
     /// The conversation under `key`, if any.
     async fn load(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError>;
 
     /// Writes a change atomically if the stored conversation is still as `commit.expected`
-    /// says, and the event (if any) was not processed before.
+    /// says, and the event (if any) was not processed before: the state, the event id, the
+    /// transitions, the request and the outgoing items, all or nothing.
     async fn commit(&self, commit: &Commit<'_>) -> Result<Committed, StoreError>;
 
     /// Keeps a flow version's source, so that conversations started on it can finish on it.
@@ -359,8 +268,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// conversation uses any more, except those in `keep`.
     ///
     /// Personal data: hand-off requests created before `personal_before` are deleted with
-    /// their deliveries (delivered or not), and the form drafts of conversations idle since
-    /// before it are cleared.
+    /// their deliveries (delivered or not), reply items written before it are deleted (given
+    /// up or not), and the form drafts of conversations idle since before it are cleared.
     async fn purge(
         &self,
         idle_before: Timestamp,
@@ -369,35 +278,59 @@ pub trait Store: Send + Sync + fmt::Debug {
         keep: &[(String, FlowVersion)],
     ) -> Result<Purged, StoreError>;
 
-    /// Claims up to `limit` deliveries that are due (`next attempt <= now`, not delivered, not
-    /// claimed by a lease that is still running), oldest first, leasing them until
-    /// `lease_until`. Two workers (in two processes) never claim one delivery under the same
-    /// lease.
-    async fn claim_deliveries(
-        &self,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Delivery>, StoreError>;
-
-    /// Marks a delivery done.
-    async fn delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError>;
-
-    /// Records a failed attempt: one more attempt, due again at `retry_at`, lease released.
-    /// `error` is a short description without personal data.
-    async fn delivery_failed(
-        &self,
-        id: i64,
-        retry_at: Timestamp,
-        error: &str,
-    ) -> Result<(), StoreError>;
-
-    /// How many requests there are and how their deliveries stand.
-    async fn delivery_counts(&self) -> Result<DeliveryCounts, StoreError>;
-
     /// Statistics from the event log, per flow version.
     async fn stats(&self) -> Result<Vec<VersionStats>, StoreError>;
 }
+
+/// The outbox: the outgoing items commits wrote (replies and hand-off deliveries), drained by
+/// delivery workers in order per `(sink, lane)`, under leases. Delivery is at least once.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + fmt::Debug {
+    /// Claims up to `limit` due items (next attempt at or before `now`, not done, not given
+    /// up, lease free or run out) that are each the head of their `(sink, lane)`: no earlier
+    /// item of that lane is still pending (given-up items do not block). Sets their owner and
+    /// lease. Two workers never hold one item under live leases. Oldest first.
+    async fn claim(
+        &self,
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Queued>, StoreError>;
+
+    /// Extends every lease `owner` holds on a pending item to `lease_until` (a heartbeat).
+    /// Returns how many.
+    async fn renew(&self, owner: &str, lease_until: Timestamp) -> Result<u64, StoreError>;
+
+    /// Delivered: reply items are deleted (their body may quote personal data); hand-off
+    /// deliveries are marked delivered (counted until their request is purged).
+    async fn done(&self, ids: &[i64], now: Timestamp) -> Result<(), StoreError>;
+
+    /// A failed attempt: one more attempt, due again at `retry_at`, lease released. `error` is
+    /// a short description without personal data (kept, bounded).
+    async fn failed(&self, id: i64, retry_at: Timestamp, error: &str) -> Result<(), StoreError>;
+
+    /// Given up (too old): no longer pending, no longer blocks its lane, counted; the body is
+    /// cleared.
+    async fn gave_up(&self, id: i64, now: Timestamp, error: &str) -> Result<(), StoreError>;
+
+    /// Whether an item of `(sink, lane)` written at or after `since` was given up (the current
+    /// question was never delivered).
+    async fn gave_up_since(
+        &self,
+        sink: &str,
+        lane: &str,
+        since: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// How the outbox stands: hand-off requests and deliveries, and replies.
+    async fn delivery_counts(&self) -> Result<DeliveryCounts, StoreError>;
+}
+
+/// A whole store: conversations and the outbox. `Arc<dyn Store>` is what the service holds.
+pub trait Store: ConversationStore + OutboxStore {}
+
+impl<T: ConversationStore + OutboxStore + ?Sized> Store for T {}
 
 impl fmt::Display for ConversationKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,13 +1,32 @@
-//! Discord's rendering of the engine's replies: message content (Markdown-safe, links without
-//! previews, split under 2,000 characters) and rows of buttons.
+//! Discord's look of the core's [`View`]: message content (Markdown-safe, links without
+//! previews, split under 2,000 characters of escaped content) and rows of buttons.
 
-use flowbot_core::{Action, Outcome, Prompt, Reply, Segment, segments};
+use flowbot_core::{
+    Action, Flow, Limits, Outcome, Prompt, PromptView, Segment, Unit, View, segments,
+};
 use serenity::all::{ButtonStyle, CreateActionRow, CreateButton};
 
-/// Discord's limit on a message's content, in characters.
+/// Discord's limit on a message's content, in characters (of the escaped Markdown).
 pub const MAX_CONTENT: usize = 2000;
 /// Discord's limits on buttons: per row, and rows per message.
 const PER_ROW: usize = 5;
+const ROWS: usize = 5;
+
+/// What Discord allows: button labels of 80 characters, `custom_id`s of 100, 25 buttons (five
+/// rows of five), 2,000 characters of content; a modal's title and its text input's label of 45
+/// characters, and an answer of 4,000.
+pub const LIMITS: Limits = Limits {
+    platform: "Discord",
+    label: 80,
+    label_unit: Unit::Chars,
+    token_bytes: 100,
+    buttons: PER_ROW * ROWS,
+    text: MAX_CONTENT,
+    text_unit: Unit::Chars,
+    modal_title: 45,
+    modal_label: 45,
+    input: 4000,
+};
 
 /// The content chunks of an outcome and the buttons of its prompt (on the last chunk).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,45 +34,60 @@ pub struct Rendered {
     pub chunks: Vec<String>,
     /// Rows of `(label, custom_id, is_choice)`.
     pub rows: Vec<Vec<(String, String, bool)>>,
+    /// For a press that changed nothing: the notice to show (ephemerally), empty if none.
+    pub toast: Option<String>,
+    /// For a press that moved on: the label of the button chosen, to mark the answered message
+    /// with (see [`answered`]).
+    pub chosen: Option<String>,
 }
 
+/// How an outcome shows on Discord, without a press.
 pub fn render(outcome: &Outcome<'_>) -> Rendered {
-    let mut paragraphs = Vec::new();
-    let mut rows = Vec::new();
-    for reply in &outcome.replies {
-        match reply {
-            Reply::Notice { text, .. } | Reply::Say { text, .. } => paragraphs.push(content(text)),
-            Reply::Handoff => {
-                if let Some(handoff) = &outcome.handoff {
-                    paragraphs.push(content(&handoff.message()));
-                }
-            }
-            Reply::Prompt(prompt) => {
-                paragraphs.push(content(prompt.text()));
-                if let Some(note) = prompt.note() {
-                    paragraphs.push(content(note));
-                }
-                rows = rows_of(prompt);
-            }
-        }
+    rendered(&View::new(outcome))
+}
+
+/// How an outcome shows on Discord; `pressed` is the `custom_id` of the button that caused it.
+pub fn render_press(flow: &Flow, outcome: &Outcome<'_>, pressed: &str) -> Rendered {
+    rendered(&View::of(flow, outcome, Some(pressed)))
+}
+
+fn rendered(view: &View<'_>) -> Rendered {
+    let text = view.paragraphs.iter().map(|p| &*p.text).collect::<Vec<_>>().join("\n\n");
+    Rendered {
+        chunks: chunks(&text),
+        rows: view.prompt.as_ref().map(rows).unwrap_or_default(),
+        toast: view.toast.map(str::to_owned),
+        chosen: view.answered.as_ref().map(|a| a.label.to_owned()),
     }
-    Rendered { chunks: split(&paragraphs.join("\n\n")), rows }
+}
+
+/// An answered message's new content: what it showed and, under it, the answer chosen (cut to
+/// fit).
+pub fn answered(shown: &str, label: &str) -> String {
+    let mark = format!("\n\n→ **{}**", content(label));
+    let room = MAX_CONTENT.saturating_sub(mark.chars().count());
+    let kept: String = shown.chars().take(room).collect();
+    kept + &mark
 }
 
 /// Choices one per row while they fit (labels are long), five per row when there are many;
 /// back and restart together on the last row.
 pub fn rows_of(prompt: &Prompt<'_>) -> Vec<Vec<(String, String, bool)>> {
-    let mut choices = Vec::new();
-    let mut nav = Vec::new();
-    // A form field: the button that opens a text box for the answer comes first.
-    let input = prompt.input().map(|(b, _)| b);
-    for b in input.into_iter().chain(prompt.buttons()) {
-        let cell = (b.label.to_owned(), b.token.to_string(), true);
-        match b.token.action {
-            Action::Back | Action::Restart => nav.push((cell.0, cell.1, false)),
-            _ => choices.push(cell),
-        }
-    }
+    rows(&PromptView::of(prompt))
+}
+
+fn rows(prompt: &PromptView<'_>) -> Vec<Vec<(String, String, bool)>> {
+    let cell = |b: &flowbot_core::Button<'_>, choice: bool| {
+        (b.label.to_owned(), b.token.to_string(), choice)
+    };
+    // A form field: the button that opens a text box for the answer comes first; the resume
+    // button is an answer to the resume question.
+    let (side, own): (Vec<_>, Vec<_>) =
+        prompt.nav.iter().partition(|b| matches!(b.token.action, Action::Back | Action::Restart));
+    let input = prompt.input.as_ref().map(|(b, _)| b);
+    let choices: Vec<_> =
+        input.into_iter().chain(&prompt.choices).chain(own).map(|b| cell(b, true)).collect();
+    let nav: Vec<_> = side.into_iter().map(|b| cell(b, false)).collect();
     let room = PER_ROW - usize::from(!nav.is_empty());
     let mut rows: Vec<Vec<_>> = if choices.len() <= room {
         choices.into_iter().map(|c| vec![c]).collect()
@@ -131,36 +165,22 @@ pub fn content(text: &str) -> String {
     out
 }
 
-/// Splits content into chunks of at most [`MAX_CONTENT`] characters, at paragraph breaks where
-/// it can, else at line breaks, else between characters.
+/// Plain text as Discord content in chunks of at most [`MAX_CONTENT`] characters: split by the
+/// core's splitter, measuring each chunk escaped, then escaped. A cut never separates a `\\` from
+/// the character it escapes, nor splits a `<…>` link.
+pub fn chunks(text: &str) -> Vec<String> {
+    let measure = |s: &str| content(s).chars().count();
+    flowbot_core::split_by(text, MAX_CONTENT, Unit::Chars, measure)
+        .into_iter()
+        .map(content)
+        .collect()
+}
+
+/// Splits content that is already escaped into chunks of at most [`MAX_CONTENT`] characters.
+/// Prefer [`chunks`], which splits before escaping: a cut here can separate an escape from its
+/// character.
 pub fn split(text: &str) -> Vec<String> {
-    let mut chunks: Vec<String> = Vec::new();
-    let mut current = String::new();
-    let len = |s: &str| s.chars().count();
-    let mut push = |piece: &str, sep: &str, current: &mut String| {
-        if current.is_empty() {
-            current.push_str(piece);
-        } else if len(current) + len(sep) + len(piece) <= MAX_CONTENT {
-            current.push_str(sep);
-            current.push_str(piece);
-        } else {
-            chunks.push(std::mem::replace(current, piece.to_owned()));
-        }
-    };
-    for paragraph in text.split("\n\n") {
-        if len(paragraph) <= MAX_CONTENT {
-            push(paragraph, "\n\n", &mut current);
-            continue;
-        }
-        for line in paragraph.split('\n') {
-            let chars: Vec<char> = line.chars().collect();
-            for piece in chars.chunks(MAX_CONTENT) {
-                push(&piece.iter().collect::<String>(), "\n", &mut current);
-            }
-        }
-    }
-    chunks.push(current);
-    chunks
+    flowbot_core::split(text, MAX_CONTENT, Unit::Chars).into_iter().map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -180,8 +200,15 @@ mod tests {
         let text = format!("{}\n\n{}", "あ".repeat(1500), "い".repeat(1500));
         assert_eq!(split(&text), ["あ".repeat(1500), "い".repeat(1500)]);
         let long = "う".repeat(4500);
-        let chunks = split(&long);
-        assert!(chunks.iter().all(|c| c.chars().count() <= MAX_CONTENT));
-        assert_eq!(chunks.concat(), long);
+        let pieces = split(&long);
+        assert!(pieces.iter().all(|c| c.chars().count() <= MAX_CONTENT));
+        assert_eq!(pieces.concat(), long);
+        // Escaped, a run of `*` doubles: the limit holds for the content, and no cut falls
+        // between a `\\` and its character.
+        let stars = "*".repeat(2500);
+        let escaped = chunks(&stars);
+        assert!(escaped.iter().all(|c| c.chars().count() <= MAX_CONTENT));
+        assert!(escaped.iter().all(|c| c.len() % 2 == 0 && c.starts_with('\\')));
+        assert_eq!(escaped.concat(), content(&stars));
     }
 }

@@ -12,19 +12,23 @@
 //! losers are told apart by `RETURNING`, and a loser's event id is deleted again before the
 //! transaction commits.
 //!
-//! A hand-off request is written only once its commit is known to apply (rare, so row by row).
+//! The outgoing items of every applied commit are written with one multi-row statement per
+//! batch (ids increasing in the order given), and claimed for their process with one more
+//! where asked. A hand-off request is written only once its commit is known to apply (rare, so
+//! row by row), with its deliveries as outbox items.
 
 use std::collections::{HashMap, HashSet};
 
 use flowbot_core::{
-    Committed, ConversationKey, Expected, NewRequest, StoreError, Stored, Timestamp, Transition,
+    Claim, Committed, ConversationKey, Expected, NewOutgoing, NewRequest, StoreError, Stored,
+    Timestamp, Transition,
 };
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::sql::{Backend, int};
+use crate::backend::{Backend, int, rows};
 
 /// The most commits one transaction takes.
 pub(crate) const MAX_BATCH: usize = 64;
@@ -38,8 +42,37 @@ pub(crate) struct Job {
     pub event: Option<String>,
     pub transitions: Vec<Transition>,
     pub request: Option<OwnedRequest>,
+    pub outgoing: Vec<OwnedOutgoing>,
+    pub claim: Option<OwnedClaim>,
     pub now: Timestamp,
     pub reply: oneshot::Sender<Result<Committed, StoreError>>,
+}
+
+/// A [`NewOutgoing`] with its data owned.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedOutgoing {
+    pub sink: String,
+    pub lane: String,
+    pub body: String,
+}
+
+impl From<&NewOutgoing<'_>> for OwnedOutgoing {
+    fn from(o: &NewOutgoing<'_>) -> Self {
+        OwnedOutgoing { sink: o.sink.to_owned(), lane: o.lane.to_owned(), body: o.body.to_owned() }
+    }
+}
+
+/// A [`Claim`] with its data owned.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedClaim {
+    pub owner: String,
+    pub until: Timestamp,
+}
+
+impl From<&Claim<'_>> for OwnedClaim {
+    fn from(c: &Claim<'_>) -> Self {
+        OwnedClaim { owner: c.owner.to_owned(), until: c.until }
+    }
 }
 
 /// A [`NewRequest`] with its data owned.
@@ -90,33 +123,6 @@ pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut jobs: mpsc::Rece
             }
         }
     }
-}
-
-/// `($1,$2,…),(…)`: `rows` rows of `cols` placeholders, numbered for PostgreSQL, plain `?` for
-/// SQLite. (The values are bound in order either way. SQLite looks a named parameter up by a
-/// linear scan for each bind, which made a 64-row statement quadratic.)
-fn rows(backend: Backend, rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        if r > 0 {
-            s.push(',');
-        }
-        s.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                s.push(',');
-            }
-            match backend {
-                Backend::Sqlite => s.push('?'),
-                Backend::Postgres => {
-                    s.push('$');
-                    s.push_str(&(r * cols + c + 1).to_string());
-                }
-            }
-        }
-        s.push(')');
-    }
-    s
 }
 
 /// Binds a stored conversation's state columns in table order (flow_id … updated_at, form).
@@ -239,11 +245,8 @@ async fn apply(
             .collect::<Result<_, _>>()?;
         for &i in &updates {
             let Expected::Revision { session, .. } = batch[i].expected else { unreachable!() };
-            results[i] = Some(if done.contains(&session) {
-                Committed::Applied { session }
-            } else {
-                Committed::Conflict
-            });
+            results[i] =
+                Some(if done.contains(&session) { applied(session) } else { Committed::Conflict });
         }
     }
 
@@ -297,7 +300,7 @@ async fn apply(
             let k = &batch[i].key;
             let id = (k.platform.clone(), k.conversation.clone(), k.user.clone());
             results[i] = Some(match sessions.get(&id) {
-                Some(&session) => Committed::Applied { session },
+                Some(&session) => applied(session),
                 None => Committed::Conflict,
             });
         }
@@ -310,10 +313,10 @@ async fn apply(
                 Expected::Revision { session, .. } | Expected::Replace { session, .. } => session,
                 Expected::Absent => 0,
             };
-            results[i] = Some(Committed::Applied { session });
+            results[i] = Some(applied(session));
         }
     }
-    let results: Vec<Committed> =
+    let mut results: Vec<Committed> =
         results.into_iter().map(|r| r.expect("every commit decided")).collect();
 
     // 6. The event log of every applied change.
@@ -321,7 +324,7 @@ async fn apply(
         .iter()
         .zip(&results)
         .filter_map(|(job, r)| match (r, &job.state) {
-            (Committed::Applied { session }, Some(state)) => {
+            (Committed::Applied { session, .. }, Some(state)) => {
                 Some((*session, state, &job.transitions))
             }
             _ => None,
@@ -349,15 +352,92 @@ async fn apply(
         q.execute(&mut *tx).await?;
     }
 
-    // 7. The hand-off request of every applied commit, with one pending delivery per
-    //    destination.
-    for (job, result) in batch.iter().zip(&results) {
-        if let (Committed::Applied { .. }, Some(request)) = (result, &job.request) {
-            insert_request(&mut tx, backend, request, job.now).await?;
+    // 7. The outgoing items of every applied commit, in order, in one statement.
+    let mut written: Vec<Vec<(i64, usize)>> = vec![Vec::new(); batch.len()];
+    let items: Vec<(usize, &OwnedOutgoing)> = batch
+        .iter()
+        .zip(&results)
+        .enumerate()
+        .filter(|(_, (_, r))| matches!(r, Committed::Applied { .. }))
+        .flat_map(|(i, (job, _))| job.outgoing.iter().map(move |o| (i, o)))
+        .collect();
+    if !items.is_empty() {
+        let sql = format!(
+            "INSERT INTO outbox (sink, lane, body, next_attempt_at, created_at) VALUES {} \
+             RETURNING id",
+            rows(backend, items.len(), 5)
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, o) in &items {
+            let now = int(batch[*i].now.0);
+            q = q
+                .bind(o.sink.as_str())
+                .bind(o.lane.as_str())
+                .bind(o.body.as_str())
+                .bind(now)
+                .bind(now);
+        }
+        let ids = returned_ids(q.fetch_all(&mut *tx).await?, items.len())?;
+        for (k, ((i, _), id)) in items.iter().zip(ids).enumerate() {
+            written[*i].push((id, k));
+        }
+    }
+    // The lanes of the items, to claim by: (sink, lane) of written item k.
+    let mut lanes: Vec<(&str, &str)> =
+        items.iter().map(|(_, o)| (o.sink.as_str(), o.lane.as_str())).collect();
+
+    // 8. The hand-off request of every applied commit, with one outbox item per destination.
+    for (i, job) in batch.iter().enumerate() {
+        if let (Committed::Applied { .. }, Some(request)) = (&results[i], &job.request) {
+            let ids = insert_request(&mut tx, backend, request, job.now).await?;
+            for (id, destination) in ids.into_iter().zip(&request.destinations) {
+                written[i].push((id, lanes.len()));
+                lanes.push((destination.as_str(), request.reference.as_str()));
+            }
         }
     }
 
-    // 8. A commit that lost its compare-and-swap leaves no event id behind.
+    // 9. Claims: a commit's items of one lane are claimed for its owner, all of them, if no
+    //    earlier item of the lane is pending (written before, in this batch or earlier).
+    let mut candidates: Vec<(i64, &OwnedClaim, i64)> = Vec::new();
+    for (i, job) in batch.iter().enumerate() {
+        let Some(claim) = &job.claim else { continue };
+        for &(id, k) in &written[i] {
+            let first = written[i]
+                .iter()
+                .filter(|(_, other)| lanes[*other] == lanes[k])
+                .map(|(id, _)| *id)
+                .min()
+                .unwrap_or(id);
+            candidates.push((id, claim, first));
+        }
+    }
+    let mut claimed: HashSet<i64> = HashSet::new();
+    if !candidates.is_empty() {
+        let sql = format!(
+            "UPDATE outbox SET owner = v.column2, lease_until = v.column3 FROM (VALUES {}) AS v \
+             WHERE outbox.id = v.column1 AND NOT EXISTS (SELECT 1 FROM outbox e \
+             WHERE e.sink = outbox.sink AND e.lane = outbox.lane AND e.id < v.column4 \
+             AND e.delivered_at IS NULL AND e.gave_up_at IS NULL) \
+             RETURNING outbox.id",
+            rows(backend, candidates.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, claim, first) in &candidates {
+            q = q.bind(*id).bind(claim.owner.as_str()).bind(int(claim.until.0)).bind(*first);
+        }
+        for row in q.fetch_all(&mut *tx).await? {
+            claimed.insert(row.try_get::<i64, _>(0)?);
+        }
+    }
+    for (i, result) in results.iter_mut().enumerate() {
+        if let Committed::Applied { outgoing, claimed: mine, .. } = result {
+            *outgoing = written[i].iter().map(|(id, _)| *id).collect();
+            *mine = outgoing.iter().copied().filter(|id| claimed.contains(id)).collect();
+        }
+    }
+
+    // 10. A commit that lost its compare-and-swap leaves no event id behind.
     let undo: Vec<&str> = batch
         .iter()
         .zip(&results)
@@ -377,13 +457,35 @@ async fn apply(
     Ok(results)
 }
 
-/// Writes a request and its deliveries: not attempted yet, due at once.
+/// An applied commit's result before its outbox items are known.
+fn applied(session: i64) -> Committed {
+    Committed::Applied { session, outgoing: Vec::new(), claimed: Vec::new() }
+}
+
+/// The ids a multi-row `INSERT … RETURNING id` wrote, in the order of its rows: ids are
+/// assigned in row order on both backends, but `RETURNING` promises no order, so they are
+/// sorted (and counted).
+fn returned_ids(rows: Vec<sqlx::any::AnyRow>, expected: usize) -> Result<Vec<i64>, sqlx::Error> {
+    let mut ids: Vec<i64> =
+        rows.iter().map(|r| r.try_get::<i64, _>(0)).collect::<Result<_, _>>()?;
+    if ids.len() != expected {
+        return Err(sqlx::Error::Protocol(format!(
+            "{expected} outbox rows inserted, {} ids returned",
+            ids.len()
+        )));
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Writes a request and its deliveries (outbox items: not attempted yet, due at once); the
+/// deliveries' ids, in the order of the destinations.
 async fn insert_request(
     tx: &mut sqlx::Transaction<'_, Any>,
     backend: Backend,
     r: &OwnedRequest,
     now: Timestamp,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<i64>, sqlx::Error> {
     let row = sqlx::query(
         "INSERT INTO requests (reference, flow_id, form, text, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -398,27 +500,22 @@ async fn insert_request(
     .await?;
     let id: i64 = row.try_get(0)?;
     if r.destinations.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let sql = format!(
-        "INSERT INTO deliveries (request, destination, attempts, next_attempt_at) VALUES {}",
-        rows(backend, r.destinations.len(), 4)
+        "INSERT INTO outbox (sink, lane, body, request, next_attempt_at, created_at) VALUES {} \
+         RETURNING id",
+        rows(backend, r.destinations.len(), 6)
     );
     let mut q = sqlx::query(&sql);
     for destination in &r.destinations {
-        q = q.bind(id).bind(destination.as_str()).bind(0_i64).bind(int(now.0));
+        q = q
+            .bind(destination.as_str())
+            .bind(r.reference.as_str())
+            .bind("")
+            .bind(id)
+            .bind(int(now.0))
+            .bind(int(now.0));
     }
-    q.execute(&mut **tx).await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn placeholder_rows() {
-        use crate::sql::Backend::{Postgres, Sqlite};
-        assert_eq!(super::rows(Postgres, 2, 3), "($1,$2,$3),($4,$5,$6)");
-        assert_eq!(super::rows(Postgres, 1, 1), "($1)");
-        assert_eq!(super::rows(Sqlite, 2, 2), "(?,?),(?,?)");
-    }
+    returned_ids(q.fetch_all(&mut **tx).await?, r.destinations.len())
 }

@@ -1,6 +1,7 @@
 //! Durable conversations: the SQL store (SQLite, PostgreSQL) and the service that applies a
 //! platform update to a stored conversation — one at a time per conversation, compare-and-swap
-//! across processes, each inbound event at most once.
+//! across processes, each inbound event at most once — with what the step sends stored in the
+//! same transaction (the outbox), for a delivery worker to send in order per chat.
 //!
 //! An adapter turns a platform update into an [`Update`] and renders the outcome:
 //!
@@ -29,19 +30,17 @@
 //! # }
 //! ```
 
+mod backend;
 mod batch;
-mod outbox;
+mod clock;
+mod mailbox;
+mod queue;
 mod service;
 mod sql;
 
-pub use outbox::{Outbox, OutboxOptions, Round, Sink};
-pub use service::{Handled, Service, ServiceError, ServiceOptions, Update};
-
-/// The wall clock as the engine's [`flowbot_core::Timestamp`]: the one place adapters read it.
-pub fn now() -> flowbot_core::Timestamp {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    flowbot_core::Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
-}
+pub use clock::{SystemClock, now};
+pub use mailbox::Mailbox;
+pub use service::{
+    Delivered, Handled, Outgoing, Planned, Service, ServiceError, ServiceOptions, Update,
+};
 pub use sql::{Backend, OpenError, SqlStore};

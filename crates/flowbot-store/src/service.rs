@@ -5,18 +5,28 @@
 //! compare-and-swap on the revision it read. Within one process, updates of one conversation
 //! take turns (a striped lock); across processes the compare-and-swap decides, and the loser
 //! re-reads and re-applies (its press may then be stale, which the engine answers).
+//!
+//! What a step sends is part of the step: [`Service::handle_planned`] renders the outcome
+//! before the commit, and the outgoing items it plans are written in the step's transaction
+//! (the outbox). A process that delivers a sink ([`Service::serve`]) claims the items of its
+//! sinks at commit and finds them in its [`Mailbox`]; anything else waits for a worker's
+//! `OutboxStore::claim`.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use flowbot_core::{
-    Commit, Committed, Conversation, ConversationKey, Expected, Flow, FlowVersion, Handoff, Input,
-    NewRequest, Outcome, Params, Problems, Prompt, Purged, Store, StoreError, Stored, Timestamp,
-    Transition, load_flow, reference,
+    Claim, Clock, Commit, Committed, Conversation, ConversationKey, Expected, Flow, FlowVersion,
+    Handoff, Input, NewOutgoing, NewRequest, Outcome, Params, Problems, Prompt, Purged, Queued,
+    QueuedRequest, Store, StoreError, Stored, Timestamp, Transition, load_flow, reference,
 };
 use serde_json::json;
-use tokio::sync::Notify;
+
+use crate::clock::SystemClock;
+use crate::mailbox::Mailbox;
 
 /// How many times a conflicting update is re-read and re-applied before giving up.
 const MAX_ATTEMPTS: usize = 64;
@@ -43,6 +53,14 @@ pub struct ServiceOptions {
     /// The help-desk destinations a submitted form is delivered to (by name); empty: the
     /// request is kept and shown to the user to send themselves.
     pub destinations: Vec<String>,
+    /// Where the time comes from ([`Service::now`]).
+    pub clock: Arc<dyn Clock>,
+    /// How long outbox items claimed at commit are leased to this process (its worker renews
+    /// the lease while it holds them).
+    pub lease: Duration,
+    /// The limits of the platforms this deployment runs on: the flow, and every reload, is
+    /// checked against them.
+    pub limits: Vec<flowbot_core::Limits>,
 }
 
 impl Default for ServiceOptions {
@@ -54,6 +72,9 @@ impl Default for ServiceOptions {
             keep_events_for: 7 * DAY_MS,
             keep_personal_data_for: 90 * DAY_MS,
             destinations: Vec::new(),
+            clock: Arc::new(SystemClock),
+            lease: Duration::from_secs(10),
+            limits: Vec::new(),
         }
     }
 }
@@ -80,6 +101,39 @@ pub enum Handled<R> {
     Duplicate,
 }
 
+/// What a step sends: `now`, for the adapter to use at once (an inline answer, a value for
+/// the caller), and `later`, the outgoing items stored with the step and delivered from the
+/// outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned<R> {
+    pub now: R,
+    pub later: Vec<Outgoing>,
+}
+
+/// One outgoing item a step plans (see `flowbot_core::NewOutgoing`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Who delivers it: `telegram`, `discord`, …
+    pub sink: String,
+    /// The chat: the items of one `(sink, lane)` go out in order.
+    pub lane: String,
+    /// What to send, opaque to the store (the adapter's JSON).
+    pub body: String,
+}
+
+/// What [`Service::handle_planned`] did with a step's plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered<R> {
+    /// The plan's `now`.
+    pub now: R,
+    /// Every outbox item the step wrote, in order, with its id: the planned items, then a
+    /// submitted request's deliveries (one per destination).
+    pub queued: Vec<Queued>,
+    /// The ids of those claimed for this process at commit and pushed into its [`Mailbox`]
+    /// (its worker sends them); the others wait for a worker's `claim`.
+    pub claimed: Vec<i64>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
@@ -103,8 +157,12 @@ pub struct Service {
     /// write based on a stale entry (another process wrote since) fails its compare-and-swap
     /// and the conversation is read again. Nothing is acknowledged from here.
     cache: Mutex<HashMap<ConversationKey, Stored>>,
-    /// Woken after a commit that queued deliveries, so the outbox sends them at once.
-    outbox: Arc<Notify>,
+    /// This process's id as an owner of outbox leases.
+    owner: String,
+    /// The sinks this process delivers: their items are claimed at commit.
+    serving: RwLock<HashSet<String>>,
+    /// Items claimed at commit, for this process's worker.
+    mailbox: Arc<Mailbox>,
 }
 
 impl Service {
@@ -126,7 +184,9 @@ impl Service {
             versions: Mutex::new(HashMap::new()),
             stripes,
             cache: Mutex::new(HashMap::new()),
-            outbox: Arc::new(Notify::new()),
+            owner: owner_id(),
+            serving: RwLock::new(HashSet::new()),
+            mailbox: Arc::new(Mailbox::new()),
         })
     }
 
@@ -154,17 +214,97 @@ impl Service {
         &self.store
     }
 
-    /// Notified whenever a committed step queued hand-off deliveries (for [`crate::Outbox`]).
-    pub fn outbox_signal(&self) -> Arc<Notify> {
-        self.outbox.clone()
+    /// The time now, by the service's clock.
+    pub fn now(&self) -> Timestamp {
+        self.options.clock.now()
     }
 
-    /// Applies one update; `render` turns the outcome into what the adapter will send.
+    /// The service's clock, for the adapters and workers that run beside it.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.options.clock.clone()
+    }
+
+    /// This process's owner id for outbox leases (random, 16 hex digits).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// How long items claimed at commit are leased.
+    pub fn lease(&self) -> Duration {
+        self.options.lease
+    }
+
+    /// Where items claimed at commit go: this process's delivery worker reads them here.
+    pub fn mailbox(&self) -> Arc<Mailbox> {
+        self.mailbox.clone()
+    }
+
+    /// Makes this process the deliverer of `sinks` (platforms, hand-off destinations): from
+    /// now on, a step whose outbox items all go to served sinks claims them at commit and
+    /// pushes them into the [`Mailbox`]. Before (or for a step with any other sink), nothing
+    /// is claimed at commit: the items wait for a worker's `claim`. Replaces the set.
+    pub fn serve(&self, sinks: &[&str]) {
+        let mut serving = self.serving.write().unwrap_or_else(PoisonError::into_inner);
+        *serving = sinks.iter().map(|&s| s.to_owned()).collect();
+    }
+
+    /// Applies one update; `render` turns the outcome into what the adapter will send (after
+    /// the commit). Stores nothing to send: see [`Service::handle_planned`].
     pub async fn handle<R>(
         &self,
         update: Update<'_>,
         render: impl FnOnce(&Flow, &Outcome<'_>) -> R,
     ) -> Result<Handled<R>, ServiceError> {
+        let handled = self.run(update, |_, _| Vec::new(), render).await?;
+        Ok(match handled {
+            Handled::Done((now, _, _)) => Handled::Done(now),
+            Handled::Duplicate => Handled::Duplicate,
+        })
+    }
+
+    /// Applies one update with what it sends: `render` plans the outcome's messages before the
+    /// commit (once per compare-and-swap attempt; the last attempt's plan is the one kept),
+    /// and the plan's `later` items are written in the step's transaction. A duplicate writes
+    /// and returns nothing. An unchanged step without an event id is committed only when it
+    /// plans items.
+    pub async fn handle_planned<R>(
+        &self,
+        update: Update<'_>,
+        mut render: impl FnMut(&Flow, &Outcome<'_>) -> Planned<R>,
+    ) -> Result<Handled<Delivered<R>>, ServiceError> {
+        // A mutex, not a cell: the future must stay `Send`.
+        let last: Mutex<Option<R>> = Mutex::new(None);
+        let handled = self
+            .run(
+                update,
+                |flow, outcome| {
+                    let plan = render(flow, outcome);
+                    *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(plan.now);
+                    plan.later
+                },
+                |_, _| (),
+            )
+            .await?;
+        Ok(match handled {
+            Handled::Done(((), queued, claimed)) => {
+                let now = last
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .expect("planned before every commit");
+                Handled::Done(Delivered { now, queued, claimed })
+            }
+            Handled::Duplicate => Handled::Duplicate,
+        })
+    }
+
+    /// The step: `plan` makes the items to store (on each attempt), `render` what to return
+    /// (once, after the commit).
+    async fn run<R>(
+        &self,
+        update: Update<'_>,
+        mut plan: impl FnMut(&Flow, &Outcome<'_>) -> Vec<Outgoing>,
+        render: impl FnOnce(&Flow, &Outcome<'_>) -> R,
+    ) -> Result<Handled<(R, Vec<Queued>, Vec<i64>)>, ServiceError> {
         let _turn = self.stripe(update.key).lock().await;
         for attempt in 0..MAX_ATTEMPTS {
             let cached = if attempt == 0 { self.cached(update.key) } else { None };
@@ -184,21 +324,10 @@ impl Service {
                 }
             };
             let changed = fresh || outcome.changed;
-            if !changed && update.event.is_none() {
-                return Ok(Handled::Done(render(&flow, &outcome)));
-            }
             let session = match expected {
                 Expected::Revision { session, .. } | Expected::Replace { session, .. } => session,
                 Expected::Absent => 0,
             };
-            let stored = Stored {
-                session,
-                flow_id: flow.id().to_owned(),
-                flow_version: flow.version(),
-                state: conversation.snapshot(&flow),
-            };
-            let transitions: Vec<Transition> =
-                outcome.event.iter().map(|e| Transition::of(&flow, *e, update.now)).collect();
             let request = outcome.handoff.as_mut().map(|handoff| {
                 // Unique by construction: one revision of one session submits once. (The
                 // engine's own reference knows neither.)
@@ -210,7 +339,27 @@ impl Service {
                 ]);
                 Request::of(&flow, handoff, &update)
             });
-            let new_request = request.as_ref().map(|r| r.as_new(&self.options.destinations));
+            // Planned once the reference is set, so that the plan can quote it.
+            let later = plan(&flow, &outcome);
+            if !changed && update.event.is_none() && later.is_empty() {
+                return Ok(Handled::Done((render(&flow, &outcome), Vec::new(), Vec::new())));
+            }
+            let stored = Stored {
+                session,
+                flow_id: flow.id().to_owned(),
+                flow_version: flow.version(),
+                state: conversation.snapshot(&flow),
+            };
+            let transitions: Vec<Transition> =
+                outcome.event.iter().map(|e| Transition::of(&flow, *e, update.now)).collect();
+            let destinations: &[String] =
+                if request.is_some() { &self.options.destinations } else { &[] };
+            let new_request = request.as_ref().map(|r| r.as_new(destinations));
+            let outgoing: Vec<NewOutgoing<'_>> = later
+                .iter()
+                .map(|o| NewOutgoing { sink: &o.sink, lane: &o.lane, body: &o.body })
+                .collect();
+            let claim = self.claim_for(&later, destinations);
             let commit = Commit {
                 key: update.key,
                 expected,
@@ -218,17 +367,22 @@ impl Service {
                 event: update.event,
                 transitions: &transitions,
                 request: new_request.as_ref(),
+                outgoing: &outgoing,
+                claim,
                 now: update.now,
             };
             match self.store.commit(&commit).await {
-                Ok(Committed::Applied { session }) => {
+                Ok(Committed::Applied { session, outgoing: ids, claimed }) => {
                     if changed {
                         self.remember(update.key, Stored { session, ..stored });
                     }
-                    if request.is_some() && !self.options.destinations.is_empty() {
-                        self.outbox.notify_one();
+                    let queued = queued(&later, request.as_ref(), destinations, &ids, update.now);
+                    if !claimed.is_empty() {
+                        let mine: Vec<Queued> =
+                            queued.iter().filter(|q| claimed.contains(&q.id)).cloned().collect();
+                        self.mailbox.push(mine);
                     }
-                    return Ok(Handled::Done(render(&flow, &outcome)));
+                    return Ok(Handled::Done((render(&flow, &outcome), queued, claimed)));
                 }
                 Ok(Committed::Duplicate) => {
                     self.forget(update.key);
@@ -245,6 +399,25 @@ impl Service {
             }
         }
         Err(ServiceError::Contention(update.key.clone()))
+    }
+
+    /// A claim for this process, if it serves every sink the step writes to.
+    fn claim_for(&self, later: &[Outgoing], destinations: &[String]) -> Option<Claim<'_>> {
+        if later.is_empty() && destinations.is_empty() {
+            return None;
+        }
+        let served = {
+            let serving = self.serving.read().unwrap_or_else(PoisonError::into_inner);
+            later
+                .iter()
+                .map(|o| o.sink.as_str())
+                .chain(destinations.iter().map(String::as_str))
+                .all(|sink| serving.contains(sink))
+        };
+        served.then(|| Claim {
+            owner: &self.owner,
+            until: Timestamp(self.now().0.saturating_add(millis(self.options.lease))),
+        })
     }
 
     /// The prompt a conversation waits at, rendered, without changing it; `None` when there is
@@ -362,12 +535,65 @@ impl Service {
 }
 
 fn compile(source: &str, origin: &str, options: &ServiceOptions) -> Result<Flow, ServiceError> {
-    load_flow(source, origin, &options.params)
+    let flow = load_flow(source, origin, &options.params)
         .map(|f| {
             f.with_resume_after(options.resume_after)
                 .with_delivery(!options.destinations.is_empty())
         })
-        .map_err(ServiceError::Flow)
+        .map_err(ServiceError::Flow)?;
+    let limits: Vec<&flowbot_core::Limits> = options.limits.iter().collect();
+    flow.check_limits(&limits).map_err(ServiceError::Flow)?;
+    Ok(flow)
+}
+
+/// The items a step wrote, as a worker would claim them: `ids` are those of `later`, then of
+/// the request's deliveries.
+fn queued(
+    later: &[Outgoing],
+    request: Option<&Request>,
+    destinations: &[String],
+    ids: &[i64],
+    now: Timestamp,
+) -> Vec<Queued> {
+    let replies = later.iter().map(|o| (o.sink.clone(), o.lane.clone(), o.body.clone(), None));
+    let handoffs = request.into_iter().flat_map(|r| {
+        destinations.iter().map(move |d| {
+            let request = QueuedRequest {
+                reference: r.reference.clone(),
+                text: r.text.clone(),
+                payload: r.payload.clone(),
+            };
+            (d.clone(), r.reference.clone(), String::new(), Some(request))
+        })
+    });
+    replies
+        .chain(handoffs)
+        .zip(ids)
+        .map(|((sink, lane, body, request), &id)| Queued {
+            id,
+            sink,
+            lane,
+            body,
+            request,
+            attempts: 0,
+            created_at: now,
+        })
+        .collect()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A random id for this process: 16 hex digits (from the time and the process id should the
+/// system have no randomness to give).
+fn owner_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        let t = crate::now().0 ^ (u64::from(std::process::id()) << 40);
+        bytes = t.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A submitted form as the store keeps it: the text for chats, the JSON for webhooks.

@@ -10,22 +10,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flowbot_core::{
-    Commit, Committed, ConversationKey, Delivery, DeliveryCounts, FlowVersion, Purged, Snapshot,
-    Store, StoreError, Stored, Timestamp, VersionStats,
+    Commit, Committed, ConversationKey, ConversationStore, FlowVersion, Purged, Snapshot,
+    StoreError, Stored, Timestamp, VersionStats,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use tokio::sync::{mpsc, oneshot};
-
-use crate::batch::{self, Job, MAX_BATCH, OwnedRequest};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::{mpsc, oneshot};
 
-/// Which database a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use crate::backend::Backend;
+use crate::backend::{db, int, uint};
+use crate::batch::{self, Job, MAX_BATCH, OwnedClaim, OwnedOutgoing, OwnedRequest};
 
 /// Why a store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -46,13 +41,13 @@ pub enum OpenError {
 /// `batch`); reads use the pool directly.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
-    backend: Backend,
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
     jobs: mpsc::Sender<Job>,
 }
 
 /// The migrations, in order: `(version, description, SQLite, PostgreSQL)`.
-const MIGRATIONS: [(i64, &str, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 3] = [
     (
         1,
         "init",
@@ -65,10 +60,13 @@ const MIGRATIONS: [(i64, &str, &str, &str); 2] = [
         include_str!("../migrations/sqlite/0002_handoff.sql"),
         include_str!("../migrations/postgres/0002_handoff.sql"),
     ),
+    (
+        3,
+        "outbox",
+        include_str!("../migrations/sqlite/0003_outbox.sql"),
+        include_str!("../migrations/postgres/0003_outbox.sql"),
+    ),
 ];
-
-/// The longest `last_error` kept for a failed delivery, in characters.
-const MAX_ERROR_CHARS: usize = 500;
 
 impl SqlStore {
     /// Opens (creating if needed) the database at `url` and applies the embedded migrations.
@@ -169,18 +167,6 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
-}
-
-pub(crate) fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn uint(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
 fn stored_from_row(row: &AnyRow) -> Result<Stored, StoreError> {
     let get_i = |name: &str| row.try_get::<i64, _>(name).map_err(db);
     let get_s = |name: &str| row.try_get::<String, _>(name).map_err(db);
@@ -208,7 +194,7 @@ fn stored_from_row(row: &AnyRow) -> Result<Stored, StoreError> {
 }
 
 #[async_trait]
-impl Store for SqlStore {
+impl ConversationStore for SqlStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
         let row = sqlx::query(
             "SELECT session, flow_id, flow_version, node, revision, entered, path, misses, \
@@ -233,6 +219,8 @@ impl Store for SqlStore {
             event: c.event.map(str::to_owned),
             transitions: c.transitions.to_vec(),
             request: c.request.map(OwnedRequest::from),
+            outgoing: c.outgoing.iter().map(OwnedOutgoing::from).collect(),
+            claim: c.claim.as_ref().map(OwnedClaim::from),
             now: c.now,
             reply,
         };
@@ -297,16 +285,23 @@ impl Store for SqlStore {
             .await
             .map_err(db)?
             .rows_affected();
-        // Personal data: old requests with their deliveries (delivered or not), then the drafts
-        // of conversations that are kept but idle since before the retention period.
+        // Personal data: old requests with their deliveries (delivered or not), old reply items
+        // (given up, or pending with no worker to send them), then the drafts of
+        // conversations that are kept but idle since before the retention period.
         sqlx::query(
-            "DELETE FROM deliveries WHERE request IN (SELECT id FROM requests WHERE created_at < $1)",
+            "DELETE FROM outbox WHERE request IN (SELECT id FROM requests WHERE created_at < $1)",
         )
         .bind(int(personal_before.0))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
         let requests = sqlx::query("DELETE FROM requests WHERE created_at < $1")
+            .bind(int(personal_before.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        let replies = sqlx::query("DELETE FROM outbox WHERE request IS NULL AND created_at < $1")
             .bind(int(personal_before.0))
             .execute(&mut *tx)
             .await
@@ -344,119 +339,7 @@ impl Store for SqlStore {
                     .rows_affected();
         }
         tx.commit().await.map_err(db)?;
-        Ok(Purged { conversations, events, flow_versions, requests, drafts })
-    }
-
-    async fn claim_deliveries(
-        &self,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        // One statement that claims: the outer conditions repeat the subquery's, so that on
-        // PostgreSQL a row another worker claimed meanwhile is re-checked after its update
-        // commits, and skipped. (SQLite has a single writer anyway.)
-        let claimed: Vec<i64> = sqlx::query(
-            "UPDATE deliveries SET lease_until = $1 WHERE id IN \
-             (SELECT id FROM deliveries WHERE delivered_at IS NULL AND next_attempt_at <= $2 \
-             AND (lease_until IS NULL OR lease_until <= $2) ORDER BY id LIMIT $3) \
-             AND delivered_at IS NULL AND next_attempt_at <= $2 \
-             AND (lease_until IS NULL OR lease_until <= $2) \
-             RETURNING id",
-        )
-        .bind(int(lease_until.0))
-        .bind(int(now.0))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|r| r.try_get::<i64, _>(0).map_err(db))
-        .collect::<Result<_, _>>()?;
-        if claimed.is_empty() {
-            tx.commit().await.map_err(db)?;
-            return Ok(Vec::new());
-        }
-        let ids = (1..=claimed.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(",");
-        let sql = format!(
-            "SELECT d.id, r.reference, d.destination, r.text, r.payload, d.attempts, r.created_at \
-             FROM deliveries d JOIN requests r ON r.id = d.request \
-             WHERE d.id IN ({ids}) ORDER BY d.id"
-        );
-        let mut q = sqlx::query(&sql);
-        for id in &claimed {
-            q = q.bind(*id);
-        }
-        let rows = q.fetch_all(&mut *tx).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        rows.iter()
-            .map(|row| {
-                Ok(Delivery {
-                    id: row.try_get("id").map_err(db)?,
-                    reference: row.try_get("reference").map_err(db)?,
-                    destination: row.try_get("destination").map_err(db)?,
-                    text: row.try_get("text").map_err(db)?,
-                    payload: row.try_get("payload").map_err(db)?,
-                    attempts: u32::try_from(row.try_get::<i64, _>("attempts").map_err(db)?)
-                        .unwrap_or(u32::MAX),
-                    created_at: Timestamp(uint(row.try_get("created_at").map_err(db)?)),
-                })
-            })
-            .collect()
-    }
-
-    async fn delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE deliveries SET delivered_at = $1, lease_until = NULL \
-             WHERE id = $2 AND delivered_at IS NULL",
-        )
-        .bind(int(now.0))
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    async fn delivery_failed(
-        &self,
-        id: i64,
-        retry_at: Timestamp,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
-        sqlx::query(
-            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = $1, \
-             lease_until = NULL, last_error = $2 WHERE id = $3 AND delivered_at IS NULL",
-        )
-        .bind(int(retry_at.0))
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    async fn delivery_counts(&self) -> Result<DeliveryCounts, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM requests) AS requests, \
-             (SELECT COUNT(*) FROM deliveries WHERE delivered_at IS NULL) AS pending, \
-             (SELECT COUNT(*) FROM deliveries WHERE delivered_at IS NOT NULL) AS delivered",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        let count = |name: &str| row.try_get::<i64, _>(name).map(uint).map_err(db);
-        Ok(DeliveryCounts {
-            requests: count("requests")?,
-            pending: count("pending")?,
-            delivered: count("delivered")?,
-        })
+        Ok(Purged { conversations, events, flow_versions, requests, replies, drafts })
     }
 
     async fn stats(&self) -> Result<Vec<VersionStats>, StoreError> {

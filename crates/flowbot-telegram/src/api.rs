@@ -1,74 +1,183 @@
-//! Calls to the Bot API that survive faults, and error text that never carries the token.
+//! Bot API calls over our own HTTP client, with teloxide's types: errors classified for the
+//! shared retry policy, and error text that never carries the token.
 //!
-//! teloxide's `Throttle` retries only sends; here every call (sends, edits, callback answers,
-//! `getUpdates`) waits out a 429 for its `retry_after` and retries network errors and server
-//! errors with bounded backoff.
+//! teloxide's own client sleeps 10 s before it returns any 5xx (teloxide-core's
+//! `DELAY_ON_SERVER_ERROR`), which would hold a chat's lane, or the polling loop, for that long.
+//! Here a call is one HTTP request: teloxide's payload types are serialized as teloxide does
+//! (JSON, `POST {api}/bot{token}/{Method}`), and the envelope is read back into teloxide's
+//! result types.
 
-use std::future::Future;
+use std::fmt;
 use std::time::Duration;
 
-use teloxide::{ApiError, RequestError};
+use flowbot_adapter::{Classify, Scope, Verdict};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use teloxide::requests::Payload;
 
-/// Attempts per call, the first included.
-const ATTEMPTS: u32 = 6;
-/// The longest `retry_after` honoured; a longer one (a flood ban) fails the call.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+/// How long a call may take beyond its own long-poll timeout.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Runs `call` until it succeeds, fails for good, or runs out of attempts.
-pub async fn with_retries<T, F, Fut>(
-    what: &str,
-    token: &str,
-    mut call: F,
-) -> Result<T, RequestError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, RequestError>>,
-{
-    let mut backoff = Duration::from_millis(100);
-    let mut attempt = 1;
-    loop {
-        let err = match call().await {
-            Ok(value) => return Ok(value),
-            Err(err) => err,
-        };
-        let wait = match &err {
-            RequestError::RetryAfter(seconds) if seconds.duration() <= MAX_RETRY_AFTER => {
-                seconds.duration()
-            }
-            RequestError::Network(_) => backoff,
-            // What a 5xx becomes (teloxide has already waited 10 s before returning it).
-            RequestError::Api(ApiError::Unknown(_)) | RequestError::InvalidJson { .. } => backoff,
-            _ => return Err(err),
-        };
-        if attempt >= ATTEMPTS {
-            return Err(err);
+/// A Bot API client for one bot.
+#[derive(Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    /// `{api}/bot{token}/`: holds the token, so it is never printed.
+    base: String,
+    token: String,
+}
+
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// A failed call. Its `Display` holds no token and no message text.
+#[derive(Debug)]
+pub enum CallError {
+    /// No answer: the connection failed or timed out.
+    Network(String),
+    /// HTTP 429 (or `error_code` 429): wait this long.
+    RetryAfter(Duration),
+    /// A 5xx.
+    Server(u16),
+    /// Refused: the error code and Telegram's description (which names the problem, never
+    /// the text sent).
+    Api { code: u16, description: String },
+    /// An answer that is not a Bot API envelope of the expected type.
+    Garbled(String),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Network(kind) => write!(f, "network error ({kind})"),
+            CallError::RetryAfter(d) => write!(f, "rate limited: retry after {} s", d.as_secs()),
+            CallError::Server(status) => write!(f, "HTTP {status}"),
+            CallError::Api { code, description } => write!(f, "error {code}: {description}"),
+            CallError::Garbled(what) => write!(f, "unreadable answer: {what}"),
         }
-        tracing::debug!(call = what, attempt, wait_ms = wait.as_millis() as u64, error = %redact(&err, token), "retrying");
-        tokio::time::sleep(wait).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-        attempt += 1;
     }
 }
 
-/// An error's text with the token (and the URL path that holds it) removed.
-pub fn redact(err: &dyn std::fmt::Display, token: &str) -> String {
-    let text = err.to_string();
-    if token.is_empty() {
-        return text;
+impl std::error::Error for CallError {}
+
+impl Classify for CallError {
+    fn verdict(&self) -> Verdict {
+        match self {
+            // Telegram's limits are per chat (and a global one it reports the same way): the
+            // lane waits, the others go on.
+            CallError::RetryAfter(d) => Verdict::RetryAfter(*d, Scope::Lane),
+            CallError::Network(_) | CallError::Server(_) | CallError::Garbled(_) => {
+                Verdict::Backoff
+            }
+            CallError::Api { .. } => Verdict::GiveUp,
+        }
     }
-    text.replace(token, "<token>")
 }
 
-/// Errors that mean "already so": nothing to do.
-pub fn is_harmless(err: &RequestError) -> bool {
-    matches!(
-        err,
-        RequestError::Api(
-            ApiError::MessageNotModified
-                | ApiError::InvalidQueryId
-                | ApiError::MessageToEditNotFound
-        )
-    )
+impl CallError {
+    /// Errors that mean "already so": nothing left to do.
+    pub fn is_harmless(&self) -> bool {
+        let CallError::Api { code: 400, description } = self else { return false };
+        [
+            "message is not modified",
+            "query is too old",
+            "query ID is invalid",
+            "message to edit not found",
+        ]
+        .iter()
+        .any(|s| description.contains(s))
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<R> {
+    ok: bool,
+    result: Option<R>,
+    error_code: Option<u16>,
+    description: Option<String>,
+    parameters: Option<Parameters>,
+}
+
+#[derive(Deserialize)]
+struct Parameters {
+    retry_after: Option<u64>,
+}
+
+impl Api {
+    /// A client for the bot with `token` at `api_url` (default `https://api.telegram.org`).
+    pub fn new(token: &str, api_url: Option<&url::Url>) -> Result<Self, CallError> {
+        let root = api_url.map_or("https://api.telegram.org", url::Url::as_str);
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| CallError::Network(kind(&e).to_owned()))?;
+        Ok(Api {
+            client,
+            base: format!("{}/bot{token}/", root.trim_end_matches('/')),
+            token: token.to_owned(),
+        })
+    }
+
+    /// Makes one call: `payload` as JSON to its method; the result as teloxide's type.
+    pub async fn call<P>(&self, payload: &P) -> Result<P::Output, CallError>
+    where
+        P: Payload + serde::Serialize,
+        P::Output: DeserializeOwned,
+    {
+        let body = serde_json::to_vec(payload).map_err(|e| CallError::Garbled(e.to_string()))?;
+        let timeout = CALL_TIMEOUT + payload.timeout_hint().unwrap_or_default();
+        let response = self
+            .client
+            .post(format!("{}{}", self.base, P::NAME))
+            .header("content-type", "application/json")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| CallError::Network(kind(&e).to_owned()))?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| CallError::Network(kind(&e).to_owned()))?;
+        let envelope: Envelope<P::Output> = match serde_json::from_slice(&bytes) {
+            Ok(envelope) => envelope,
+            Err(_) if status >= 500 => return Err(CallError::Server(status)),
+            Err(e) => return Err(CallError::Garbled(format!("HTTP {status}: {e}"))),
+        };
+        if envelope.ok {
+            return envelope.result.ok_or_else(|| CallError::Garbled("no result".to_owned()));
+        }
+        let code = envelope.error_code.unwrap_or(status);
+        if let Some(after) = envelope.parameters.and_then(|p| p.retry_after) {
+            return Err(CallError::RetryAfter(Duration::from_secs(after)));
+        }
+        if code == 429 {
+            return Err(CallError::RetryAfter(Duration::from_secs(1)));
+        }
+        if code >= 500 || status >= 500 {
+            return Err(CallError::Server(code.max(status)));
+        }
+        let description = envelope.description.unwrap_or_default();
+        Err(CallError::Api {
+            code,
+            description: flowbot_adapter::redact(&description, &self.token),
+        })
+    }
+}
+
+/// The kind of a transport failure, without its URL (which holds the token).
+fn kind(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else if err.is_body() || err.is_decode() {
+        "broken answer"
+    } else {
+        "request failed"
+    }
 }
 
 #[cfg(test)]
@@ -76,38 +185,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_the_token() {
-        let err = "error sending request for url (http://127.0.0.1:1/bot123:SECRET/GetMe)";
-        assert_eq!(
-            redact(&err, "123:SECRET"),
-            "error sending request for url (http://127.0.0.1:1/bot<token>/GetMe)"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn retries_a_429_after_its_delay_then_gives_up_on_other_errors() {
-        let mut calls = 0;
-        let result: Result<u8, _> = with_retries("x", "t", || {
-            calls += 1;
-            let n = calls;
-            async move {
-                match n {
-                    1 => Err(RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(3))),
-                    2 => Err(RequestError::Api(ApiError::Unknown("Internal Server Error".into()))),
-                    _ => Ok(7),
-                }
-            }
-        })
-        .await;
-        assert_eq!(result.unwrap(), 7);
-        assert_eq!(calls, 3);
-        let mut calls = 0;
-        let result: Result<u8, _> = with_retries("x", "t", || {
-            calls += 1;
-            async { Err(RequestError::Api(ApiError::BotBlocked)) }
-        })
-        .await;
-        assert!(result.is_err());
-        assert_eq!(calls, 1, "a permanent error is not retried");
+    fn classifies_for_the_retry_policy() {
+        let limited = CallError::RetryAfter(Duration::from_secs(3));
+        assert_eq!(limited.verdict(), Verdict::RetryAfter(Duration::from_secs(3), Scope::Lane));
+        assert_eq!(CallError::Server(502).verdict(), Verdict::Backoff);
+        assert_eq!(CallError::Network("timed out".into()).verdict(), Verdict::Backoff);
+        let refused = CallError::Api {
+            code: 403,
+            description: "Forbidden: bot was blocked by the user".into(),
+        };
+        assert_eq!(refused.verdict(), Verdict::GiveUp);
+        assert!(!refused.is_harmless());
+        let same = CallError::Api {
+            code: 400,
+            description: "Bad Request: message is not modified: x".into(),
+        };
+        assert!(same.is_harmless());
     }
 }

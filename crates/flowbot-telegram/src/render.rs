@@ -1,20 +1,37 @@
-//! Telegram's rendering of the engine's replies: HTML text with links, split to fit, keyboards.
+//! Telegram's look of the core's [`View`]: HTML text with links, split to fit, keyboards; for a
+//! press, the toast and the answered message's new text.
 
-use flowbot_core::{Action, Flow, NodeKind, Outcome, Prompt, Reply, Segment, Token, segments};
+use flowbot_core::{
+    Action, Flow, Limits, Outcome, Prompt, PromptView, Segment, Unit, View, segments,
+};
 
 /// Telegram's limit on a message's text, in UTF-16 code units after entity parsing.
 pub const MAX_TEXT: usize = 4096;
+/// Telegram's limit on a toast (`answerCallbackQuery`'s text), in characters.
+const MAX_TOAST: usize = 200;
+
+/// What Telegram allows: `callback_data` of 64 bytes, 4,096 UTF-16 units of text, 100 buttons on
+/// an inline keyboard. Labels are not limited in practice (Telegram cuts them on screen); it has
+/// no modal, so a form's answers are typed as messages.
+pub const LIMITS: Limits = Limits {
+    platform: "Telegram",
+    token_bytes: 64,
+    buttons: 100,
+    text: MAX_TEXT,
+    text_unit: Unit::Utf16,
+    ..Limits::NONE
+};
 
 /// A message to send: HTML chunks (the keyboard goes on the last) and the keyboard's rows of
 /// `(label, callback_data)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Outgoing {
     pub chunks: Vec<String>,
     pub keyboard: Vec<Vec<(String, String)>>,
 }
 
 /// What to do on Telegram after a step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     /// The message to send, if any.
     pub message: Option<Outgoing>,
@@ -36,86 +53,46 @@ pub struct Pressed<'a> {
 
 /// How one outcome shows on Telegram. `pressed` is the button that caused it, if a button did.
 pub fn plan(flow: &Flow, outcome: &Outcome<'_>, pressed: Option<Pressed<'_>>) -> Plan {
-    // A press that changed nothing (an old message, a second press, a forged button): the
-    // notice is a toast on the button; the question it points to is already on screen.
-    if pressed.is_some() && !outcome.changed {
-        let toast = outcome
-            .replies
-            .iter()
-            .find_map(|r| match r {
-                Reply::Notice { text, .. } => Some(*text),
-                _ => None,
-            })
-            .unwrap_or_default();
-        return Plan { message: None, toast: truncate(toast, 200), answered: None };
+    let view = View::of(flow, outcome, pressed.map(|p| p.data));
+    if let Some(toast) = view.toast {
+        return Plan { message: None, toast: truncate(toast, MAX_TOAST), answered: None };
     }
-    let answered = pressed.and_then(|p| answered_text(flow, p));
-    let mut paragraphs: Vec<String> = Vec::new();
-    let mut keyboard = Vec::new();
-    for reply in &outcome.replies {
-        match reply {
-            Reply::Notice { text, .. } | Reply::Say { text, .. } => {
-                paragraphs.push((*text).to_owned())
-            }
-            Reply::Handoff => {
-                if let Some(handoff) = &outcome.handoff {
-                    paragraphs.push(handoff.message());
-                }
-            }
-            Reply::Prompt(prompt) => {
-                paragraphs.push(prompt.text().to_owned());
-                if let Some(note) = prompt.note() {
-                    paragraphs.push(note.to_owned());
-                }
-                keyboard = keyboard_of(prompt);
-            }
-        }
-    }
-    let text = paragraphs.join("\n\n");
+    let answered = view.answered.as_ref().map(|a| {
+        let shown = pressed.and_then(|p| p.shown).filter(|_| a.keep_shown);
+        answered_text(shown.unwrap_or(&a.asked), a.label)
+    });
+    let text = view.paragraphs.iter().map(|p| &*p.text).collect::<Vec<_>>().join("\n\n");
+    let keyboard = view.prompt.as_ref().map(keyboard).unwrap_or_default();
     let message = Outgoing { chunks: split(&text).iter().map(|c| html(c)).collect(), keyboard };
     Plan { message: Some(message), toast: String::new(), answered }
 }
 
-/// One button per row for the choices (labels are long), then back and restart side by side.
+/// One button per row for the choices (labels are long) and the resume button, then back and
+/// restart side by side.
 pub fn keyboard_of(prompt: &Prompt<'_>) -> Vec<Vec<(String, String)>> {
-    let mut rows = Vec::new();
-    let mut nav = Vec::new();
-    for button in prompt.buttons() {
-        let cell = (button.label.to_owned(), button.token.to_string());
-        match button.token.action {
-            Action::Back | Action::Restart => nav.push(cell),
-            _ => rows.push(vec![cell]),
-        }
-    }
-    if !nav.is_empty() {
-        rows.push(nav);
+    keyboard(&PromptView::of(prompt))
+}
+
+fn keyboard(prompt: &PromptView<'_>) -> Vec<Vec<(String, String)>> {
+    let cell = |b: &flowbot_core::Button<'_>| (b.label.to_owned(), b.token.to_string());
+    let (side, own): (Vec<_>, Vec<_>) =
+        prompt.nav.iter().partition(|b| matches!(b.token.action, Action::Back | Action::Restart));
+    let mut rows: Vec<Vec<_>> = prompt.choices.iter().chain(own).map(|b| vec![cell(b)]).collect();
+    if !side.is_empty() {
+        rows.push(side.into_iter().map(cell).collect());
     }
     rows
 }
 
 /// The text a pressed message keeps: what it asked (its last chunk) and, under it, the answer.
-fn answered_text(flow: &Flow, pressed: Pressed<'_>) -> Option<String> {
-    let token = Token::parse(pressed.data)?;
-    let node = flow.node(flow.find(token.node)?);
-    let label = flow.button_label(&token)?;
-    let asked = match (token.action, node.kind()) {
-        (Action::Resume, _) => flow.texts().resume_question.clone(),
-        (_, NodeKind::Question(q)) => match q.note() {
-            Some(note) => format!("{}\n\n{note}", q.text()),
-            None => q.text().to_owned(),
-        },
-        // A form's steps are not in the flow's text (the confirmation lists the answers): keep
-        // what the message showed.
-        (_, NodeKind::Form { .. }) => pressed.shown.unwrap_or(node.text()).to_owned(),
-        _ => node.text().to_owned(),
-    };
+fn answered_text(asked: &str, label: &str) -> String {
     let answer = format!("\n\n→ {label}");
-    let last = split(&asked).pop().unwrap_or_default();
+    let last = split(asked).pop().unwrap_or_default();
     let mut text = html(&last);
     if utf16_len(&last) + utf16_len(&answer) <= MAX_TEXT {
         text.push_str(&format!("\n\n→ <b>{}</b>", escape(label)));
     }
-    Some(text)
+    text
 }
 
 /// Plain text as Telegram HTML: `& < >` escaped, URLs and e-mail addresses as links.
@@ -158,55 +135,11 @@ fn utf16_len(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
-/// Splits plain text into pieces of at most [`MAX_TEXT`], at paragraph breaks where it can, else
-/// at line breaks, else between characters.
+/// Splits plain text into pieces of at most [`MAX_TEXT`] UTF-16 units (entity text is measured
+/// after HTML parsing, so escaping does not count), with the core's splitter: at paragraph
+/// breaks where it can, else at line breaks, else between characters, never inside a link.
 pub fn split(text: &str) -> Vec<String> {
-    split_by(text, MAX_TEXT)
-}
-
-fn split_by(text: &str, max: usize) -> Vec<String> {
-    let mut chunks: Vec<String> = Vec::new();
-    let mut current = String::new();
-    let push_piece = |piece: &str, sep: &str, current: &mut String, chunks: &mut Vec<String>| {
-        let needed = utf16_len(current)
-            + if current.is_empty() { 0 } else { utf16_len(sep) }
-            + utf16_len(piece);
-        if needed <= max {
-            if !current.is_empty() {
-                current.push_str(sep);
-            }
-            current.push_str(piece);
-        } else {
-            if !current.is_empty() {
-                chunks.push(std::mem::take(current));
-            }
-            current.push_str(piece);
-        }
-    };
-    for paragraph in text.split("\n\n") {
-        if utf16_len(paragraph) <= max {
-            push_piece(paragraph, "\n\n", &mut current, &mut chunks);
-            continue;
-        }
-        for line in paragraph.split('\n') {
-            if utf16_len(line) <= max {
-                push_piece(line, "\n", &mut current, &mut chunks);
-                continue;
-            }
-            let mut piece = String::new();
-            for c in line.chars() {
-                if utf16_len(&piece) + c.len_utf16() > max {
-                    push_piece(&std::mem::take(&mut piece), "\n", &mut current, &mut chunks);
-                }
-                piece.push(c);
-            }
-            push_piece(&piece, "\n", &mut current, &mut chunks);
-        }
-    }
-    if !current.is_empty() || chunks.is_empty() {
-        chunks.push(current);
-    }
-    chunks
+    flowbot_core::split(text, MAX_TEXT, Unit::Utf16).into_iter().map(str::to_owned).collect()
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

@@ -22,10 +22,17 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use flowbot_core::{ConversationKey, Flow, Input, Outcome, Prompt, Reply, Segment, segments};
+use flowbot_core::{
+    Action, Button, ConversationKey, Flow, Input, Limits, Outcome, Paragraph, Part, Prompt,
+    Segment, View,
+};
 use flowbot_store::{Handled, Service, Update, now};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// What the web chat allows: anything a flow can hold (the page wraps long labels and texts,
+/// and a request body of 16 KiB holds any token).
+pub const LIMITS: Limits = Limits { platform: "the web chat", ..Limits::NONE };
 
 /// The page's routes.
 pub const CHAT_PATH: &str = "/chat";
@@ -293,49 +300,61 @@ async fn input(State(web): State<Web>, headers: HeaderMap, body: axum::body::Byt
 
 /// An outcome as the page draws it.
 fn render(_: &Flow, outcome: &Outcome<'_>) -> Value {
-    let replies: Vec<Value> = outcome
-        .replies
-        .iter()
-        .map(|reply| match reply {
-            Reply::Notice { kind, text } => {
-                json!({"kind": "notice", "notice": kind.name(), "text": text_json(text)})
-            }
-            Reply::Say { text, .. } => json!({"kind": "say", "text": text_json(text)}),
-            Reply::Handoff => {
-                let text = outcome.handoff.as_ref().map(|h| h.message()).unwrap_or_default();
-                json!({"kind": "handoff", "text": text_json(&text)})
-            }
-            Reply::Prompt(prompt) => prompt_json(prompt),
-        })
-        .collect();
-    json!({"replies": replies, "changed": outcome.changed})
+    let view = View::new(outcome);
+    json!({"replies": replies(&view), "changed": view.changed})
 }
 
 fn prompt_json(prompt: &Prompt<'_>) -> Value {
-    use flowbot_core::Action;
-    let buttons: Vec<Value> = prompt
-        .buttons()
-        .map(|b| {
-            let nav = matches!(b.token.action, Action::Back | Action::Restart);
-            json!({"label": b.label, "token": b.token.to_string(), "nav": nav})
-        })
-        .collect();
-    // At a form field the page's text box is the answer box.
-    let input = prompt.input().map(|(_, field)| json!({"label": field.label()}));
-    json!({
-        "kind": "prompt",
-        "node": prompt.node.id(),
-        "text": text_json(prompt.text()),
-        "note": prompt.note().map(text_json),
-        "buttons": buttons,
-        "input": input,
-        "ending": prompt.is_ending(),
-    })
+    replies(&View::of_prompt(prompt)).pop().unwrap_or_default()
+}
+
+/// The replies of a view: one entry per paragraph, the prompt's text, note and buttons in one.
+fn replies(view: &View<'_>) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut paragraphs = view.paragraphs.iter().peekable();
+    while let Some(p) = paragraphs.next() {
+        out.push(match p.part {
+            Part::Notice(kind) => {
+                json!({"kind": "notice", "notice": kind.name(), "text": text_json(p)})
+            }
+            Part::Say(_) => json!({"kind": "say", "text": text_json(p)}),
+            Part::Handoff(_) => json!({"kind": "handoff", "text": text_json(p)}),
+            Part::Note => continue,
+            Part::Prompt(node) => {
+                let note = paragraphs.next_if(|n| matches!(n.part, Part::Note)).map(text_json);
+                let Some(prompt) = &view.prompt else { continue };
+                let button = |b: &Button<'_>, nav: bool| {
+                    json!({"label": b.label, "token": b.token.to_string(), "nav": nav})
+                };
+                let buttons: Vec<Value> = prompt
+                    .choices
+                    .iter()
+                    .map(|b| button(b, false))
+                    .chain(prompt.nav.iter().map(|b| {
+                        button(b, matches!(b.token.action, Action::Back | Action::Restart))
+                    }))
+                    .collect();
+                // At a form field the page's text box is the answer box.
+                let input = prompt.input.map(|(_, field)| json!({"label": field.label()}));
+                json!({
+                    "kind": "prompt",
+                    "node": node.id(),
+                    "text": text_json(p),
+                    "note": note,
+                    "buttons": buttons,
+                    "input": input,
+                    "ending": prompt.ending,
+                })
+            }
+        });
+    }
+    out
 }
 
 /// A text as segments the page turns into text nodes and links.
-fn text_json(text: &str) -> Value {
-    let parts: Vec<Value> = segments(text)
+fn text_json(paragraph: &Paragraph<'_>) -> Value {
+    let parts: Vec<Value> = paragraph
+        .segments()
         .into_iter()
         .map(|segment| match segment {
             Segment::Plain(s) => json!({"t": "text", "v": s}),

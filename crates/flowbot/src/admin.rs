@@ -28,8 +28,16 @@ pub async fn stats(service: &Service) -> anyhow::Result<ExitCode> {
     }
     let d = service.store().delivery_counts().await?;
     println!(
-        "hand-off requests: {} kept, deliveries {} done, {} pending",
-        d.requests, d.delivered, d.pending
+        "hand-off requests: {} kept, deliveries {} done, {} pending, {} given up",
+        d.requests, d.delivered, d.pending, d.gave_up
+    );
+    let oldest = d.oldest_pending.map_or_else(
+        || "none".to_owned(),
+        |at| format!("{} s old", service.now().0.saturating_sub(at.0) / 1000),
+    );
+    println!(
+        "replies: {} waiting to be sent, {} given up; oldest undelivered item: {oldest}",
+        d.replies_pending, d.replies_gave_up
     );
     for s in &all {
         // Names and labels come from that version's own source, where it is still kept.

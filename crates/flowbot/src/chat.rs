@@ -3,7 +3,7 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use flowbot_core::{Action, Conversation, ConversationKey, Flow, Handoff, Input, Outcome, Reply};
+use flowbot_core::{Action, Conversation, ConversationKey, Flow, Input, Outcome, Part, View};
 use flowbot_store::{Handled, Service, Update};
 
 use crate::store::now;
@@ -16,9 +16,9 @@ pub fn run(flow: &Flow, entry: Option<&str>) -> anyhow::Result<ExitCode> {
     let (mut conv, outcome) = Conversation::start(flow, entry, now());
     let mut step = |line: &str, out: &mut dyn Write| -> io::Result<()> {
         let outcome = conv.step(flow, Input::Text(line), now());
-        write_replies(out, &outcome.replies, outcome.handoff.as_deref())
+        write_view(out, &View::new(&outcome))
     };
-    converse(&outcome.replies, &mut step)
+    converse(Some(&View::new(&outcome)), &mut step)
 }
 
 /// A conversation kept in the store under `--user`: it continues across runs.
@@ -31,9 +31,9 @@ pub fn run_stored(
 ) -> anyhow::Result<ExitCode> {
     // Requests submitted here are delivered from here too (webhooks; chats need `flowbot run`).
     let stop = tokio_util::sync::CancellationToken::new();
-    let outbox = {
+    let delivery = {
         let _runtime = rt.enter();
-        match crate::handoff::start(service, config, &Default::default(), stop.clone()) {
+        match crate::handoff::start_handoff(service, config, stop.clone()) {
             Ok(started) => started,
             Err(err) => {
                 eprintln!("flowbot: requests are kept for `flowbot run` to deliver: {err:#}");
@@ -42,14 +42,11 @@ pub fn run_stored(
         }
     };
     let result = chat_stored(service, user, entry, rt);
-    if let Some(started) = outbox {
-        // What was submitted in this session is attempted once more before leaving; anything
-        // that fails stays in the store for the next run.
+    if let Some(started) = delivery {
+        // What is in flight finishes (briefly); anything that fails stays in the store for the
+        // next run.
         stop.cancel();
         let _ = rt.block_on(started.task);
-        if let Err(err) = rt.block_on(started.outbox.round()) {
-            eprintln!("flowbot: cannot deliver the pending requests now: {err}");
-        }
     }
     result
 }
@@ -63,7 +60,7 @@ fn chat_stored(
     let key = ConversationKey::new("cli", "terminal", user);
     let render = |_: &Flow, outcome: &Outcome<'_>| {
         let mut buf = Vec::new();
-        let _ = write_replies(&mut buf, &outcome.replies, outcome.handoff.as_deref());
+        let _ = write_view(&mut buf, &View::new(outcome));
         buf
     };
     let handle = |input: Input<'_>| -> anyhow::Result<Vec<u8>> {
@@ -78,7 +75,7 @@ fn chat_stored(
         Some(_) => None,
         None => rt.block_on(service.current(&key, now(), |_, prompt| {
             let mut buf = Vec::new();
-            let _ = write_replies(&mut buf, &[Reply::Prompt(prompt)], None);
+            let _ = write_view(&mut buf, &View::of_prompt(&prompt));
             buf
         }))?,
     };
@@ -93,12 +90,12 @@ fn chat_stored(
     let mut out = io::stdout().lock();
     out.write_all(&first)?;
     drop(out);
-    converse(&[], &mut step)
+    converse(None, &mut step)
 }
 
 /// Shows `first`, then feeds standard input line by line to `step`.
 fn converse(
-    first: &[Reply<'_>],
+    first: Option<&View<'_>>,
     step: &mut dyn FnMut(&str, &mut dyn Write) -> io::Result<()>,
 ) -> anyhow::Result<ExitCode> {
     match talk(first, step) {
@@ -108,14 +105,16 @@ fn converse(
 }
 
 fn talk(
-    first: &[Reply<'_>],
+    first: Option<&View<'_>>,
     step: &mut dyn FnMut(&str, &mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
     let stdin = io::stdin();
     let interactive = stdin.is_terminal();
     let mut input = stdin.lock();
     let mut out = io::stdout().lock();
-    write_replies(&mut out, first, None)?;
+    if let Some(view) = first {
+        write_view(&mut out, view)?;
+    }
     let mut buf = Vec::new();
     loop {
         if interactive {
@@ -161,50 +160,50 @@ fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<usize> {
     }
 }
 
-/// Writes the replies of one step as plain text: choices numbered, navigation with its command.
-fn write_replies(
-    out: &mut dyn Write,
-    replies: &[Reply<'_>],
-    handoff: Option<&Handoff<'_>>,
-) -> io::Result<()> {
-    for reply in replies {
-        match reply {
-            Reply::Notice { text, .. } => writeln!(out, "! {}\n", text.replace('\n', "\n  "))?,
-            Reply::Say { text, .. } => writeln!(out, "{text}\n")?,
-            Reply::Handoff => {
-                if let Some(handoff) = handoff {
-                    writeln!(out, "{}\n", handoff.message())?;
+/// Writes the view of one step as plain text: choices numbered, navigation with its command.
+fn write_view(out: &mut dyn Write, view: &View<'_>) -> io::Result<()> {
+    let mut paragraphs = view.paragraphs.iter().peekable();
+    while let Some(paragraph) = paragraphs.next() {
+        let text = &*paragraph.text;
+        match paragraph.part {
+            Part::Notice(_) => writeln!(out, "! {}\n", text.replace('\n', "\n  "))?,
+            Part::Say(_) | Part::Handoff(_) => writeln!(out, "{text}\n")?,
+            Part::Note => writeln!(out, "{text}")?,
+            Part::Prompt(_) => {
+                writeln!(out, "{text}")?;
+                if let Some(note) = paragraphs.next_if(|p| matches!(p.part, Part::Note)) {
+                    writeln!(out, "{}", note.text)?;
                 }
-            }
-            Reply::Prompt(prompt) => {
-                writeln!(out, "{}", prompt.text())?;
-                if let Some(note) = prompt.note() {
-                    writeln!(out, "{note}")?;
+                if let Some(prompt) = &view.prompt {
+                    write_buttons(out, prompt)?;
                 }
-                let mut nav = Vec::new();
-                for (i, button) in prompt.buttons().enumerate() {
-                    // The resume question's two buttons are its choices: 1 resumes, 2 restarts.
-                    match button.token.action {
-                        _ if prompt.resume => writeln!(out, "  {}. {}", i + 1, button.label)?,
-                        Action::Choice(_) | Action::Submit | Action::Fix => {
-                            writeln!(out, "  {}. {}", i + 1, button.label)?
-                        }
-                        Action::Back => nav.push(format!("[{}] /back", button.label)),
-                        Action::Restart => nav.push(format!("[{}] /restart", button.label)),
-                        // At a form field a number is an answer: the button is typed as is.
-                        Action::Resume | Action::Unknown(_) | Action::Field(_) => {
-                            nav.push(format!("[{}]", button.label))
-                        }
-                    }
-                }
-                if !nav.is_empty() {
-                    writeln!(out, "  {}", nav.join("  "))?;
-                }
-                writeln!(out)?;
             }
         }
     }
     Ok(())
+}
+
+fn write_buttons(out: &mut dyn Write, prompt: &flowbot_core::PromptView<'_>) -> io::Result<()> {
+    let mut nav = Vec::new();
+    for (i, button) in prompt.choices.iter().chain(&prompt.nav).enumerate() {
+        // The resume question's two buttons are its choices: 1 resumes, 2 restarts.
+        match button.token.action {
+            _ if prompt.resume => writeln!(out, "  {}. {}", i + 1, button.label)?,
+            Action::Choice(_) | Action::Submit | Action::Fix => {
+                writeln!(out, "  {}. {}", i + 1, button.label)?
+            }
+            Action::Back => nav.push(format!("[{}] /back", button.label)),
+            Action::Restart => nav.push(format!("[{}] /restart", button.label)),
+            // At a form field a number is an answer: the button is typed as is.
+            Action::Resume | Action::Unknown(_) | Action::Field(_) => {
+                nav.push(format!("[{}]", button.label))
+            }
+        }
+    }
+    if !nav.is_empty() {
+        writeln!(out, "  {}", nav.join("  "))?;
+    }
+    writeln!(out)
 }
 
 /// Prints to standard output; a closed pipe (`flowbot render | head`) is not an error.

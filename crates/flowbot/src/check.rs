@@ -1,12 +1,18 @@
-//! `flowbot check`: validates flow files and lists every problem.
+//! `flowbot check`: validates flow files against every known platform's limits and lists every
+//! problem.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use flowbot_core::Flow;
+use anyhow::Context;
+use flowbot_core::{Flow, Limits, load_flow_for};
 
 use crate::config::Config;
-use crate::flows::{flow_files, load_file};
+use crate::flows::flow_files;
+
+/// The limits of every platform flowbot runs on: a flow that passes runs on any of them.
+pub const ALL_LIMITS: [&Limits; 3] =
+    [&flowbot_telegram::LIMITS, &flowbot_discord::LIMITS, &flowbot_web::LIMITS];
 
 pub fn run(paths: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
     let mut files = Vec::new();
@@ -19,7 +25,9 @@ pub fn run(paths: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
     let mut flows: Vec<Flow> = Vec::new();
     let mut broken = 0;
     for file in &files {
-        match load_file(file, &config.params)? {
+        let source = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        match load_flow_for(&source, &file.display().to_string(), &config.params, &ALL_LIMITS) {
             Ok(flow) => {
                 let endings = flow.nodes().iter().filter(|n| n.is_ending()).count();
                 println!(

@@ -16,7 +16,10 @@
 //! [handoff]
 //! retry_first_seconds = 30    # the first retry of a failed delivery; doubling up to…
 //! retry_max_seconds = 3600
-//! lease_seconds = 120         # an attempt's reservation (a crash delays a delivery this much)
+//! lease_seconds = 10          # a worker's hold on what it sends, renewed while it runs: a killed
+//!                             # process's replies and requests are taken over after this
+//! [delivery]
+//! give_up_after_seconds = 3600 # a reply the platform has not taken by then is given up (logged)
 //! [[handoff.destinations]]
 //! kind = "webhook"            # or "telegram" (chat_id) or "discord" (channel_id)
 //! url = "https://desk.example.jp/flowbot"
@@ -34,6 +37,11 @@ use serde::Deserialize;
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// The shortest webhook secret accepted, in bytes.
 const MIN_SECRET: usize = 16;
+/// A failed hand-off delivery's first pause, doubling up to the next.
+const DEFAULT_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(30);
+const DEFAULT_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+/// A reply its platform has not taken by then is given up on.
+const DEFAULT_GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// A TOML syntax error without the source snippet, which could quote a secret.
 fn syntax_error(path: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
@@ -71,6 +79,17 @@ pub struct Config {
     pub handoff: Handoff,
     #[serde(default)]
     pub retention: Retention,
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+}
+
+/// How stored replies are delivered.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// A reply not taken by its platform this long after its step is given up on: counted and
+    /// logged, never silently dropped.
+    pub give_up_after_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,8 +115,8 @@ pub struct Handoff {
     pub destinations: Vec<Destination>,
     pub retry_first_seconds: Option<f64>,
     pub retry_max_seconds: Option<f64>,
-    /// How long a delivery being attempted is reserved for the process attempting it (a
-    /// process that dies mid-attempt delays that delivery by at most this).
+    /// How long the delivery worker's hold on an item lasts; it is renewed while the process
+    /// runs, so a process that dies delays what it held by at most this.
     pub lease_seconds: Option<f64>,
 }
 
@@ -127,6 +146,12 @@ pub enum Destination {
 
 impl Destination {
     /// The destination's name in the store and the logs: `name`, or its kind.
+    /// The delivery worker's sink for this destination: `handoff:NAME`, apart from the
+    /// platforms' own reply sinks (a destination may be named `telegram`).
+    pub fn sink(&self) -> String {
+        format!("handoff:{}", self.name())
+    }
+
     pub fn name(&self) -> &str {
         let (name, kind) = match self {
             Destination::Webhook { name, .. } => (name, "webhook"),
@@ -322,6 +347,13 @@ impl Config {
             problems
                 .push("[handoff] retry_max_seconds is less than retry_first_seconds".to_owned());
         }
+        if let Some(v) = self.delivery.give_up_after_seconds
+            && !(v.is_finite() && v >= 1.0 && v <= 7.0 * 86_400.0)
+        {
+            problems.push(format!(
+                "[delivery] give_up_after_seconds = {v}: use at least 1 and at most 604800"
+            ));
+        }
         let mut names: Vec<&str> = Vec::new();
         for d in &self.handoff.destinations {
             let name = d.name();
@@ -396,19 +428,43 @@ impl Config {
         self.retention.personal_data_days.unwrap_or(90) * DAY_MS
     }
 
-    /// The outbox's retry timing.
-    pub fn outbox_options(&self) -> flowbot_store::OutboxOptions {
-        let defaults = flowbot_store::OutboxOptions::default();
+    /// How hand-off deliveries are retried: doubling pauses from `retry_first_seconds` (30 s)
+    /// up to `retry_max_seconds` (1 h), parked in the store between attempts, never given up.
+    pub fn handoff_route(&self) -> flowbot_adapter::Route {
         let secs = std::time::Duration::from_secs_f64;
-        let retry_first = self.handoff.retry_first_seconds.map_or(defaults.retry_first, secs);
-        let retry_max = self.handoff.retry_max_seconds.map_or(defaults.retry_max, secs);
-        flowbot_store::OutboxOptions {
-            retry_first,
-            retry_max: retry_max.max(retry_first),
-            lease: self.handoff.lease_seconds.map_or(defaults.lease, secs),
-            poll: defaults.poll.min(retry_first),
-            ..defaults
+        let first = self.handoff.retry_first_seconds.map_or(DEFAULT_RETRY_FIRST, secs);
+        let max = self.handoff.retry_max_seconds.map_or(DEFAULT_RETRY_MAX, secs);
+        flowbot_adapter::Route {
+            policy: flowbot_adapter::RetryPolicy {
+                first,
+                max: max.max(first),
+                ..flowbot_adapter::RetryPolicy::CALL
+            },
+            give_up_after: None,
+            park: true,
         }
+    }
+
+    /// How a platform's stored replies are retried: the call policy's pauses, given up after
+    /// `[delivery] give_up_after_seconds` (1 h).
+    pub fn reply_route(&self) -> flowbot_adapter::Route {
+        let give_up = self
+            .delivery
+            .give_up_after_seconds
+            .map_or(DEFAULT_GIVE_UP_AFTER, std::time::Duration::from_secs_f64);
+        flowbot_adapter::Route::replies(give_up)
+    }
+
+    /// The delivery worker's lease and polling.
+    pub fn worker_options(&self) -> flowbot_adapter::WorkerOptions {
+        let defaults = flowbot_adapter::WorkerOptions::default();
+        let lease =
+            self.handoff.lease_seconds.map_or(defaults.lease, std::time::Duration::from_secs_f64);
+        let first = self
+            .handoff
+            .retry_first_seconds
+            .map_or(DEFAULT_RETRY_FIRST, std::time::Duration::from_secs_f64);
+        flowbot_adapter::WorkerOptions { lease, poll: defaults.poll.min(first), ..defaults }
     }
 
     /// Refuses parameter values that none of `flows` declares (most likely a misspelt name).
@@ -507,9 +563,10 @@ mod tests {
         assert!(load("[handoff]\nunknown = 1\n", &[]).is_err());
         let timing =
             load("[handoff]\nretry_first_seconds = 0.5\nlease_seconds = 5\n", &[]).unwrap();
-        let options = timing.outbox_options();
-        assert_eq!(options.lease, std::time::Duration::from_secs(5));
-        assert_eq!(options.retry_first, std::time::Duration::from_millis(500));
+        assert_eq!(timing.worker_options().lease, std::time::Duration::from_secs(5));
+        assert_eq!(timing.handoff_route().policy.first, std::time::Duration::from_millis(500));
+        assert!(timing.handoff_route().park);
+        assert!(load("[delivery]\ngive_up_after_seconds = 0\n", &[]).is_err());
         assert!(load("[handoff]\nlease_seconds = 0\n", &[]).is_err());
     }
 

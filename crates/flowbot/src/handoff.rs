@@ -1,5 +1,5 @@
-//! Help-desk destinations for the outbox: a signed HTTP webhook, a Telegram chat, a Discord
-//! channel; and starting the outbox with the ones the configuration names.
+//! Help-desk destinations for the delivery worker: a signed HTTP webhook, a Telegram chat, a
+//! Discord channel; and starting the worker with the routes the configuration names.
 //!
 //! A webhook receives the request's JSON (`type: flowbot.handoff`) as the body of a POST with
 //! `X-Flowbot-Timestamp` (Unix seconds), `X-Flowbot-Reference`, and
@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flowbot_core::Delivery;
+use flowbot_adapter::{Deliver, Failed, Route, Secret, Verdict, Worker};
+use flowbot_core::{Clock, Queued};
 use flowbot_discord::Discord;
-use flowbot_store::{Outbox, Service, Sink};
+use flowbot_store::Service;
 use flowbot_telegram::Telegram;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -35,8 +36,9 @@ pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
 
 struct Webhook {
     url: String,
-    secret: String,
+    secret: Secret,
     client: reqwest::Client,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -46,17 +48,23 @@ impl std::fmt::Debug for Webhook {
 }
 
 #[async_trait]
-impl Sink for Webhook {
-    async fn deliver(&self, delivery: &Delivery) -> Result<(), String> {
-        let timestamp = flowbot_store::now().0 / 1000;
-        let body = delivery.payload.as_bytes().to_vec();
+impl Deliver for Webhook {
+    async fn deliver(&self, item: &Queued) -> Result<(), Failed> {
+        let Some(request) = &item.request else {
+            return Err(Failed::new(Verdict::GiveUp, "not a hand-off request"));
+        };
+        let timestamp = self.clock.now().0 / 1000;
+        let body = request.payload.as_bytes().to_vec();
         let response = self
             .client
             .post(&self.url)
             .header("content-type", "application/json")
             .header("x-flowbot-timestamp", timestamp.to_string())
-            .header("x-flowbot-reference", &delivery.reference)
-            .header("x-flowbot-signature", signature(self.secret.as_bytes(), timestamp, &body))
+            .header("x-flowbot-reference", &request.reference)
+            .header(
+                "x-flowbot-signature",
+                signature(self.secret.expose().as_bytes(), timestamp, &body),
+            )
             .body(body)
             .send()
             .await
@@ -70,30 +78,19 @@ impl Sink for Webhook {
                 } else {
                     "request failed"
                 };
-                format!("POST {}: {kind}", self.url)
+                Failed::new(Verdict::Backoff, format!("POST {}: {kind}", self.url))
             })?;
         let status = response.status();
         if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("POST {}: HTTP {}", self.url, status.as_u16()))
+            return Ok(());
         }
+        // A desk's endpoint may refuse for a while (misconfigured, restarting): every refusal
+        // is retried, with the hand-off's long pauses.
+        Err(Failed::new(Verdict::Backoff, format!("POST {}: HTTP {}", self.url, status.as_u16())))
     }
 }
 
-#[derive(Debug)]
-struct TelegramChat {
-    telegram: Telegram,
-    chat: i64,
-}
-
-#[async_trait]
-impl Sink for TelegramChat {
-    async fn deliver(&self, delivery: &Delivery) -> Result<(), String> {
-        self.telegram.send_handoff(self.chat, &delivery.text).await
-    }
-}
-
+/// A destination that reports failures as text (Discord's channel): every failure is retried.
 #[derive(Debug)]
 struct DiscordChannel {
     discord: Discord,
@@ -101,9 +98,15 @@ struct DiscordChannel {
 }
 
 #[async_trait]
-impl Sink for DiscordChannel {
-    async fn deliver(&self, delivery: &Delivery) -> Result<(), String> {
-        self.discord.send_handoff(self.channel, &delivery.text).await
+impl Deliver for DiscordChannel {
+    async fn deliver(&self, item: &Queued) -> Result<(), Failed> {
+        let Some(request) = &item.request else {
+            return Err(Failed::new(Verdict::GiveUp, "not a hand-off request"));
+        };
+        self.discord
+            .send_handoff(self.channel, &request.text)
+            .await
+            .map_err(|error| Failed::new(Verdict::Backoff, error))
     }
 }
 
@@ -114,25 +117,27 @@ pub struct Messengers {
     pub discord: Option<Discord>,
 }
 
-/// A sink for every configured destination, or which destination cannot be served here.
-fn sinks(
+/// The worker's routes for every configured destination, or which destination cannot be
+/// served here.
+pub fn routes(
     config: &Config,
     messengers: &Messengers,
-) -> anyhow::Result<HashMap<String, Arc<dyn Sink>>> {
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Routes> {
     let client = reqwest::Client::builder().timeout(WEBHOOK_TIMEOUT).build()?;
-    let mut sinks: HashMap<String, Arc<dyn Sink>> = HashMap::new();
+    let route = config.handoff_route();
+    let mut routes = Routes::new();
     for d in &config.handoff.destinations {
-        let sink: Arc<dyn Sink> = match d {
+        let sink: Arc<dyn Deliver> = match d {
             Destination::Webhook { url, .. } => Arc::new(Webhook {
                 url: url.clone(),
                 // Checked present when the configuration loaded.
-                secret: d.secret().unwrap_or_default(),
+                secret: Secret::new(d.secret().unwrap_or_default()),
                 client: client.clone(),
+                clock: clock.clone(),
             }),
             Destination::Telegram { chat_id, .. } => match &messengers.telegram {
-                Some(telegram) => {
-                    Arc::new(TelegramChat { telegram: telegram.clone(), chat: *chat_id })
-                }
+                Some(telegram) => Arc::new(telegram.handoff_chat(*chat_id)),
                 None => anyhow::bail!(
                     "the hand-off destination `{}` is a Telegram chat, and Telegram is not running (set TELEGRAM_BOT_TOKEN)",
                     d.name()
@@ -148,43 +153,57 @@ fn sinks(
                 ),
             },
         };
-        sinks.insert(d.name().to_owned(), sink);
+        routes.insert(d.sink(), (sink, route));
     }
-    Ok(sinks)
+    Ok(routes)
 }
 
-/// A running outbox.
+/// The worker's routes, by sink name.
+pub type Routes = HashMap<String, (Arc<dyn Deliver>, Route)>;
+
+/// A running delivery worker.
 #[derive(Debug)]
 pub struct Started {
-    pub outbox: Arc<Outbox>,
+    pub worker: Arc<Worker>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts delivering the service's hand-off requests, if the configuration has destinations.
-/// Fails if a destination needs a messenger that is not running.
+/// Starts delivering the service's stored items for `routes` (replies of the running
+/// platforms, hand-off destinations); `None` when there is nothing to deliver.
 pub fn start(
     service: &Service,
     config: &Config,
-    messengers: &Messengers,
+    routes: Routes,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Option<Started> {
+    if routes.is_empty() {
+        return None;
+    }
+    let mut names: Vec<&str> = routes.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    tracing::info!(sinks = ?names, "delivery: sending stored replies and requests");
+    service.serve(&names);
+    let worker = Arc::new(Worker::new(
+        service.store().clone(),
+        routes,
+        config.worker_options(),
+        service.mailbox(),
+        service.clock(),
+        service.owner().to_owned(),
+    ));
+    let task = tokio::spawn(worker.clone().run(shutdown));
+    Some(Started { worker, task })
+}
+
+/// Starts delivering hand-off requests from a command that runs no messenger (`chat --user`,
+/// `pipe`), when every destination can be served without one.
+pub fn start_handoff(
+    service: &Service,
+    config: &Config,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Option<Started>> {
-    if config.handoff.destinations.is_empty() {
-        return Ok(None);
-    }
-    let sinks = sinks(config, messengers)?;
-    let outbox = Arc::new(Outbox::new(
-        service.store().clone(),
-        sinks,
-        config.outbox_options(),
-        service.outbox_signal(),
-    ));
-    let names: Vec<&str> = config.handoff.destinations.iter().map(Destination::name).collect();
-    tracing::info!(destinations = ?names, "hand-off: delivering requests");
-    let task = tokio::spawn({
-        let outbox = outbox.clone();
-        async move { outbox.run(shutdown).await }
-    });
-    Ok(Some(Started { outbox, task }))
+    let routes = routes(config, &Messengers::default(), &service.clock())?;
+    Ok(start(service, config, routes, shutdown))
 }
 
 #[cfg(test)]

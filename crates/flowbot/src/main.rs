@@ -177,7 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // Requests submitted here are delivered from here when every destination can be
                 // (webhooks); otherwise `flowbot run` delivers them.
                 let stop = tokio_util::sync::CancellationToken::new();
-                match handoff::start(&service, &config, &Default::default(), stop.clone()) {
+                match handoff::start_handoff(&service, &config, stop.clone()) {
                     Ok(_) => {}
                     Err(err) => eprintln!("flowbot: requests are kept for `flowbot run`: {err:#}"),
                 }

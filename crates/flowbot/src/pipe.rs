@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use flowbot_core::{ConversationKey, Flow, Input, Outcome, Reply};
+use flowbot_core::{ConversationKey, Flow, Input, Outcome, Part, View};
 use flowbot_store::{Handled, Service, Update};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -190,33 +190,33 @@ async fn apply(service: &Service, line: &Line) -> Value {
 }
 
 fn render(_: &Flow, outcome: &Outcome<'_>) -> Value {
-    let replies: Vec<Value> = outcome
-        .replies
-        .iter()
-        .map(|r| match r {
-            Reply::Notice { kind, text } => {
-                json!({"kind": "notice", "notice": kind.name(), "text": text})
+    let view = View::new(outcome);
+    let mut replies: Vec<Value> = Vec::with_capacity(view.paragraphs.len());
+    let mut paragraphs = view.paragraphs.iter().peekable();
+    while let Some(p) = paragraphs.next() {
+        let text = &*p.text;
+        replies.push(match p.part {
+            Part::Notice(kind) => json!({"kind": "notice", "notice": kind.name(), "text": text}),
+            Part::Say(node) => json!({"kind": "say", "node": node.id(), "text": text}),
+            Part::Handoff(h) => {
+                json!({"kind": "handoff", "reference": h.submission.reference, "text": text})
             }
-            Reply::Say { node, text } => json!({"kind": "say", "node": node.id(), "text": text}),
-            Reply::Handoff => match &outcome.handoff {
-                Some(h) => json!({"kind": "handoff", "reference": h.submission.reference,
-                                  "text": h.message()}),
-                None => json!({"kind": "handoff"}),
-            },
-            Reply::Prompt(p) => {
-                let buttons: Vec<Value> = p
-                    .input()
-                    .map(|(b, _)| b)
-                    .into_iter()
-                    .chain(p.buttons())
+            Part::Note => continue,
+            Part::Prompt(node) => {
+                let note = paragraphs.next_if(|n| matches!(n.part, Part::Note)).map(|n| &*n.text);
+                let buttons: Vec<Value> = view
+                    .prompt
+                    .iter()
+                    .flat_map(|p| p.buttons())
                     .map(|b| json!({"label": b.label, "token": b.token.to_string()}))
                     .collect();
-                json!({"kind": "prompt", "node": p.node.id(), "text": p.text(), "note": p.note(),
-                       "ending": p.is_ending(), "buttons": buttons})
+                let ending = view.prompt.as_ref().is_some_and(|p| p.ending);
+                json!({"kind": "prompt", "node": node.id(), "text": text, "note": note,
+                       "ending": ending, "buttons": buttons})
             }
-        })
-        .collect();
-    let node = outcome.prompt_shown().map(|p| p.node.id());
+        });
+    }
+    let node = view.prompt.as_ref().map(|p| p.node.id());
     json!({"status": "done", "node": node, "replies": replies})
 }
 

@@ -108,6 +108,7 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let mut router = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
     let mut tasks = Vec::new();
     let mut messengers = crate::handoff::Messengers::default();
+    let mut routes = crate::handoff::Routes::new();
     if let Some(token) = telegram_token {
         let telegram_config = TelegramConfig {
             token: token.clone(),
@@ -119,6 +120,10 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
             .context("cannot start the Telegram bot (is TELEGRAM_BOT_TOKEN right?)")?;
         tracing::info!(bot = telegram.username(), "telegram: connected");
         messengers.telegram = Some(telegram.clone());
+        routes.insert(
+            flowbot_telegram::SINK.to_owned(),
+            (Arc::new(telegram.replies()), config.reply_route()),
+        );
         match &args.telegram_webhook_url {
             Some(url) => {
                 let secret = args
@@ -145,7 +150,8 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     }
     if let Some(token) = discord_token {
         let discord_config = DiscordConfig {
-            token,
+            token: token.into(),
+            clock: service.clock(),
             application_id: args.discord_application_id,
             public_key: args.discord_public_key.clone(),
             api_url: args.discord_api_url.clone(),
@@ -176,7 +182,8 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         router = router.merge(flowbot_web::Web::new(service.clone(), secure).router());
         tracing::info!(path = flowbot_web::CHAT_PATH, "web: chat page served");
     }
-    let outbox = crate::handoff::start(&service, config, &messengers, shutdown.clone())?;
+    routes.extend(crate::handoff::routes(config, &messengers, &service.clock())?);
+    let delivery = crate::handoff::start(&service, config, routes, shutdown.clone());
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -191,8 +198,16 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     for task in tasks {
         task.await.context("a messenger task failed")??;
     }
-    if let Some(outbox) = outbox {
-        outbox.task.await.context("the hand-off outbox failed")?;
+    if let Some(delivery) = delivery {
+        delivery.task.await.context("the delivery worker failed")?;
+        let counters = delivery.worker.counters();
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            delivered = count(&counters.delivered),
+            retried = count(&counters.retried),
+            gave_up = count(&counters.gave_up),
+            "delivery: stopped"
+        );
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@ use clap::Args;
 pub use flowbot_store::now;
 use flowbot_store::{Service, ServiceOptions, SqlStore};
 
-use crate::config::Config;
+use crate::config::{Config, Destination};
 use crate::flows::FlowSource;
 
 /// Where conversations are kept, and for how long.
@@ -54,7 +54,7 @@ impl StoreArgs {
                 .then_some(self.resume_after_hours * HOUR_MS),
             expire_after: self.expire_after_days.max(1) * 24 * HOUR_MS,
             keep_personal_data_for: config.personal_data_ms(),
-            destinations: config.handoff.destinations.iter().map(|d| d.name().to_owned()).collect(),
+            destinations: config.handoff.destinations.iter().map(Destination::sink).collect(),
             ..ServiceOptions::default()
         }
     }

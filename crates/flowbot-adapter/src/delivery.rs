@@ -1,0 +1,430 @@
+//! The delivery worker: sends what steps stored (replies, hand-off requests) from the store, in
+//! order per lane, so that a crash loses nothing and one failing chat holds up no other.
+//!
+//! A step's outgoing items are written in the step's transaction (see
+//! `flowbot_store::Service::handle_planned`). Items made by this process come through the
+//! service's mailbox already leased to it; items left by a killed process (or parked after a
+//! long failure) are claimed from the store once their lease has run out. Each lane (one chat
+//! of one platform, or one hand-off request at one destination) has at most one item in flight:
+//! the next is sent only once the platform has taken the one before. Lanes run concurrently, so
+//! a 429 or a 5xx holds back only its own lane (or every lane of its sink, where the platform
+//! says the limit is the bot's).
+//!
+//! Failures follow the one [`RetryPolicy`]: a 429's delay is waited out, network errors and 5xx
+//! back off, anything else is final. An item that cannot be delivered is retried until it is
+//! older than its sink's `give_up_after`; then it is recorded as given up, counted and logged
+//! (never silently dropped). A sink may `park` its failures in the store instead of waiting in
+//! memory (the hand-off destinations, which retry for hours). Leases are renewed while the
+//! process lives, so a short lease is enough and a killed process's items are taken over within
+//! one lease.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flowbot_core::{Clock, Queued, Store, Timestamp};
+use flowbot_store::Mailbox;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::retry::{RetryPolicy, Scope, Verdict};
+
+/// A destination of stored items: a platform's chats, or a help-desk destination.
+#[async_trait]
+pub trait Deliver: Send + Sync + fmt::Debug {
+    /// Makes the platform call one stored item stands for. `Ok` once the platform took it (or
+    /// answered that it is already so).
+    async fn deliver(&self, item: &Queued) -> Result<(), Failed>;
+}
+
+/// Why a delivery failed, and what that means for trying again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub verdict: Verdict,
+    /// A short description for the log and the store: no secret, no personal data (an HTTP
+    /// status, an API error code).
+    pub error: String,
+}
+
+impl Failed {
+    pub fn new(verdict: Verdict, error: impl Into<String>) -> Self {
+        Failed { verdict, error: error.into() }
+    }
+}
+
+/// How one sink's items are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The pauses between attempts (its `attempts` bound is not used: stored items retry until
+    /// they are too old).
+    pub policy: RetryPolicy,
+    /// Items older than this are given up on (counted and logged); `None`: never.
+    pub give_up_after: Option<Duration>,
+    /// Keep a failed item in the store until its next attempt (releasing the lane) instead of
+    /// waiting in memory. For sinks whose pauses are long.
+    pub park: bool,
+}
+
+impl Route {
+    /// A chat platform's replies: the call policy's pauses, given up after `give_up_after`.
+    pub fn replies(give_up_after: Duration) -> Self {
+        Route { policy: RetryPolicy::CALL, give_up_after: Some(give_up_after), park: false }
+    }
+}
+
+/// The worker's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerOptions {
+    /// How long a claimed item is reserved; renewed every third of it while the process lives.
+    pub lease: Duration,
+    /// How often the store is asked for items no one holds (a killed process's, parked ones).
+    pub poll: Duration,
+    /// Items claimed from the store at once.
+    pub batch: u32,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions { lease: Duration::from_secs(10), poll: Duration::from_secs(1), batch: 256 }
+    }
+}
+
+/// Counters of what the worker did since it started.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub delivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub gave_up: AtomicU64,
+}
+
+/// Sends stored items to their sinks. Run it with [`Worker::run`].
+pub struct Worker {
+    store: Arc<dyn Store>,
+    routes: HashMap<String, (Arc<dyn Deliver>, Route)>,
+    options: WorkerOptions,
+    mailbox: Arc<Mailbox>,
+    clock: Arc<dyn Clock>,
+    owner: String,
+    counters: Arc<Counters>,
+    /// Per sink: no call before this time (a rate limit on the whole bot).
+    holds: Mutex<HashMap<String, tokio::time::Instant>>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sinks: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+        sinks.sort_unstable();
+        f.debug_struct("Worker").field("sinks", &sinks).field("owner", &self.owner).finish()
+    }
+}
+
+type LaneKey = (String, String);
+
+impl Worker {
+    /// A worker for `routes` (by sink name). `owner` is the service's owner id, under which
+    /// the service claims the items it hands over through `mailbox`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        routes: HashMap<String, (Arc<dyn Deliver>, Route)>,
+        options: WorkerOptions,
+        mailbox: Arc<Mailbox>,
+        clock: Arc<dyn Clock>,
+        owner: String,
+    ) -> Self {
+        Worker {
+            store,
+            routes,
+            options,
+            mailbox,
+            clock,
+            owner,
+            counters: Arc::new(Counters::default()),
+            holds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The sinks this worker delivers (for `Service::serve`).
+    pub fn sinks(&self) -> Vec<&str> {
+        self.routes.keys().map(String::as_str).collect()
+    }
+
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// Delivers until `shutdown`; then lets the items in flight finish (for a moment) and
+    /// releases the rest to the store for the next process.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<i64>();
+        let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<LaneKey>();
+        let recorder = tokio::spawn(record_done(self.clone(), done_rx));
+        let mut lanes: HashMap<LaneKey, Arc<Mutex<VecDeque<Queued>>>> = HashMap::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut poll = tokio::time::interval(self.options.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renew = tokio::time::interval(self.options.lease / 3);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let items = tokio::select! {
+                () = shutdown.cancelled() => break,
+                items = self.mailbox.next_batch() => items,
+                _ = poll.tick() => self.claim().await,
+                _ = renew.tick() => { self.renew().await; continue; }
+                Some(lane) = idle_rx.recv() => {
+                    // A lane task finished: forget the lane unless items came meanwhile.
+                    if let Some(queue) = lanes.get(&lane) {
+                        let queue = queue.clone();
+                        let empty = lock(&queue).is_empty();
+                        if empty {
+                            lanes.remove(&lane);
+                        } else {
+                            tasks.spawn(self.clone().lane(lane, queue, done_tx.clone(), idle_tx.clone(), shutdown.clone()));
+                        }
+                    }
+                    continue;
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            };
+            for item in items {
+                if !self.routes.contains_key(&item.sink) {
+                    // Claimed at commit for a sink this process does not serve: leave it to
+                    // the process that does, once the lease runs out.
+                    tracing::debug!(sink = %item.sink, "delivery: no route here; left for another process");
+                    continue;
+                }
+                let key = (item.sink.clone(), item.lane.clone());
+                match lanes.get(&key) {
+                    Some(queue) => lock(queue).push_back(item),
+                    None => {
+                        let queue = Arc::new(Mutex::new(VecDeque::from([item])));
+                        lanes.insert(key.clone(), queue.clone());
+                        tasks.spawn(self.clone().lane(
+                            key,
+                            queue,
+                            done_tx.clone(),
+                            idle_tx.clone(),
+                            shutdown.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        // Let what is in flight finish, briefly; what is left goes back to the store.
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+            tasks.abort_all();
+        }
+        let now = self.clock.now();
+        for queue in lanes.values() {
+            let left: Vec<Queued> = lock(queue).drain(..).collect();
+            for item in left {
+                if let Err(err) = self.store.failed(item.id, now, "stopped before delivery").await {
+                    tracing::warn!(error = %err, "delivery: could not release an item; it waits for its lease");
+                }
+            }
+        }
+        drop(done_tx);
+        let _ = recorder.await;
+    }
+
+    /// Items no one holds, from the store.
+    async fn claim(&self) -> Vec<Queued> {
+        let now = self.clock.now();
+        let until = Timestamp(now.0.saturating_add(millis(self.options.lease)));
+        match self.store.claim(now, &self.owner, until, self.options.batch).await {
+            Ok(items) => {
+                if !items.is_empty() {
+                    tracing::debug!(items = items.len(), "delivery: claimed from the store");
+                }
+                items
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "delivery: cannot read pending items");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn renew(&self) {
+        let until = Timestamp(self.clock.now().0.saturating_add(millis(self.options.lease)));
+        if let Err(err) = self.store.renew(&self.owner, until).await {
+            tracing::warn!(error = %err, "delivery: cannot renew leases");
+        }
+    }
+
+    /// Delivers one lane's items in order until its queue is empty.
+    async fn lane(
+        self: Arc<Self>,
+        key: LaneKey,
+        queue: Arc<Mutex<VecDeque<Queued>>>,
+        done: mpsc::UnboundedSender<i64>,
+        idle: mpsc::UnboundedSender<LaneKey>,
+        shutdown: CancellationToken,
+    ) {
+        let Some((sink, route)) = self.routes.get(&key.0).map(|(s, r)| (s.clone(), *r)) else {
+            return;
+        };
+        loop {
+            let Some(item) = lock(&queue).pop_front() else { break };
+            let outcome = self.attempt(&sink, route, &item, &shutdown).await;
+            match outcome {
+                Attempt::Delivered => {
+                    self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    let _ = done.send(item.id);
+                }
+                Attempt::Released => {}
+                Attempt::Parked => {
+                    // What follows in the lane must not overtake it: back to the store, to be
+                    // claimed behind it.
+                    let rest: Vec<Queued> = lock(&queue).drain(..).collect();
+                    let now = self.clock.now();
+                    for later in rest {
+                        if let Err(err) = self.store.failed(later.id, now, "behind a failed item").await {
+                            tracing::warn!(error = %err, "delivery: could not release an item; it waits for its lease");
+                        }
+                    }
+                }
+                Attempt::Stopped => {
+                    // Back to the front: `run` releases what is left.
+                    lock(&queue).push_front(item);
+                    break;
+                }
+            }
+        }
+        let _ = idle.send(key);
+    }
+
+    /// Tries one item until it is delivered, given up, parked, or the worker stops.
+    async fn attempt(
+        &self,
+        sink: &Arc<dyn Deliver>,
+        route: Route,
+        item: &Queued,
+        shutdown: &CancellationToken,
+    ) -> Attempt {
+        let mut failures = item.attempts;
+        loop {
+            self.wait_for_hold(&item.sink, shutdown).await;
+            if shutdown.is_cancelled() {
+                return Attempt::Stopped;
+            }
+            let failed = match sink.deliver(item).await {
+                Ok(()) => {
+                    if let Some(request) = &item.request {
+                        tracing::info!(sink = %item.sink, reference = %request.reference, attempts = failures + 1, "delivery: request delivered");
+                    } else if failures > item.attempts {
+                        tracing::info!(sink = %item.sink, attempts = failures + 1, "delivery: delivered after retries");
+                    }
+                    return Attempt::Delivered;
+                }
+                Err(failed) => failed,
+            };
+            failures += 1;
+            self.counters.retried.fetch_add(1, Ordering::Relaxed);
+            let now = self.clock.now();
+            let age = Duration::from_millis(now.0.saturating_sub(item.created_at.0));
+            let wait = route.policy.wait(failed.verdict, failures);
+            let too_old = route.give_up_after.is_some_and(|limit| age >= limit);
+            let Some(wait) = wait.filter(|_| !too_old) else {
+                self.give_up(item, &failed, failures, now).await;
+                return Attempt::Released;
+            };
+            if let Verdict::RetryAfter(_, Scope::Sink) = failed.verdict {
+                self.hold(&item.sink, wait);
+            }
+            if route.park {
+                let at = Timestamp(now.0.saturating_add(millis(wait)));
+                tracing::warn!(sink = %item.sink, reference = reference(item), attempts = failures, retry_in_ms = millis(wait), error = %failed.error, "delivery: failed; will retry");
+                if let Err(err) = self.store.failed(item.id, at, &failed.error).await {
+                    tracing::warn!(error = %err, "delivery: cannot record a failure; the item waits for its lease");
+                }
+                return Attempt::Parked;
+            }
+            tracing::debug!(sink = %item.sink, reference = reference(item), attempts = failures, retry_in_ms = millis(wait), error = %failed.error, "delivery: failed; will retry");
+            tokio::select! {
+                () = shutdown.cancelled() => return Attempt::Stopped,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn give_up(&self, item: &Queued, failed: &Failed, attempts: u32, now: Timestamp) {
+        self.counters.gave_up.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            sink = %item.sink,
+            reference = reference(item),
+            attempts,
+            age_ms = now.0.saturating_sub(item.created_at.0),
+            error = %failed.error,
+            "delivery: given up; the item stays recorded as not delivered"
+        );
+        if let Err(err) = self.store.gave_up(item.id, now, &failed.error).await {
+            tracing::warn!(error = %err, "delivery: cannot record a given-up item");
+        }
+    }
+
+    fn hold(&self, sink: &str, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut holds = self.holds.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = holds.entry(sink.to_owned()).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    async fn wait_for_hold(&self, sink: &str, shutdown: &CancellationToken) {
+        let until = self.holds.lock().unwrap_or_else(PoisonError::into_inner).get(sink).copied();
+        if let Some(until) = until.filter(|u| *u > tokio::time::Instant::now()) {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Delivered,
+    /// Given up: the store has it, and the lane goes on.
+    Released,
+    /// Failed and parked in the store until its next attempt: the lane waits for it.
+    Parked,
+    Stopped,
+}
+
+/// Records deliveries in the store in batches (one statement for all that finished meanwhile).
+async fn record_done(worker: Arc<Worker>, mut ids: mpsc::UnboundedReceiver<i64>) {
+    let mut batch = Vec::new();
+    while let Some(id) = ids.recv().await {
+        batch.push(id);
+        while let Ok(id) = ids.try_recv() {
+            batch.push(id);
+        }
+        // A failure here means a resend after the lease: at least once, never lost.
+        for attempt in 1..=3u32 {
+            match worker.store.done(&batch, worker.clock.now()).await {
+                Ok(()) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, attempt, "delivery: cannot record deliveries");
+                    tokio::time::sleep(RetryPolicy::CALL.backoff(attempt)).await;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// A hand-off request's reference for the log (a reply has none: its lane is a chat id, which
+/// stays out of the log).
+fn reference(item: &Queued) -> &str {
+    item.request.as_ref().map_or("", |r| r.reference.as_str())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

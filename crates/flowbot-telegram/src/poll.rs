@@ -1,0 +1,206 @@
+//! Receiving updates: long polling and the webhook. Both confirm an update only once its step,
+//! replies included, is committed; neither waits for a reply to be sent.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use flowbot_adapter::RetryPolicy;
+use sha2::{Digest, Sha256};
+use teloxide::payloads::{
+    DeleteWebhook, GetUpdates, GetUpdatesSetters, SetWebhook, SetWebhookSetters,
+};
+use teloxide::types::{AllowedUpdate, Update};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Telegram};
+
+/// The route of the webhook on the shared HTTP listener.
+pub const WEBHOOK_PATH: &str = "/telegram/webhook";
+/// The header Telegram sends the webhook's secret token in.
+pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+fn allowed() -> Vec<AllowedUpdate> {
+    vec![AllowedUpdate::Message, AllowedUpdate::EditedMessage, AllowedUpdate::CallbackQuery]
+}
+
+impl Telegram {
+    /// Long polling until `shutdown`: fetch, commit the batch (each chat's updates in order,
+    /// chats at once), then confirm it. Replies go out through the delivery worker, so a batch
+    /// waits for the database, never for Telegram.
+    pub async fn poll(
+        &self,
+        poll_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        let api = &self.inner.api;
+        let delete = DeleteWebhook::new();
+        RetryPolicy::CALL
+            .run("deleteWebhook", || api.call(&delete))
+            .await
+            .map_err(|source| Error::Api { call: "deleteWebhook", source })?;
+        let timeout = u32::try_from(poll_timeout.as_secs()).unwrap_or(10);
+        let mut offset: i32 = 0;
+        tracing::info!(bot = %self.inner.username, "telegram: long polling");
+        loop {
+            let request =
+                GetUpdates::new().offset(offset).timeout(timeout).allowed_updates(allowed());
+            let fetched = tokio::select! {
+                () = shutdown.cancelled() => break,
+                fetched = RetryPolicy::CALL.run("getUpdates", || api.call(&request)) => fetched,
+            };
+            let updates = match fetched {
+                Ok(updates) => updates,
+                Err(err) => {
+                    tracing::warn!(error = %err, "telegram: getUpdates failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(last) = updates.last() else { continue };
+            let next = i32::try_from(last.id.0).unwrap_or(i32::MAX).saturating_add(1);
+            // Committed to the end even when asked to stop: in-flight updates finish.
+            let (count, started) = (updates.len(), std::time::Instant::now());
+            let handled = self.handle_batch(updates).await;
+            tracing::debug!(
+                updates = count,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "telegram: batch committed"
+            );
+            if handled {
+                offset = next;
+            } else {
+                // The store failed on some update: fetch the same batch again (what was applied
+                // is a duplicate the second time).
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        // Confirm what was handled, so that a restart does not see it again.
+        if offset > 0 {
+            let confirm = GetUpdates::new().offset(offset).limit(1).timeout(0);
+            let _ = api.call(&confirm).await;
+        }
+        tracing::info!("telegram: polling stopped");
+        Ok(())
+    }
+
+    /// Commits a batch: one chat's updates in order, different chats at once. `false` if an
+    /// update could not be committed for a reason worth retrying.
+    async fn handle_batch(&self, updates: Vec<Update>) -> bool {
+        let mut by_chat: BTreeMap<i64, Vec<Update>> = BTreeMap::new();
+        for update in updates {
+            let chat = update.chat().map_or(0, |c| c.id.0);
+            by_chat.entry(chat).or_default().push(update);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, updates) in by_chat {
+            let this = self.clone();
+            tasks.spawn(async move {
+                for update in updates {
+                    // Stop at the first failure: the rest of this chat comes again, in order.
+                    if this.handle(update).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            });
+        }
+        let mut all = true;
+        while let Some(done) = tasks.join_next().await {
+            all &= done.unwrap_or(false);
+        }
+        all
+    }
+
+    /// Registers the webhook with Telegram (`setWebhook`, with the secret token).
+    pub async fn set_webhook(&self, url: &url::Url, secret: &str) -> Result<(), Error> {
+        if !valid_secret(secret) {
+            return Err(Error::BadSecret);
+        }
+        let request =
+            SetWebhook::new(url.clone()).secret_token(secret.to_owned()).allowed_updates(allowed());
+        let api = &self.inner.api;
+        RetryPolicy::CALL
+            .run("setWebhook", || api.call(&request))
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Api { call: "setWebhook", source })
+    }
+
+    /// The webhook's route (`POST /telegram/webhook`) for the shared HTTP listener.
+    pub fn webhook_router(&self, secret: String) -> axum::Router {
+        axum::Router::new()
+            .route(WEBHOOK_PATH, post(webhook))
+            .with_state(Arc::new(WebhookState { telegram: self.clone(), secret }))
+    }
+}
+
+struct WebhookState {
+    telegram: Telegram,
+    secret: String,
+}
+
+/// `POST /telegram/webhook`: 401 without the right secret; 200 once committed; 500 to be
+/// retried.
+async fn webhook(
+    State(state): State<Arc<WebhookState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    if !constant_time_eq(given, state.secret.as_bytes()) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let update: Update = match serde_json::from_slice(&body) {
+        Ok(update) => update,
+        Err(err) => {
+            // Delivering it again would not make it readable.
+            tracing::warn!(error = %err, "telegram webhook: body is not an update; ignored");
+            return StatusCode::OK;
+        }
+    };
+    match state.telegram.handle(update).await {
+        Ok(()) => StatusCode::OK,
+        Err(err) => {
+            tracing::error!(error = %err, "telegram webhook: update not handled; Telegram will send it again");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn valid_secret(s: &str) -> bool {
+    (1..=256).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The webhook secret to use when none is configured: derived from the token, so every replica
+/// of one bot agrees on it without another setting, and the token cannot be read back from it.
+pub fn default_webhook_secret(token: &str) -> String {
+    let digest = Sha256::digest(format!("flowbot telegram webhook secret\0{token}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets() {
+        let s = default_webhook_secret("123:ABC");
+        assert!(valid_secret(&s));
+        assert!(!s.contains("ABC"));
+        assert_ne!(s, default_webhook_secret("123:ABD"));
+        assert!(!valid_secret("a b"));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
