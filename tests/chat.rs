@@ -222,7 +222,7 @@ fn a_broken_flow_file_is_refused_before_chatting() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("11 problems") && err.contains("broken-flow.yaml:41: node `orphan`"),
+        err.contains("9 problems") && err.contains("broken-flow.yaml:41: node `orphan`"),
         "{err}"
     );
 }

@@ -41,7 +41,10 @@ async fn newer_than(fake: &FakeTelegram, chat: i64, id: i64) -> FakeMessage {
         if let Some(message) = newest {
             return message;
         }
-        assert!(Instant::now() < deadline, "chat {chat}: nothing after message {id} within {STEP:?}");
+        assert!(
+            Instant::now() < deadline,
+            "chat {chat}: nothing after message {id} within {STEP:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -1,5 +1,10 @@
 //! Discord end to end: `flowbot run` in HTTP interactions mode, driven by requests signed with a
-//! test key, with follow-ups going to a fake Discord REST API on 127.0.0.1.
+//! test key, with follow-ups going to a fake Discord REST API on 127.0.0.1; and in the gateway
+//! mode, over the fake's gateway WebSocket.
+//!
+//! The interaction's answer comes at once (the HTTP response, or the gateway's callback); what
+//! follows it is stored with the step and sent by the delivery worker, so the tests wait for
+//! follow-ups on the fake's recorded calls.
 
 use std::time::Duration;
 
@@ -355,6 +360,7 @@ async fn signatures_stale_forged_and_foreign_presses() {
     let id = next_id();
     let body = press(&id, &next.owner, &next, &button(&next, "「送信完了」だった"));
     assert_eq!(post(&bot, &body).await["type"], 7);
+    fake.followup(&format!("tok-{id}"), WAIT).await.expect("the next question as a follow-up");
     assert_eq!(redeliver(&bot, &body).await["type"], 6, "a duplicate is only acknowledged");
     assert_eq!(fake.followups(&format!("tok-{id}")).len(), 1, "and sends nothing");
     // Registration was retried after the injected failure.
@@ -379,6 +385,95 @@ async fn followups_survive_rate_limits_and_server_errors() {
     assert!(plain(&next.content).contains("「G-MIS利用案内メール（★）」は届いていますか？"));
     let attempts = fake.calls().iter().filter(|c| c.path.starts_with("/api/v10/webhooks/")).count();
     assert_eq!(attempts, 4, "three failures, then the follow-up");
+}
+
+/// A deployment note long enough to make 対応方法5 (a question) three messages: fifteen
+/// numbered paragraphs.
+fn long_note() -> String {
+    (1..=15).map(|i| format!("注記{i:02}：{}", "あ".repeat(300))).collect::<Vec<_>>().join("\n\n")
+}
+
+/// Over the HTTP endpoint, Discord answers follow-ups with 429s and 500s for a while: the
+/// conversation goes on, and a step's follow-ups (the three chunks of a long text) each
+/// arrive once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followups_arrive_once_and_in_order_through_429s_and_500s() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flowbot.toml");
+    std::fs::write(&config, format!("[params]\ncause3_note = \"\"\"\n{}\"\"\"\n", long_note()))
+        .unwrap();
+    let bot =
+        start_with(&fake, &dir.path().join("db.sqlite"), &["--config", config.to_str().unwrap()]);
+    let owner = "2700000000000000001";
+    let shown = open(&bot, owner, Some("q5")).await;
+    assert!(plain(&shown.content).contains("G-MISを既に利用している部署がありますか"));
+    fake.fail_next(Kind::Followup, 1, 429);
+    fake.fail_next(Kind::Followup, 1, 500);
+    fake.fail_next(Kind::Followup, 1, 429);
+    fake.fail_next(Kind::Followup, 2, 500);
+    let (text, end) = choose_all(&bot, &fake, &shown, "ない").await;
+    let text = plain(&text);
+    let at: Vec<usize> = (1..=15)
+        .map(|i| {
+            let note = format!("注記{i:02}：");
+            assert_eq!(text.matches(&note).count(), 1, "{note} once: {text}");
+            text.find(&note).unwrap()
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "in order: {at:?}");
+    assert!(text.find("③の場合").unwrap() > at[14], "the text after the note");
+    assert!(names(&end).contains(&"戻る".to_owned()), "the buttons on the last chunk");
+    let followups: Vec<_> =
+        fake.calls().into_iter().filter(|c| c.path.starts_with("/api/v10/webhooks/")).collect();
+    let statuses: Vec<u16> = followups.iter().map(|c| c.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s != 200).count(), 5, "{statuses:?}");
+    let sent: Vec<&Value> = followups.iter().filter(|c| c.status == 200).map(|c| &c.body).collect();
+    assert_eq!(sent.len(), 3, "three chunks, each sent once: {statuses:?}");
+    // The conversation goes on.
+    let back = choose(&bot, &fake, &end, "戻る").await;
+    assert!(plain(&back.content).contains("G-MISを既に利用している部署がありますか"));
+}
+
+/// The bot is killed right after it answered a press (HTTP 200 with the pressed message's
+/// update), before Discord took the follow-up: the next process sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followup_stored_before_a_sigkill_is_sent_after_the_restart() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    // Short leases: a killed process's replies are taken over within seconds.
+    let settings = dir.path().join("flowbot.toml");
+    std::fs::write(&settings, "[handoff]\nlease_seconds = 2\n").unwrap();
+    let args = ["--config", settings.to_str().unwrap()];
+    let mut bot = start_with(&fake, &db, &args);
+    let owner = "2800000000000000001";
+    let shown = open(&bot, owner, None).await;
+    // Discord takes no follow-up while the first process lives.
+    fake.fail_next(Kind::Followup, 100_000, 500);
+    let id = next_id();
+    let response = post(&bot, &press(&id, owner, &shown, &button(&shown, "届いている"))).await;
+    assert_eq!(response["type"], 7, "{response}");
+    bot.child.kill().unwrap();
+    bot.child.wait().unwrap();
+    let token = format!("tok-{id}");
+    assert!(fake.followups(&token).is_empty(), "not sent by the killed process");
+    fake.clear_failures();
+    bot = start_with(&fake, &db, &args);
+    let followup = fake
+        .followup(&token, Duration::from_secs(40))
+        .await
+        .expect("the next question, sent by the new process");
+    let next = shown_of(&followup, owner, Via::Component);
+    assert!(plain(&next.content).contains("「G-MIS利用案内メール（★）」は届いていますか？"));
+    assert_eq!(fake.followups(&token).len(), 1, "once");
+    // The conversation goes on in the new process.
+    let after = choose(&bot, &fake, &next, "届いている").await;
+    assert!(
+        plain(&after.content).contains("届いたメールを見ることはできますか？"),
+        "{}",
+        after.content
+    );
 }
 
 /// `flowbot run` in the gateway mode (no public key), once it has identified on the fake's
@@ -896,4 +991,66 @@ async fn a_form_box_over_the_gateway() {
     assert_eq!(update["type"], 7, "{update}");
     let followup = fake.followup(&format!("tok-{id}"), WAIT).await.expect("the next field");
     assert_has(followup["content"].as_str().unwrap(), &[ASK_CODE]);
+}
+
+/// The gateway mode, when the answer to an interaction fails (more than its retries): the
+/// answer is sent from the store instead, with the bot token: the command's first question as
+/// a channel message; for a press, the edit of the pressed message, and the next question in
+/// the channel (the interaction was never answered, so its token takes no follow-up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_gateway_answer_is_sent_from_the_store() {
+    let fake = FakeDiscord::start().await;
+    fake.require_token(TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let _bot = start_gateway(&fake, dir.path()).await;
+    let owner = "2900000000000000001";
+    fake.fail_next(Kind::Callback, 4, 500);
+    fake.dispatch_interaction(command(&next_id(), owner, None));
+    let first = fake.channel_message(CHANNEL, WAIT).await.expect("the first question, posted");
+    let first = Shown { id: "1500000000000000001".into(), ..shown_of(&first, owner, Via::Command) };
+    assert!(plain(&first.content).contains("「事前確認メール（★）」は届いていますか？"));
+    assert!(names(&first).contains(&"届いている".to_owned()), "{:?}", names(&first));
+
+    // A press whose answer fails too.
+    fake.fail_next(Kind::Callback, 4, 500);
+    let id = next_id();
+    fake.dispatch_interaction(press(&id, owner, &first, &button(&first, "届いている")));
+    let deadline = std::time::Instant::now() + WAIT;
+    let posts = loop {
+        let posts: Vec<Value> = fake
+            .channel_posts(CHANNEL)
+            .into_iter()
+            .filter(|c| c.status == 200)
+            .map(|c| c.body)
+            .collect();
+        if posts.len() == 2 {
+            break posts;
+        }
+        assert!(std::time::Instant::now() < deadline, "no second message: {posts:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let next = shown_of(&posts[1], owner, Via::Component);
+    assert!(plain(&next.content).contains("「G-MIS利用案内メール（★）」は届いていますか？"));
+    let edits = fake.edits(CHANNEL, &first.id);
+    assert_eq!(edits.len(), 1, "the pressed message, edited once: {edits:?}");
+    let edited = edits[0]["content"].as_str().unwrap();
+    assert!(plain(edited).ends_with("→ **届いている**"), "{edited}");
+    assert!(labels(&edits[0]["components"]).iter().all(|(_, disabled)| *disabled));
+    assert!(fake.followups(&format!("tok-{id}")).is_empty(), "no follow-up to an unanswered one");
+
+    // An answer that goes through: the follow-up as usual, and nothing from the store.
+    let id = next_id();
+    fake.dispatch_interaction(press(&id, owner, &next, &button(&next, "届いている")));
+    let update = fake.callback(&id, WAIT).await.expect("a response to the press");
+    assert_eq!(update["type"], 7, "{update}");
+    let followup = fake.followup(&format!("tok-{id}"), WAIT).await.expect("the next question");
+    assert!(
+        plain(followup["content"].as_str().unwrap())
+            .contains("届いたメールを見ることはできますか？")
+    );
+    // The stored answer comes first in the conversation's lane: by now it sent nothing.
+    let channel_calls = fake.calls().into_iter().filter(|c| c.path.contains("/channels/"));
+    assert_eq!(channel_calls.clone().filter(|c| c.method == "POST").count(), 2);
+    assert_eq!(channel_calls.clone().filter(|c| c.method == "PATCH").count(), 1);
+    assert!(channel_calls.clone().all(|c| c.status == 200), "every channel call authorised");
 }

@@ -1,8 +1,11 @@
-//! A fake of Discord's REST API on 127.0.0.1: command registration, interaction follow-ups,
-//! messages posted in channels (the hand-off destination).
+//! A fake of Discord's REST API on 127.0.0.1: command registration, interaction responses and
+//! follow-ups, the original response of an interaction, messages posted and edited in channels
+//! (the hand-off destination, and replies whose interaction could not be used).
 //!
 //! serenity reaches it through `HttpBuilder::proxy` (its rate limiter off), so requests arrive
-//! as `/api/v10/...`. Calls are recorded; failures can be injected per route kind.
+//! as `/api/v10/...`. Calls are recorded; failures can be injected per route kind. Channel
+//! calls need the bot token ([`FakeDiscord::require_token`]); interaction calls, as on Discord,
+//! are authorised by the interaction's token in the path.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -29,6 +32,8 @@ pub struct DiscordCall {
     pub body: Value,
     /// The HTTP status the fake answered with.
     pub status: u16,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 /// Which requests a failure applies to.
@@ -38,6 +43,10 @@ pub enum Kind {
     Followup,
     /// `POST /channels/{id}/messages`.
     ChannelMessage,
+    /// `PATCH /channels/{id}/messages/{id}`.
+    EditMessage,
+    /// `POST /interactions/{id}/{token}/callback`: the interaction's response (gateway mode).
+    Callback,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +60,8 @@ struct State_ {
     calls: Vec<DiscordCall>,
     failures: HashMap<Kind, VecDeque<u16>>,
     next_message: u64,
+    /// The bot token channel calls must carry (`Authorization: Bot TOKEN`); `None`: any.
+    token: Option<String>,
 }
 
 /// The fake; it stops when dropped.
@@ -97,6 +108,26 @@ impl FakeDiscord {
     pub fn fail_next(&self, kind: Kind, n: usize, status: u16) {
         let mut st = self.state.lock().expect("state");
         st.failures.entry(kind).or_default().extend(std::iter::repeat_n(status, n));
+    }
+
+    /// Forgets the failures not yet used.
+    pub fn clear_failures(&self) {
+        self.state.lock().expect("state").failures.clear();
+    }
+
+    /// Channel calls (`/channels/…`) without `Authorization: Bot TOKEN` are refused with 401.
+    pub fn require_token(&self, token: &str) {
+        self.state.lock().expect("state").token = Some(token.to_owned());
+    }
+
+    /// Every successful `PATCH /channels/{channel}/messages/{message}` so far, oldest first.
+    pub fn edits(&self, channel: &str, message: &str) -> Vec<Value> {
+        let path = format!("/api/v10/channels/{channel}/messages/{message}");
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == "PATCH" && c.path == path && c.status == 200)
+            .map(|c| c.body)
+            .collect()
     }
 
     /// Waits (at most `timeout`) until a client identified on the gateway.
@@ -185,31 +216,65 @@ async fn handle(
     State(state): State<Arc<Mutex<State_>>>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let authorization =
+        headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let original = path.starts_with("/api/v10/webhooks/") && path.ends_with("/messages/@original");
     let kind = if path.ends_with("/commands") {
         Some(Kind::Commands)
-    } else if path.starts_with("/api/v10/webhooks/") {
+    } else if path.starts_with("/api/v10/webhooks/") && method == Method::POST {
         Some(Kind::Followup)
     } else if method == Method::POST
         && path.starts_with("/api/v10/channels/")
         && path.ends_with("/messages")
     {
         Some(Kind::ChannelMessage)
+    } else if method == Method::PATCH
+        && path.starts_with("/api/v10/channels/")
+        && path.split('/').nth(5) == Some("messages")
+    {
+        Some(Kind::EditMessage)
+    } else if method == Method::POST && path.starts_with("/api/v10/interactions/") {
+        Some(Kind::Callback)
     } else {
         None
     };
     let mut st = state.lock().expect("state");
-    let failure = kind.and_then(|k| st.failures.get_mut(&k).and_then(VecDeque::pop_front));
-    let status = failure.unwrap_or(200);
+    let unauthorized = path.starts_with("/api/v10/channels/")
+        && st.token.as_ref().is_some_and(|t| authorization.as_deref() != Some(&format!("Bot {t}")));
+    let failure = if unauthorized {
+        Some(401)
+    } else {
+        kind.and_then(|k| st.failures.get_mut(&k).and_then(VecDeque::pop_front))
+    };
+    // The original response of an interaction exists once a response was taken.
+    let answered = original.then(|| {
+        let token = path.split('/').nth(5).unwrap_or_default();
+        st.calls.iter().any(|c| {
+            c.status < 300
+                && c.path.starts_with("/api/v10/interactions/")
+                && c.path.split('/').nth(5) == Some(token)
+        })
+    });
+    let status = failure.unwrap_or(if answered == Some(false) { 404 } else { 200 });
     st.calls.push(DiscordCall {
         method: method.to_string(),
         path: path.clone(),
         body: body.clone(),
         status,
+        authorization,
     });
+    if unauthorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "401: Unauthorized", "code": 0})),
+        )
+            .into_response();
+    }
     if let Some(status) = failure {
         let body =
             json!({"message": "injected failure", "code": 0, "retry_after": 0.2, "global": false});
@@ -233,6 +298,21 @@ async fn handle(
             axum::Json(message(&id, &channel, &body["content"], &body["components"], None))
                 .into_response()
         }
+        Some(Kind::EditMessage) => {
+            let channel = path.split('/').nth(4).unwrap_or_default().to_owned();
+            let id = path.split('/').nth(6).unwrap_or_default().to_owned();
+            axum::Json(message(&id, &channel, &body["content"], &body["components"], None))
+                .into_response()
+        }
+        Some(Kind::Callback) => StatusCode::NO_CONTENT.into_response(),
+        None if answered == Some(true) => {
+            axum::Json(message("1500000000000000000", "1300000000000000001", &json!(""), &json!([]), None))
+                .into_response()
+        }
+        None if answered == Some(false) => {
+            (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Unknown Message", "code": 10008})))
+                .into_response()
+        }
         None if path == "/api/v10/gateway" => axum::Json(json!({"url": st.gateway})).into_response(),
         None if path == "/api/v10/oauth2/applications/@me" => axum::Json(json!({
             "id": APPLICATION_ID, "name": "flowbot", "icon": null, "description": "", "bot_public": true,
@@ -240,7 +320,6 @@ async fn handle(
             "owner": user(BOT_USER_ID, "owner"),
         }))
         .into_response(),
-        None if path.contains("/callback") => StatusCode::NO_CONTENT.into_response(),
         None => (StatusCode::NOT_FOUND, axum::Json(json!({"message": "404: Not Found", "code": 0}))).into_response(),
     }
 }

@@ -65,6 +65,7 @@ on_both_backends!(
     outgoing_items_are_written_with_the_step_only_when_it_applies,
     outgoing_ids_follow_the_order_given_in_every_commit_of_a_batch,
     claim_takes_only_the_head_of_each_lane,
+    a_worker_claims_only_the_sinks_it_delivers,
     leases_keep_other_owners_out_until_they_run_out,
     a_commit_claims_its_items_only_where_the_lane_is_clear,
     giving_up_unblocks_the_lane_and_is_remembered,
@@ -1059,6 +1060,19 @@ async fn claim_takes_only_the_head_of_each_lane(db: &TestDb) {
     // Done: the next in line.
     store.done(&[again[0].id], Timestamp(1_010)).await.unwrap();
     assert_eq!(bodies(&claim(1_010, 10).await.unwrap()), ["2"]);
+}
+
+async fn a_worker_claims_only_the_sinks_it_delivers(db: &TestDb) {
+    let store = db.store().await;
+    let items = [out("tg", "c1", "1"), out("dc", "c2", "x"), out("handoff:hook", "r1", "h")];
+    say_with(&store, "a", None, &items, None, 100).await;
+    let claim = |sinks: Option<&'static [&'static str]>| {
+        store.claim_of(Timestamp(100), "w", Timestamp(150), 10, sinks)
+    };
+    assert!(claim(Some(&[])).await.unwrap().is_empty(), "no sink, nothing");
+    assert_eq!(bodies(&claim(Some(&["dc", "handoff:hook"])).await.unwrap()), ["x", "h"]);
+    assert_eq!(bodies(&claim(Some(&["tg"])).await.unwrap()), ["1"]);
+    assert!(claim(None).await.unwrap().is_empty(), "all leased now");
 }
 
 async fn leases_keep_other_owners_out_until_they_run_out(db: &TestDb) {

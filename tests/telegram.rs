@@ -67,7 +67,12 @@ pub(crate) async fn next_message(fake: &FakeTelegram, chat: i64, mark: Mark) -> 
 
 /// The first new bot message in `chat` after `mark` whose text holds `text` and that has
 /// buttons.
-pub(crate) async fn message_with(fake: &FakeTelegram, chat: i64, mark: Mark, text: &str) -> FakeMessage {
+pub(crate) async fn message_with(
+    fake: &FakeTelegram,
+    chat: i64,
+    mark: Mark,
+    text: &str,
+) -> FakeMessage {
     let deadline = Instant::now() + WAIT;
     loop {
         let found = fake
@@ -78,7 +83,11 @@ pub(crate) async fn message_with(fake: &FakeTelegram, chat: i64, mark: Mark, tex
         if let Some(message) = found {
             return message;
         }
-        assert!(Instant::now() < deadline, "no message with {text:?} in chat {chat}: {:?}", fake.bot_messages(chat));
+        assert!(
+            Instant::now() < deadline,
+            "no message with {text:?} in chat {chat}: {:?}",
+            fake.bot_messages(chat)
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -234,7 +234,8 @@ impl Worker {
     async fn claim(&self) -> Vec<Queued> {
         let now = self.clock.now();
         let until = Timestamp(now.0.saturating_add(millis(self.options.lease)));
-        match self.store.claim(now, &self.owner, until, self.options.batch).await {
+        let sinks = self.sinks();
+        match self.store.claim_of(now, &self.owner, until, self.options.batch, Some(&sinks)).await {
             Ok(items) => {
                 if !items.is_empty() {
                     tracing::debug!(items = items.len(), "delivery: claimed from the store");
@@ -282,7 +283,9 @@ impl Worker {
                     let rest: Vec<Queued> = lock(&queue).drain(..).collect();
                     let now = self.clock.now();
                     for later in rest {
-                        if let Err(err) = self.store.failed(later.id, now, "behind a failed item").await {
+                        if let Err(err) =
+                            self.store.failed(later.id, now, "behind a failed item").await
+                        {
                             tracing::warn!(error = %err, "delivery: could not release an item; it waits for its lease");
                         }
                     }

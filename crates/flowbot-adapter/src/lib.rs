@@ -3,16 +3,20 @@
 //!
 //! - [`delivery`]: the worker that sends stored replies and hand-off requests, in order per
 //!   lane, so that a crash loses nothing and one failing chat holds up no other.
+//! - [`platform`]: the contract a platform crate implements for the binary (`Platform`,
+//!   `Running`): settings, limits, routes, replies, hand-off destinations, links.
 //! - [`retry`]: one retry policy, with each platform classifying its own errors.
 //! - [`secret`]: [`Secret`], a string that never prints, and [`redact`] for error texts.
 //! - [`text`]: [`truncate`] to a platform's length, [`parse_hex`] for keys.
 
 pub mod delivery;
+pub mod platform;
 pub mod retry;
 pub mod secret;
 pub mod text;
 
 pub use delivery::{Counters, Deliver, Failed, Route, Worker, WorkerOptions};
+pub use platform::{Link, Platform, PlatformError, Running};
 pub use retry::{Classify, RetryPolicy, Scope, Verdict};
 pub use secret::{Secret, redact};
 pub use text::{parse_hex, truncate};

@@ -72,10 +72,10 @@ pub fn split(text: &str, max: usize, unit: Unit) -> Vec<&str> {
 /// differently from the link); it must only not shrink when a chunk grows.
 ///
 /// The chunks are slices of `text`, in order, never empty (except the one chunk of an empty
-/// text). What lies between two chunks is the break they were cut at: `"\n\n"`, `"\n"`, or
-/// nothing (a cut inside a line). So `text` is the chunks joined with those breaks, except
-/// that breaks a cut leaves at the very start or end of the text (with the empty chunk beyond
-/// them) are dropped.
+/// text). What lies between two chunks is only line breaks: the break they were cut at
+/// (`"\n\n"`, `"\n"`, or nothing for a cut inside a line), with any empty lines at the cut. So
+/// `text` is the chunks joined with the line breaks between them; breaks before the first chunk
+/// or after the last are dropped.
 pub fn split_by(text: &str, max: usize, unit: Unit, measure: impl Fn(&str) -> usize) -> Vec<&str> {
     let mut packer = Packer { text, max, measure: &measure, chunks: Vec::new(), current: None };
     for (p_start, paragraph) in pieces(text, 0, "\n\n") {
@@ -89,19 +89,26 @@ pub fn split_by(text: &str, max: usize, unit: Unit, measure: impl Fn(&str) -> us
                 continue;
             }
             // A line too long on its own: pieces of it as long as fit, each started afresh.
-            let mut piece: Option<(usize, usize)> = None;
-            for (a_start, a_end) in atoms(line, l_start, unit, max, &measure) {
-                piece = match piece {
-                    Some((start, _)) if measure(&text[start..a_end]) <= max => Some((start, a_end)),
-                    Some((start, end)) => {
-                        packer.push(start, end);
-                        Some((a_start, a_end))
+            let atoms = atoms(line, l_start, unit, max, &measure);
+            let mut first = 0;
+            while first < atoms.len() {
+                // As many atoms as their lengths' sum allows, then fewer while the piece as a
+                // whole measures more (a piece of a long link escapes differently).
+                let mut sum = 0;
+                let mut last = first;
+                while last < atoms.len() {
+                    let (a, b) = atoms[last];
+                    sum += measure(&text[a..b]);
+                    if sum > max && last > first {
+                        break;
                     }
-                    None => Some((a_start, a_end)),
-                };
-            }
-            if let Some((start, end)) = piece {
-                packer.push(start, end);
+                    last += 1;
+                }
+                while last > first + 1 && measure(&text[atoms[first].0..atoms[last - 1].1]) > max {
+                    last -= 1;
+                }
+                packer.push(atoms[first].0, atoms[last - 1].1);
+                first = last;
             }
         }
     }

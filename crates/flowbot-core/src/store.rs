@@ -296,6 +296,19 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
         owner: &str,
         lease_until: Timestamp,
         limit: u32,
+    ) -> Result<Vec<Queued>, StoreError> {
+        self.claim_of(now, owner, lease_until, limit, None).await
+    }
+
+    /// [`OutboxStore::claim`], of the items of `sinks` only (`None`: of every sink). A worker
+    /// claims only what it can deliver: another process's platform stays with that process.
+    async fn claim_of(
+        &self,
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+        limit: u32,
+        sinks: Option<&[&str]>,
     ) -> Result<Vec<Queued>, StoreError>;
 
     /// Extends every lease `owner` holds on a pending item to `lease_until` (a heartbeat).

@@ -60,10 +60,15 @@ pub fn segments(text: &str) -> Vec<Segment<'_>> {
             let len = rest[..len].trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '\'']).len();
             Some((len, true))
         } else if bytes[i] == b'@' {
-            email_around(text, i).map(|(start, end)| {
-                i = start;
-                (end - start, false)
-            })
+            // An address whose local part reaches back into a link just found is no address
+            // (and `i` must not move back, or the scan would never end).
+            match email_around(text, i) {
+                Some((start, end)) if start >= plain_from => {
+                    i = start;
+                    Some((end - start, false))
+                }
+                _ => None,
+            }
         } else {
             None
         };

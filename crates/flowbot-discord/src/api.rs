@@ -1,6 +1,7 @@
-//! Discord's REST calls that must get through (follow-ups, the gateway's interaction
-//! responses, hand-off messages, the command registration), all made through the shared
-//! [`RetryPolicy`] with Discord's errors classified by [`Failed`].
+//! Discord's REST calls made here (the gateway's interaction responses, hand-off messages, the
+//! command registration) go through the shared [`RetryPolicy`], with Discord's errors
+//! classified by [`Failed`]; the stored replies ([`crate::deliver`]) are retried by the
+//! delivery worker with the same classification ([`failed`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use flowbot_adapter::{Classify, RetryPolicy, Scope, Secret, Verdict, truncate};
 use serenity::all::{
     ChannelId, CommandOptionType, CreateCommand, CreateCommandOption, CreateInteractionResponse,
-    CreateInteractionResponseFollowup, CreateMessage, HttpError, InteractionId,
+    CreateMessage, HttpError, InteractionId,
 };
 
 use crate::Discord;
@@ -25,6 +26,15 @@ const REGISTRATION: RetryPolicy = RetryPolicy {
     max_retry_after: RetryPolicy::CALL.max_retry_after,
 };
 
+/// The gateway's answer to an interaction: Discord takes it within 3 s, so a few quick
+/// attempts; after that the answer is sent from the store instead (see [`crate::deliver`]).
+const RESPONSE: RetryPolicy = RetryPolicy {
+    attempts: 4,
+    first: Duration::from_millis(100),
+    max: Duration::from_millis(800),
+    max_retry_after: Duration::from_secs(2),
+};
+
 /// How long to wait after a 429 when Discord's delay is unknown. serenity's error does not carry
 /// Discord's `retry_after` or `global` (its rate limiter, on against discord.com, waits out 429s
 /// itself); behind `DISCORD_API_URL` the limiter is off, and a second is a safe wait for the
@@ -33,7 +43,7 @@ const UNKNOWN_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// What a REST call was, where that changes what its error means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Call {
+pub(crate) enum Call {
     /// A follow-up: it can reach Discord before its interaction's own response (they travel
     /// separately), and its 404 then means "not yet".
     Followup,
@@ -50,28 +60,56 @@ struct Failed<'a> {
 
 impl Failed<'_> {
     fn status(&self) -> Option<u16> {
-        match &self.error {
-            serenity::Error::Http(HttpError::UnsuccessfulRequest(r)) => {
-                Some(r.status_code.as_u16())
-            }
-            _ => None,
+        status(&self.error)
+    }
+}
+
+/// The HTTP status Discord answered a failed call with, if it answered.
+pub(crate) fn status(error: &serenity::Error) -> Option<u16> {
+    match error {
+        serenity::Error::Http(HttpError::UnsuccessfulRequest(r)) => Some(r.status_code.as_u16()),
+        _ => None,
+    }
+}
+
+/// A failed call `what` for the delivery worker: its verdict, and a text without the token or
+/// what was sent (the HTTP status and Discord's error code, or the kind of failure).
+pub(crate) fn failed(
+    what: &str,
+    error: &serenity::Error,
+    call: Call,
+    token: &Secret,
+) -> flowbot_adapter::Failed {
+    let verdict = classify(error, call);
+    let text = match error {
+        serenity::Error::Http(HttpError::UnsuccessfulRequest(r)) => {
+            format!("{what}: HTTP {} (code {})", r.status_code.as_u16(), r.error.code)
         }
+        serenity::Error::Http(HttpError::Request(e)) if e.is_timeout() => {
+            format!("{what}: timed out")
+        }
+        serenity::Error::Http(HttpError::Request(_)) => format!("{what}: no answer"),
+        // Not a request's error: no URL, no body, but the token kept out all the same.
+        other => format!("{what}: {}", token.redact(other)),
+    };
+    flowbot_adapter::Failed::new(verdict, text)
+}
+
+fn classify(error: &serenity::Error, call: Call) -> Verdict {
+    match status(error) {
+        // serenity drops Discord's `retry_after` and `global`: see UNKNOWN_RETRY_AFTER.
+        Some(429) => Verdict::RetryAfter(UNKNOWN_RETRY_AFTER, Scope::Lane),
+        Some(status) if (500..600).contains(&status) => Verdict::Backoff,
+        Some(404) if call == Call::Followup => Verdict::Backoff,
+        Some(_) => Verdict::GiveUp,
+        None if matches!(error, serenity::Error::Http(HttpError::Request(_))) => Verdict::Backoff,
+        None => Verdict::GiveUp,
     }
 }
 
 impl Classify for Failed<'_> {
     fn verdict(&self) -> Verdict {
-        match self.status() {
-            // serenity drops Discord's `retry_after` and `global`: see UNKNOWN_RETRY_AFTER.
-            Some(429) => Verdict::RetryAfter(UNKNOWN_RETRY_AFTER, Scope::Lane),
-            Some(status) if (500..600).contains(&status) => Verdict::Backoff,
-            Some(404) if self.call == Call::Followup => Verdict::Backoff,
-            Some(_) => Verdict::GiveUp,
-            None if matches!(self.error, serenity::Error::Http(HttpError::Request(_))) => {
-                Verdict::Backoff
-            }
-            None => Verdict::GiveUp,
-        }
+        classify(&self.error, self.call)
     }
 }
 
@@ -82,9 +120,10 @@ impl fmt::Display for Failed<'_> {
 }
 
 impl Discord {
-    /// Runs one REST call under [`RetryPolicy::CALL`].
+    /// Runs one REST call under `policy`.
     async fn call<T, Fut>(
         &self,
+        policy: RetryPolicy,
         what: &str,
         kind: Call,
         call: impl Fn() -> Fut,
@@ -93,7 +132,7 @@ impl Discord {
         Fut: Future<Output = Result<T, serenity::Error>>,
     {
         let token = &self.inner.token;
-        RetryPolicy::CALL
+        policy
             .run(what, || {
                 let sent = call();
                 async move { sent.await.map_err(|error| Failed { error, call: kind, token }) }
@@ -150,7 +189,7 @@ impl Discord {
         let channel = ChannelId::new(channel.max(1));
         for chunk in crate::render::chunks(text) {
             let message = CreateMessage::new().content(chunk);
-            self.call("create message", Call::Other, || {
+            self.call(RetryPolicy::CALL, "create message", Call::Other, || {
                 http.send_message(channel, vec![], &message)
             })
             .await
@@ -162,27 +201,8 @@ impl Discord {
         Ok(())
     }
 
-    /// Sends follow-ups one by one; gives up on the rest when one fails for good.
-    pub(crate) async fn send_followups(
-        &self,
-        token: &str,
-        followups: Vec<CreateInteractionResponseFollowup>,
-    ) {
-        let http = &self.inner.http;
-        for followup in followups {
-            let sent = self
-                .call("create followup", Call::Followup, || {
-                    http.create_followup_message(token, &followup, vec![])
-                })
-                .await;
-            if let Err(err) = sent {
-                tracing::error!(error = %err, "discord: a follow-up could not be sent");
-                return;
-            }
-        }
-    }
-
-    /// Answers an interaction that came over the gateway; `false` if that failed for good.
+    /// Answers an interaction that came over the gateway, retrying briefly (Discord's 3 s);
+    /// `false` if that failed.
     pub(crate) async fn respond(
         &self,
         id: InteractionId,
@@ -191,7 +211,7 @@ impl Discord {
     ) -> bool {
         let http = &self.inner.http;
         let answered = self
-            .call("create interaction response", Call::Other, || {
+            .call(RESPONSE, "create interaction response", Call::Other, || {
                 http.create_interaction_response(id, token, response, vec![])
             })
             .await;
@@ -244,6 +264,19 @@ mod tests {
             Failed { error, call: Call::Followup, token: &token }.verdict(),
             Verdict::GiveUp
         );
+    }
+
+    #[tokio::test]
+    async fn a_failure_for_the_worker_shows_neither_token_nor_what_was_sent() {
+        let token = Secret::new("discord-token-do-not-print");
+        let error = unsuccessful(500).await;
+        let failure = failed("create followup", &error, Call::Followup, &token);
+        assert_eq!(failure.verdict, Verdict::Backoff);
+        assert_eq!(failure.error, "create followup: HTTP 500 (code 0)");
+        let error = serenity::Error::Other("401 for Bot discord-token-do-not-print");
+        let failure = failed("create message", &error, Call::Other, &token);
+        assert_eq!(failure.verdict, Verdict::GiveUp);
+        assert_eq!(failure.error, "create message: 401 for Bot <redacted>");
     }
 
     #[test]

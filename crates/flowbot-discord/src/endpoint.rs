@@ -15,6 +15,7 @@ use serenity::all::Interaction;
 use serenity::interactions_endpoint::Verifier;
 
 use crate::Discord;
+use crate::handler::Mode;
 
 /// The route of the interactions endpoint on the shared HTTP listener.
 pub const INTERACTIONS_PATH: &str = "/discord/interactions";
@@ -48,15 +49,9 @@ async fn endpoint(State(discord): State<Discord>, headers: HeaderMap, body: Byte
             return StatusCode::BAD_REQUEST.into_response();
         }
     };
-    match discord.answer(interaction).await {
-        Ok(Some(answer)) => {
-            if !answer.followups.is_empty() {
-                let discord = discord.clone();
-                let (token, followups) = (answer.token.clone(), answer.followups);
-                tokio::spawn(async move { discord.send_followups(&token, followups).await });
-            }
-            Json(answer.response).into_response()
-        }
+    // What follows the answer was stored with the step: the delivery worker sends it.
+    match discord.answer(interaction, Mode::Endpoint).await {
+        Ok(Some(answer)) => Json(answer.response).into_response(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
         Err(err) => {
             tracing::error!(error = %err, "discord: interaction not handled");

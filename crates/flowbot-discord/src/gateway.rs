@@ -1,8 +1,10 @@
 //! The gateway mode: a serenity `Client` on Discord's WebSocket, whose `interaction_create`
-//! calls the shared handler and answers over REST.
+//! calls the shared handler and answers over REST. The answer's content is stored with the
+//! step too, and sent from the store should the answer fail (see [`crate::deliver`]).
 
 use serenity::all::{ClientBuilder, Context, EventHandler, GatewayIntents, Interaction, Ready};
 
+use crate::handler::Mode;
 use crate::{Discord, http_builder};
 
 impl Discord {
@@ -44,16 +46,26 @@ impl EventHandler for GatewayHandler {
             Interaction::Modal(m) => (m.id, m.token.clone()),
             _ => return,
         };
-        let answer = match self.discord.answer(interaction).await {
+        let responses = &self.discord.inner.responses;
+        // Before the step commits: its stored answer waits for how this one went.
+        responses.begin(&token);
+        let answer = match self.discord.answer(interaction, Mode::Gateway).await {
             Ok(Some(answer)) => answer,
-            Ok(None) => return,
+            Ok(None) => {
+                responses.forget(&token);
+                return;
+            }
             Err(err) => {
+                responses.forget(&token);
                 tracing::error!(error = %err, "discord: interaction not handled");
                 return;
             }
         };
-        if self.discord.respond(id, &token, &answer.response).await {
-            self.discord.send_followups(&token, answer.followups).await;
+        let answered = self.discord.respond(id, &token, &answer.response).await;
+        if answer.stored {
+            responses.finish(&token, answered);
+        } else {
+            responses.forget(&token);
         }
     }
 

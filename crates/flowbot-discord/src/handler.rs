@@ -1,55 +1,80 @@
 //! The shared handler of both modes: an interaction → an update for the service → an
-//! [`Answer`] (the interaction's response and the follow-ups to send after it).
+//! [`Answer`] (the interaction's response, made at once), with what follows the answer stored
+//! in the step's transaction (see [`crate::deliver`]).
 
 use flowbot_adapter::truncate;
 use flowbot_core::{Action, ConversationKey, Input, Token, View};
-use flowbot_store::{Handled, ServiceError, Update};
+use flowbot_store::{Handled, Planned, ServiceError, Update};
 use serenity::all::{
-    ActionRowComponent, AutocompleteChoice, CommandInteraction, ComponentInteraction,
+    ActionRowComponent, AutocompleteChoice, ButtonKind, CommandInteraction, ComponentInteraction,
     CreateActionRow, CreateAutocompleteResponse, CreateInputText, CreateInteractionResponse,
-    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateModal,
-    InputTextStyle, Interaction, Message, MessageInteractionMetadata, ModalInteraction,
-    ResolvedValue, UserId,
+    CreateInteractionResponseMessage, CreateModal, InputTextStyle, Interaction, Message,
+    MessageInteractionMetadata, ModalInteraction, ResolvedValue, UserId,
 };
 
+use crate::deliver::{Job, Rows, lane, outgoing};
 use crate::render::{self, content};
-use crate::{Discord, MAX_CONTENT};
+use crate::{Discord, MAX_CONTENT, SINK};
 
 /// An autocomplete choice's name, in characters.
 const CHOICE_NAME_MAX: usize = 100;
 
-/// What to answer an interaction with, and what to send after the answer.
+/// How the answer reaches Discord, which decides what is stored beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The HTTP response's body: it cannot fail on our side.
+    Endpoint,
+    /// A REST call after the step: its content is stored too ([`Job::Response`]), in case it
+    /// fails.
+    Gateway,
+}
+
+/// What to answer an interaction with.
 pub(crate) struct Answer {
     pub(crate) response: CreateInteractionResponse,
-    pub(crate) followups: Vec<CreateInteractionResponseFollowup>,
-    /// The interaction's token, which the follow-ups are sent with.
-    pub(crate) token: String,
+    /// Whether the step stored a [`Job::Response`] for this answer (gateway mode).
+    pub(crate) stored: bool,
+}
+
+impl Answer {
+    fn now(response: CreateInteractionResponse) -> Self {
+        Answer { response, stored: false }
+    }
+}
+
+/// The answer a step plans: a message (the command's first chunk), an update of the pressed
+/// message, or an ephemeral notice.
+enum Now {
+    Message(String, Rows),
+    Update(String, Rows),
+    Notice(String),
 }
 
 impl Discord {
-    /// Answers one interaction (the immediate response and the follow-ups to send after it).
+    /// Answers one interaction: the immediate response; the follow-ups are stored.
     pub(crate) async fn answer(
         &self,
         interaction: Interaction,
+        mode: Mode,
     ) -> Result<Option<Answer>, ServiceError> {
         match interaction {
-            Interaction::Ping(_) => Ok(Some(Answer {
-                response: CreateInteractionResponse::Pong,
-                followups: vec![],
-                token: String::new(),
-            })),
-            Interaction::Command(command) => self.on_command(&command).await.map(Some),
-            Interaction::Component(component) => self.on_press(&component).await.map(Some),
-            Interaction::Modal(modal) => self.on_modal(&modal).await.map(Some),
+            Interaction::Ping(_) => Ok(Some(Answer::now(CreateInteractionResponse::Pong))),
+            Interaction::Command(command) => self.on_command(&command, mode).await.map(Some),
+            Interaction::Component(component) => self.on_press(&component, mode).await.map(Some),
+            Interaction::Modal(modal) => self.on_modal(&modal, mode).await.map(Some),
             Interaction::Autocomplete(auto) => Ok(Some(self.on_autocomplete(&auto))),
             _ => Ok(None),
         }
     }
 
-    async fn on_command(&self, command: &CommandInteraction) -> Result<Answer, ServiceError> {
+    async fn on_command(
+        &self,
+        command: &CommandInteraction,
+        mode: Mode,
+    ) -> Result<Answer, ServiceError> {
         let flow = self.inner.service.flow();
         if command.data.name != self.inner.command {
-            return Ok(ephemeral(&flow.texts().unknown_command, &command.token));
+            return Ok(ephemeral(&flow.texts().unknown_command));
         }
         let entry = command.data.options().into_iter().find(|o| o.name == "start").and_then(|o| {
             match o.value {
@@ -58,24 +83,42 @@ impl Discord {
                 _ => None,
             }
         });
-        let key = key(command.channel_id.get(), command.user.id);
+        let channel = command.channel_id.get();
+        let key = key(channel, command.user.id);
+        let lane = lane(channel, command.user.id.get());
         let event = format!("discord:interaction:{}", command.id);
         let input = Input::Start { entry: entry.as_deref().filter(|e| !e.is_empty()) };
         let update = Update { key: &key, event: Some(&event), input, now: self.inner.clock.now() };
-        let handled =
-            self.inner.service.handle(update, |_, outcome| render::render(outcome)).await?;
-        // A duplicate (a redelivered interaction) is only acknowledged.
-        let Handled::Done(rendered) = handled else { return Ok(acknowledge(&command.token)) };
-        let mut parts = parts(&rendered).into_iter();
-        let first = parts.next().map(as_response).unwrap_or_default();
-        Ok(Answer {
-            response: CreateInteractionResponse::Message(first),
-            followups: parts.map(as_followup).collect(),
-            token: command.token.clone(),
-        })
+        let token = command.token.as_str();
+        let handled = self
+            .inner
+            .service
+            .handle_planned(update, |_, outcome| {
+                let rendered = render::render(outcome);
+                let mut parts = parts(&rendered).into_iter();
+                let (first, rows) = parts.next().unwrap_or_default();
+                let mut jobs = Vec::new();
+                if mode == Mode::Gateway {
+                    jobs.push(Job::Response {
+                        token: token.to_owned(),
+                        channel,
+                        edit: None,
+                        content: first.clone(),
+                        rows: rows.clone(),
+                    });
+                }
+                jobs.extend(parts.map(|(content, rows)| followup(token, channel, content, rows)));
+                Planned { now: Now::Message(first, rows), later: outgoing(&lane, jobs) }
+            })
+            .await?;
+        Ok(answer_of(handled, mode))
     }
 
-    async fn on_press(&self, press: &ComponentInteraction) -> Result<Answer, ServiceError> {
+    async fn on_press(
+        &self,
+        press: &ComponentInteraction,
+        mode: Mode,
+    ) -> Result<Answer, ServiceError> {
         let data = press.data.custom_id.as_str();
         // A form field's input button opens a text box (a modal) for the answer; the answer
         // comes back as a modal submission. Whether the button is still current is the
@@ -85,13 +128,9 @@ impl Discord {
         {
             if self.foreign(&press.message, press.user.id) {
                 let flow = self.inner.service.flow();
-                return Ok(ephemeral(View::foreign_toast(&flow), &press.token));
+                return Ok(ephemeral(View::foreign_toast(&flow)));
             }
-            return Ok(Answer {
-                response: CreateInteractionResponse::Modal(modal),
-                followups: vec![],
-                token: press.token.to_owned(),
-            });
+            return Ok(Answer::now(CreateInteractionResponse::Modal(modal)));
         }
         let on = Pressed {
             message: &press.message,
@@ -100,11 +139,11 @@ impl Discord {
             id: press.id.get(),
             token: &press.token,
         };
-        self.on_button(on, data, Input::Press(data)).await
+        self.on_button(on, data, Input::Press(data), mode).await
     }
 
     /// A modal's answer to a form field: applied like a press of the button that opened it.
-    async fn on_modal(&self, modal: &ModalInteraction) -> Result<Answer, ServiceError> {
+    async fn on_modal(&self, modal: &ModalInteraction, mode: Mode) -> Result<Answer, ServiceError> {
         let flow = self.inner.service.flow();
         let data = modal.data.custom_id.as_str();
         let text = modal
@@ -118,7 +157,7 @@ impl Discord {
             })
             .unwrap_or_default();
         let Some(message) = modal.message.as_deref() else {
-            return Ok(ephemeral(&flow.texts().stale, &modal.token));
+            return Ok(ephemeral(&flow.texts().stale));
         };
         let on = Pressed {
             message,
@@ -127,7 +166,7 @@ impl Discord {
             id: modal.id.get(),
             token: &modal.token,
         };
-        self.on_button(on, data, Input::Answer { token: data, text: &text }).await
+        self.on_button(on, data, Input::Answer { token: data, text: &text }, mode).await
     }
 
     /// The text box for a form field's input button; `None` if the token names no field.
@@ -159,74 +198,63 @@ impl Discord {
     }
 
     /// A press (or a modal's answer) on one of the bot's messages: the pressed message shows
-    /// the answer with its buttons disabled, and what comes next goes out as follow-ups.
+    /// the answer with its buttons disabled, and what comes next is stored as follow-ups.
     async fn on_button(
         &self,
         press: Pressed<'_>,
         data: &str,
         input: Input<'_>,
+        mode: Mode,
     ) -> Result<Answer, ServiceError> {
         let flow = self.inner.service.flow();
         if self.foreign(press.message, press.user) {
-            return Ok(ephemeral(View::foreign_toast(&flow), press.token));
+            return Ok(ephemeral(View::foreign_toast(&flow)));
         }
         let key = key(press.channel, press.user);
+        let lane = lane(press.channel, press.user.get());
         let event = format!("discord:interaction:{}", press.id);
         let update = Update { key: &key, event: Some(&event), input, now: self.inner.clock.now() };
-        let handled = self
-            .inner
-            .service
-            .handle(update, |flow, outcome| {
-                let mut rendered = render::render_press(flow, outcome, data);
-                if let Input::Answer { .. } = input {
-                    // The answer typed is shown as typed (normalised, it is in what follows).
-                    rendered.chosen = None;
-                }
-                rendered
-            })
-            .await?;
-        // A duplicate (a redelivered interaction) is only acknowledged.
-        let Handled::Done(rendered) = handled else { return Ok(acknowledge(press.token)) };
-        // A press that changed nothing (stale, forged) gets its notice and nothing else.
-        if let Some(toast) = &rendered.toast {
-            return Ok(ephemeral(toast, press.token));
-        }
-        // The pressed message keeps its question, shows the answer, and its buttons go grey.
-        let answered = match &rendered.chosen {
-            Some(label) => render::answered(&press.message.content, label),
-            None => truncate(&press.message.content, MAX_CONTENT),
-        };
-        let old_rows: Vec<Vec<(String, String, bool)>> = press
-            .message
-            .components
-            .iter()
-            .map(|row| {
-                row.components
-                    .iter()
-                    .filter_map(|c| match c {
-                        serenity::all::ActionRowComponent::Button(b) => {
-                            let id = match &b.data {
-                                serenity::all::ButtonKind::NonLink { custom_id, .. } => {
-                                    custom_id.clone()
-                                }
-                                _ => return None,
-                            };
-                            Some((b.label.clone().unwrap_or_default(), id, true))
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .collect();
-        let update = CreateInteractionResponseMessage::new()
-            .content(answered)
-            .components(render::action_rows(&old_rows, true));
-        let followups = parts(&rendered).into_iter().map(as_followup).collect();
-        Ok(Answer {
-            response: CreateInteractionResponse::UpdateMessage(update),
-            followups,
-            token: press.token.to_owned(),
-        })
+        let old_rows = old_rows(press.message);
+        let handled =
+            self.inner
+                .service
+                .handle_planned(update, |flow, outcome| {
+                    let mut rendered = render::render_press(flow, outcome, data);
+                    if let Input::Answer { .. } = input {
+                        // The answer typed is shown as typed (normalised, it is in what follows).
+                        rendered.chosen = None;
+                    }
+                    // A press that changed nothing (stale, forged) gets its notice and nothing
+                    // else.
+                    if let Some(toast) = &rendered.toast {
+                        return Planned { now: Now::Notice(toast.clone()), later: Vec::new() };
+                    }
+                    // The pressed message keeps its question, shows the answer, and its buttons
+                    // go grey.
+                    let answered = match &rendered.chosen {
+                        Some(label) => render::answered(&press.message.content, label),
+                        None => truncate(&press.message.content, MAX_CONTENT),
+                    };
+                    let mut jobs = Vec::new();
+                    if mode == Mode::Gateway {
+                        jobs.push(Job::Response {
+                            token: press.token.to_owned(),
+                            channel: press.channel,
+                            edit: Some(press.message.id.get()),
+                            content: answered.clone(),
+                            rows: old_rows.clone(),
+                        });
+                    }
+                    jobs.extend(parts(&rendered).into_iter().map(|(content, rows)| {
+                        followup(press.token, press.channel, content, rows)
+                    }));
+                    Planned {
+                        now: Now::Update(answered, old_rows.clone()),
+                        later: outgoing(&lane, jobs),
+                    }
+                })
+                .await?;
+        Ok(answer_of(handled, mode))
     }
 
     fn on_autocomplete(&self, auto: &CommandInteraction) -> Answer {
@@ -242,13 +270,9 @@ impl Discord {
                 AutocompleteChoice::new(title, name)
             })
             .collect();
-        Answer {
-            response: CreateInteractionResponse::Autocomplete(
-                CreateAutocompleteResponse::new().set_choices(choices),
-            ),
-            followups: vec![],
-            token: auto.token.clone(),
-        }
+        Answer::now(CreateInteractionResponse::Autocomplete(
+            CreateAutocompleteResponse::new().set_choices(choices),
+        ))
     }
 }
 
@@ -263,49 +287,79 @@ struct Pressed<'a> {
 }
 
 fn key(channel: u64, user: UserId) -> ConversationKey {
-    ConversationKey::new("discord", &channel.to_string(), &user.get().to_string())
+    ConversationKey::new(SINK, &channel.to_string(), &user.get().to_string())
+}
+
+/// The buttons a pressed message showed, as rows of `(label, custom_id, is_choice)`.
+fn old_rows(message: &Message) -> Rows {
+    message
+        .components
+        .iter()
+        .map(|row| {
+            row.components
+                .iter()
+                .filter_map(|c| match c {
+                    ActionRowComponent::Button(b) => match &b.data {
+                        ButtonKind::NonLink { custom_id, .. } => {
+                            Some((b.label.clone().unwrap_or_default(), custom_id.clone(), true))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The messages of a rendered outcome: each chunk's content, with the buttons on the last.
-fn parts(rendered: &render::Rendered) -> Vec<(String, Vec<serenity::all::CreateActionRow>)> {
+fn parts(rendered: &render::Rendered) -> Vec<(String, Rows)> {
     let last = rendered.chunks.len().saturating_sub(1);
     rendered
         .chunks
         .iter()
         .enumerate()
         .map(|(i, chunk)| {
-            let rows =
-                if i == last { render::action_rows(&rendered.rows, false) } else { Vec::new() };
+            let rows = if i == last { rendered.rows.clone() } else { Vec::new() };
             (chunk.clone(), rows)
         })
         .collect()
 }
 
-fn as_response(
-    (content, rows): (String, Vec<serenity::all::CreateActionRow>),
-) -> CreateInteractionResponseMessage {
-    CreateInteractionResponseMessage::new().content(content).components(rows)
+fn followup(token: &str, channel: u64, content: String, rows: Rows) -> Job {
+    Job::Followup { token: token.to_owned(), channel, content, rows }
 }
 
-fn as_followup(
-    (content, rows): (String, Vec<serenity::all::CreateActionRow>),
-) -> CreateInteractionResponseFollowup {
-    CreateInteractionResponseFollowup::new().content(content).components(rows)
-}
-
-fn acknowledge(token: &str) -> Answer {
-    Answer {
-        response: CreateInteractionResponse::Acknowledge,
-        followups: vec![],
-        token: token.to_owned(),
+/// The answer to send now for a handled step. A duplicate (a redelivered interaction) is only
+/// acknowledged, and stores nothing.
+fn answer_of(handled: Handled<flowbot_store::Delivered<Now>>, mode: Mode) -> Answer {
+    let Handled::Done(done) = handled else {
+        return Answer::now(CreateInteractionResponse::Acknowledge);
+    };
+    let stored = mode == Mode::Gateway;
+    match done.now {
+        Now::Message(text, rows) => Answer {
+            response: CreateInteractionResponse::Message(
+                CreateInteractionResponseMessage::new()
+                    .content(text)
+                    .components(render::action_rows(&rows, false)),
+            ),
+            stored,
+        },
+        Now::Update(text, rows) => Answer {
+            response: CreateInteractionResponse::UpdateMessage(
+                CreateInteractionResponseMessage::new()
+                    .content(text)
+                    .components(render::action_rows(&rows, true)),
+            ),
+            stored,
+        },
+        Now::Notice(text) => ephemeral(&text),
     }
 }
 
-fn ephemeral(text: &str, token: &str) -> Answer {
+/// An ephemeral notice of plain `text`.
+fn ephemeral(text: &str) -> Answer {
     let message = CreateInteractionResponseMessage::new().content(content(text)).ephemeral(true);
-    Answer {
-        response: CreateInteractionResponse::Message(message),
-        followups: vec![],
-        token: token.to_owned(),
-    }
+    Answer::now(CreateInteractionResponse::Message(message))
 }

@@ -6,17 +6,22 @@
 //! stateless, for several replicas; every request must carry a valid Ed25519 signature of a
 //! recent timestamp (a window of [`SIGNATURE_WINDOW`]), seen only once. The gateway
 //! ([`gateway`]: a serenity `Client`) is the usual choice for one process. REST calls
-//! ([`api`]: follow-ups, hand-off messages, the command registration) go through the shared
-//! retry policy. Interaction ids are deduplicated through the store.
+//! ([`api`]: the gateway's answers, hand-off messages, the command registration) go through the
+//! shared retry policy. Interaction ids are deduplicated through the store.
 //!
 //! A press is answered at once by updating its message (the answer shown, the buttons
-//! disabled). The next question follows as a follow-up message. A stale or forged press, or a
-//! press on someone else's conversation, gets an ephemeral notice and changes nothing.
+//! disabled). The next question follows as a follow-up message, stored with the step and sent
+//! by the delivery worker ([`deliver`]: sink [`SINK`], [`Discord::replies`]), in order per
+//! conversation, so that a crash or an outage delays it and never loses it. A stale or forged
+//! press, or a press on someone else's conversation, gets an ephemeral notice and changes
+//! nothing.
 
 mod api;
+mod deliver;
 mod endpoint;
 mod gateway;
 mod handler;
+mod platform;
 mod render;
 
 use std::sync::Arc;
@@ -27,9 +32,15 @@ use flowbot_store::Service;
 use serenity::all::{ApplicationId, GuildId, Http, HttpBuilder};
 use serenity::interactions_endpoint::Verifier;
 
+pub use deliver::Replies;
 pub use endpoint::{INTERACTIONS_PATH, SIGNATURE_WINDOW};
+pub use platform::Options;
 pub use render::LIMITS;
 pub use render::{MAX_CONTENT, content, split};
+
+/// The sink name of Discord's stored replies (the delivery worker's route for [`Replies`]),
+/// and the platform of its conversation keys.
+pub const SINK: &str = "discord";
 
 /// How to reach Discord.
 #[derive(Debug, Clone)]
@@ -83,6 +94,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// The interactions endpoint's signature check; `None` (no public key) refuses every request.
     signatures: Option<endpoint::Signatures>,
+    /// How this process's gateway answers went, for the stored replies behind them.
+    responses: Arc<deliver::Responses>,
 }
 
 impl Discord {
@@ -120,8 +133,20 @@ impl Discord {
                 guild: config.guild.map(GuildId::new),
                 clock,
                 signatures,
+                responses: Arc::default(),
             }),
         })
+    }
+
+    /// The deliverer of this bot's stored replies: the delivery worker's route for [`SINK`].
+    pub fn replies(&self) -> Replies {
+        let inner = &self.inner;
+        Replies::new(
+            inner.http.clone(),
+            inner.token.clone(),
+            inner.clock.clone(),
+            inner.responses.clone(),
+        )
     }
 }
 

@@ -1,9 +1,7 @@
 //! Discord's look of the core's [`View`]: message content (Markdown-safe, links without
 //! previews, split under 2,000 characters of escaped content) and rows of buttons.
 
-use flowbot_core::{
-    Action, Flow, Limits, Outcome, Prompt, PromptView, Segment, Unit, View, segments,
-};
+use flowbot_core::{Action, Flow, Limits, Outcome, PromptView, Segment, Unit, View, segments};
 use serenity::all::{ButtonStyle, CreateActionRow, CreateButton};
 
 /// Discord's limit on a message's content, in characters (of the escaped Markdown).
@@ -72,10 +70,6 @@ pub fn answered(shown: &str, label: &str) -> String {
 
 /// Choices one per row while they fit (labels are long), five per row when there are many;
 /// back and restart together on the last row.
-pub fn rows_of(prompt: &Prompt<'_>) -> Vec<Vec<(String, String, bool)>> {
-    rows(&PromptView::of(prompt))
-}
-
 fn rows(prompt: &PromptView<'_>) -> Vec<Vec<(String, String, bool)>> {
     let cell = |b: &flowbot_core::Button<'_>, choice: bool| {
         (b.label.to_owned(), b.token.to_string(), choice)

@@ -35,21 +35,26 @@ fn queued(row: &AnyRow) -> Result<Queued, StoreError> {
 
 #[async_trait]
 impl OutboxStore for SqlStore {
-    async fn claim(
+    async fn claim_of(
         &self,
         now: Timestamp,
         owner: &str,
         lease_until: Timestamp,
         limit: u32,
+        sinks: Option<&[&str]>,
     ) -> Result<Vec<Queued>, StoreError> {
-        if limit == 0 {
+        if limit == 0 || sinks.is_some_and(<[&str]>::is_empty) {
             return Ok(Vec::new());
         }
+        let only = match sinks {
+            Some(sinks) => format!(" AND o.sink IN ({})", list(5, sinks.len())),
+            None => String::new(),
+        };
         // One statement that claims. A lane's head stays its head until it is done or given
         // up, so a head seen in an older snapshot is still one.
         let heads = format!(
             "SELECT o.id FROM outbox o WHERE {PENDING} AND o.next_attempt_at <= $3 \
-             AND (o.lease_until IS NULL OR o.lease_until <= $3) \
+             AND (o.lease_until IS NULL OR o.lease_until <= $3){only} \
              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.sink = o.sink AND e.lane = o.lane \
              AND e.id < o.id AND e.delivered_at IS NULL AND e.gave_up_at IS NULL) \
              ORDER BY o.id LIMIT $4"
@@ -70,11 +75,15 @@ impl OutboxStore for SqlStore {
             ),
         };
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let claimed: Vec<i64> = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(owner)
             .bind(int(lease_until.0))
             .bind(int(now.0))
-            .bind(i64::from(limit))
+            .bind(i64::from(limit));
+        for sink in sinks.unwrap_or_default() {
+            query = query.bind(*sink);
+        }
+        let claimed: Vec<i64> = query
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?

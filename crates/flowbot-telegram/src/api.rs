@@ -10,7 +10,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use flowbot_adapter::{Classify, Scope, Verdict};
+use flowbot_adapter::{Classify, Scope, Secret, Verdict};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use teloxide::requests::Payload;
@@ -22,9 +22,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Clone)]
 pub struct Api {
     client: reqwest::Client,
-    /// `{api}/bot{token}/`: holds the token, so it is never printed.
-    base: String,
-    token: String,
+    /// `{api}/bot{token}/`: holds the token, so it is a secret too.
+    base: Secret,
+    token: Secret,
 }
 
 impl fmt::Debug for Api {
@@ -117,8 +117,8 @@ impl Api {
             .map_err(|e| CallError::Network(kind(&e).to_owned()))?;
         Ok(Api {
             client,
-            base: format!("{}/bot{token}/", root.trim_end_matches('/')),
-            token: token.to_owned(),
+            base: Secret::new(format!("{}/bot{token}/", root.trim_end_matches('/'))),
+            token: Secret::new(token),
         })
     }
 
@@ -132,7 +132,7 @@ impl Api {
         let timeout = CALL_TIMEOUT + payload.timeout_hint().unwrap_or_default();
         let response = self
             .client
-            .post(format!("{}{}", self.base, P::NAME))
+            .post(format!("{}{}", self.base.expose(), P::NAME))
             .header("content-type", "application/json")
             .timeout(timeout)
             .body(body)
@@ -160,10 +160,7 @@ impl Api {
             return Err(CallError::Server(code.max(status)));
         }
         let description = envelope.description.unwrap_or_default();
-        Err(CallError::Api {
-            code,
-            description: flowbot_adapter::redact(&description, &self.token),
-        })
+        Err(CallError::Api { code, description: self.token.redact(&description) })
     }
 }
 

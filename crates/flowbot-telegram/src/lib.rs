@@ -18,19 +18,21 @@
 mod api;
 mod deliver;
 mod handle;
+mod platform;
 mod poll;
 mod render;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowbot_adapter::RetryPolicy;
+use flowbot_adapter::{RetryPolicy, Secret};
 use flowbot_store::Service;
 use teloxide::payloads::{GetMe, SetMyCommands};
 use teloxide::types::BotCommand;
 
 pub use api::{Api, CallError};
 pub use deliver::{HandoffChat, Replies};
+pub use platform::Options;
 pub use poll::{SECRET_HEADER, WEBHOOK_PATH, default_webhook_secret};
 pub use render::LIMITS;
 pub use render::{MAX_TEXT, Plan, html, plan, split};
@@ -42,7 +44,7 @@ pub const SINK: &str = "telegram";
 #[derive(Clone)]
 pub struct Config {
     /// The bot token from BotFather. Never logged or shown.
-    pub token: String,
+    pub token: Secret,
     /// The Bot API server (default `https://api.telegram.org`): a self-hosted one, or a fake.
     pub api_url: Option<url::Url>,
     /// How long one `getUpdates` waits for updates (below the HTTP client's timeout).
@@ -52,7 +54,7 @@ pub struct Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("token", &"<redacted>")
+            .field("token", &self.token)
             .field("api_url", &self.api_url.as_ref().map(url::Url::as_str))
             .field("poll_timeout", &self.poll_timeout)
             .finish()
@@ -89,7 +91,7 @@ impl std::fmt::Debug for Telegram {
 impl Telegram {
     /// Checks the token (`getMe`) and registers the commands (`setMyCommands`).
     pub async fn connect(config: &Config, service: Arc<Service>) -> Result<Self, Error> {
-        let api = Api::new(&config.token, config.api_url.as_ref())
+        let api = Api::new(config.token.expose(), config.api_url.as_ref())
             .map_err(|source| Error::Api { call: "getMe", source })?;
         let get_me = GetMe::new();
         let me = RetryPolicy::CALL

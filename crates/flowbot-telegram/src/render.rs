@@ -1,9 +1,7 @@
 //! Telegram's look of the core's [`View`]: HTML text with links, split to fit, keyboards; for a
 //! press, the toast and the answered message's new text.
 
-use flowbot_core::{
-    Action, Flow, Limits, Outcome, Prompt, PromptView, Segment, Unit, View, segments,
-};
+use flowbot_core::{Action, Flow, Limits, Outcome, PromptView, Segment, Unit, View, segments};
 
 /// Telegram's limit on a message's text, in UTF-16 code units after entity parsing.
 pub const MAX_TEXT: usize = 4096;
@@ -69,10 +67,6 @@ pub fn plan(flow: &Flow, outcome: &Outcome<'_>, pressed: Option<Pressed<'_>>) ->
 
 /// One button per row for the choices (labels are long) and the resume button, then back and
 /// restart side by side.
-pub fn keyboard_of(prompt: &Prompt<'_>) -> Vec<Vec<(String, String)>> {
-    keyboard(&PromptView::of(prompt))
-}
-
 fn keyboard(prompt: &PromptView<'_>) -> Vec<Vec<(String, String)>> {
     let cell = |b: &flowbot_core::Button<'_>| (b.label.to_owned(), b.token.to_string());
     let (side, own): (Vec<_>, Vec<_>) =

@@ -15,6 +15,8 @@
 //!                       {"id", "text": "…"}, {"id", "command": "back" | "restart" | "help"}
 //! ```
 
+mod platform;
+
 use std::sync::Arc;
 
 use axum::Json;
@@ -33,6 +35,8 @@ use serde_json::{Value, json};
 /// What the web chat allows: anything a flow can hold (the page wraps long labels and texts,
 /// and a request body of 16 KiB holds any token).
 pub const LIMITS: Limits = Limits { platform: "the web chat", ..Limits::NONE };
+
+pub use platform::Options;
 
 /// The page's routes.
 pub const CHAT_PATH: &str = "/chat";

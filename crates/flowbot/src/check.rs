@@ -5,14 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use flowbot_core::{Flow, Limits, load_flow_for};
+use flowbot_core::{Flow, load_flow_for};
 
 use crate::config::Config;
 use crate::flows::flow_files;
-
-/// The limits of every platform flowbot runs on: a flow that passes runs on any of them.
-pub const ALL_LIMITS: [&Limits; 3] =
-    [&flowbot_telegram::LIMITS, &flowbot_discord::LIMITS, &flowbot_web::LIMITS];
 
 pub fn run(paths: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
     let mut files = Vec::new();
@@ -22,12 +18,14 @@ pub fn run(paths: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         anyhow::bail!("no flow files (*.yaml) in {}", display_paths(paths));
     }
+    // Every platform's limits: a flow that passes runs on any of them.
+    let limits = crate::platforms::known_limits();
     let mut flows: Vec<Flow> = Vec::new();
     let mut broken = 0;
     for file in &files {
         let source = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
-        match load_flow_for(&source, &file.display().to_string(), &config.params, &ALL_LIMITS) {
+        match load_flow_for(&source, &file.display().to_string(), &config.params, &limits) {
             Ok(flow) => {
                 let endings = flow.nodes().iter().filter(|n| n.is_ending()).count();
                 println!(

@@ -161,6 +161,17 @@ impl Destination {
         name.as_deref().unwrap_or(kind)
     }
 
+    /// A destination on a messenger: the platform's name (its `kind`) and the chat or channel.
+    pub fn platform_target(&self) -> Option<(&'static str, i64)> {
+        match self {
+            Destination::Webhook { .. } => None,
+            Destination::Telegram { chat_id, .. } => Some((self.kind(), *chat_id)),
+            Destination::Discord { channel_id, .. } => {
+                Some((self.kind(), i64::try_from(*channel_id).unwrap_or(i64::MAX)))
+            }
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Destination::Webhook { .. } => "webhook",

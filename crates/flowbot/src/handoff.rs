@@ -11,11 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flowbot_adapter::{Deliver, Failed, Route, Secret, Verdict, Worker};
+use flowbot_adapter::{Deliver, Failed, Route, Running, Secret, Verdict, Worker};
 use flowbot_core::{Clock, Queued};
-use flowbot_discord::Discord;
 use flowbot_store::Service;
-use flowbot_telegram::Telegram;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -90,68 +88,36 @@ impl Deliver for Webhook {
     }
 }
 
-/// A destination that reports failures as text (Discord's channel): every failure is retried.
-#[derive(Debug)]
-struct DiscordChannel {
-    discord: Discord,
-    channel: u64,
-}
-
-#[async_trait]
-impl Deliver for DiscordChannel {
-    async fn deliver(&self, item: &Queued) -> Result<(), Failed> {
-        let Some(request) = &item.request else {
-            return Err(Failed::new(Verdict::GiveUp, "not a hand-off request"));
-        };
-        self.discord
-            .send_handoff(self.channel, &request.text)
-            .await
-            .map_err(|error| Failed::new(Verdict::Backoff, error))
-    }
-}
-
-/// The running messengers a destination may need.
-#[derive(Debug, Default, Clone)]
-pub struct Messengers {
-    pub telegram: Option<Telegram>,
-    pub discord: Option<Discord>,
-}
-
 /// The worker's routes for every configured destination, or which destination cannot be
-/// served here.
+/// served here: a webhook anywhere, a chat only where its platform is `running`.
 pub fn routes(
     config: &Config,
-    messengers: &Messengers,
+    running: &[(&'static str, Arc<dyn Running>)],
     clock: &Arc<dyn Clock>,
 ) -> anyhow::Result<Routes> {
     let client = reqwest::Client::builder().timeout(WEBHOOK_TIMEOUT).build()?;
     let route = config.handoff_route();
     let mut routes = Routes::new();
     for d in &config.handoff.destinations {
-        let sink: Arc<dyn Deliver> = match d {
-            Destination::Webhook { url, .. } => Arc::new(Webhook {
+        let sink: Arc<dyn Deliver> = match (d, d.platform_target()) {
+            (Destination::Webhook { url, .. }, _) => Arc::new(Webhook {
                 url: url.clone(),
                 // Checked present when the configuration loaded.
                 secret: Secret::new(d.secret().unwrap_or_default()),
                 client: client.clone(),
                 clock: clock.clone(),
             }),
-            Destination::Telegram { chat_id, .. } => match &messengers.telegram {
-                Some(telegram) => Arc::new(telegram.handoff_chat(*chat_id)),
-                None => anyhow::bail!(
-                    "the hand-off destination `{}` is a Telegram chat, and Telegram is not running (set TELEGRAM_BOT_TOKEN)",
-                    d.name()
-                ),
-            },
-            Destination::Discord { channel_id, .. } => match &messengers.discord {
-                Some(discord) => {
-                    Arc::new(DiscordChannel { discord: discord.clone(), channel: *channel_id })
+            (_, Some((kind, target))) => {
+                let platform = running.iter().find(|(name, _)| *name == kind);
+                match platform.and_then(|(_, p)| p.handoff(target)) {
+                    Some(sink) => sink,
+                    None => anyhow::bail!(
+                        "the hand-off destination `{}` is on {kind}, and {kind} is not running here",
+                        d.name()
+                    ),
                 }
-                None => anyhow::bail!(
-                    "the hand-off destination `{}` is a Discord channel, and Discord is not running (set DISCORD_TOKEN)",
-                    d.name()
-                ),
-            },
+            }
+            (_, None) => anyhow::bail!("the hand-off destination `{}` has no target", d.name()),
         };
         routes.insert(d.sink(), (sink, route));
     }
@@ -202,7 +168,7 @@ pub fn start_handoff(
     config: &Config,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Option<Started>> {
-    let routes = routes(config, &Messengers::default(), &service.clock())?;
+    let routes = routes(config, &[], &service.clock())?;
     Ok(start(service, config, routes, shutdown))
 }
 

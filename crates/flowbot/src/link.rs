@@ -5,33 +5,30 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::ValueEnum;
 use flowbot_core::Flow;
 use qrcode::QrCode;
-use qrcode::render::{svg, unicode};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Platform {
-    Telegram,
-    Discord,
-    Web,
-}
+use crate::platforms::Platforms;
+use qrcode::render::{svg, unicode};
 
 /// What `flowbot link` was asked for.
 #[derive(Debug)]
 pub struct Request<'a> {
-    pub platform: Platform,
+    /// The platform's name (`--platform`).
+    pub platform: &'a str,
     pub entry: Option<&'a str>,
-    pub bot_username: Option<&'a str>,
-    pub discord_application_id: Option<u64>,
-    pub discord_command: &'a str,
-    /// The web chat's public address.
-    pub web_url: Option<&'a str>,
     /// Where to write the QR code: `*.png`, `*.svg`, or `-` to draw it in the terminal.
     pub qr: Option<&'a Path>,
 }
 
-pub fn run(flow: &Flow, request: &Request<'_>) -> anyhow::Result<ExitCode> {
+pub fn run(flow: &Flow, platforms: &Platforms, request: &Request<'_>) -> anyhow::Result<ExitCode> {
+    let Some(platform) = platforms.find(request.platform) else {
+        anyhow::bail!(
+            "no platform `{}`; known: {}",
+            request.platform,
+            platforms.names().join(", ")
+        );
+    };
     if let Some(entry) = request.entry
         && flow.entry(entry).is_none()
     {
@@ -42,69 +39,15 @@ pub fn run(flow: &Flow, request: &Request<'_>) -> anyhow::Result<ExitCode> {
             known.join(", ")
         );
     }
-    let (link, note) = match request.platform {
-        Platform::Telegram => (telegram(request)?, None),
-        Platform::Discord => {
-            let id = request
-                .discord_application_id
-                .context("a Discord link needs the application id: --discord-application-id or DISCORD_APPLICATION_ID")?;
-            let install = format!(
-                "https://discord.com/oauth2/authorize?client_id={id}&scope=bot+applications.commands"
-            );
-            let command = match request.entry {
-                Some(entry) => format!("/{} start:{entry}", request.discord_command),
-                None => format!("/{}", request.discord_command),
-            };
-            (install, Some(format!("then type in Discord: {command}")))
-        }
-        Platform::Web => {
-            let base = request.web_url.context(
-                "a web link needs the chat's public address: --web-url or FLOWBOT_WEB_URL",
-            )?;
-            let url = url::Url::parse(base)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-                .with_context(|| format!("`{base}` is not an http(s) address"))?;
-            // The page lives at `/chat` of its host: a path, query or fragment would break it.
-            if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-                anyhow::bail!(
-                    "give the web chat's address without a path, query or fragment (the page is \
-                     at /chat of that host): `{base}`"
-                );
-            }
-            (flowbot_web::link(url.as_str(), request.entry), None)
-        }
-    };
-    println!("{link}");
-    if let Some(note) = note {
+    let link = platform.link(request.entry)?;
+    println!("{}", link.url);
+    if let Some(note) = link.note {
         println!("{note}");
     }
     if let Some(path) = request.qr {
-        write_qr(&link, path)?;
+        write_qr(&link.url, path)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `https://t.me/<bot>?start=<entry>`, or the plain bot link without an entry.
-fn telegram(request: &Request<'_>) -> anyhow::Result<String> {
-    let name = request
-        .bot_username
-        .context(
-            "a Telegram link needs the bot's username: --bot-username or TELEGRAM_BOT_USERNAME",
-        )?
-        .trim_start_matches('@');
-    let valid = (5..=32).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && name.to_ascii_lowercase().ends_with("bot");
-    if !valid {
-        anyhow::bail!(
-            "`{name}` is not a Telegram bot username (5 to 32 of A-Z a-z 0-9 _, ending in \"bot\")"
-        );
-    }
-    Ok(match request.entry {
-        Some(entry) => format!("https://t.me/{name}?start={entry}"),
-        None => format!("https://t.me/{name}"),
-    })
 }
 
 /// Writes the QR code of `link`: PNG or SVG by the file's extension, or `-` for the terminal.

@@ -8,6 +8,7 @@ mod flows;
 mod handoff;
 mod link;
 mod pipe;
+mod platforms;
 mod render;
 mod run;
 mod scripts;
@@ -86,29 +87,22 @@ enum Command {
     /// Print the link (and optionally write a QR code) that opens the bot, at the start or at a
     /// named entry point.
     Link {
-        #[arg(long, value_enum)]
-        platform: link::Platform,
+        /// The platform: telegram, discord or web.
+        #[arg(long, value_name = "NAME")]
+        platform: String,
         /// The entry point to open (one of the flow's `entries:`).
         #[arg(long, value_name = "NAME")]
         entry: Option<String>,
-        /// Telegram: the bot's username.
-        #[arg(long, env = "TELEGRAM_BOT_USERNAME", value_name = "NAME")]
-        bot_username: Option<String>,
-        /// Discord: the application id (for the install link).
-        #[arg(long, env = "DISCORD_APPLICATION_ID", value_name = "ID")]
-        discord_application_id: Option<u64>,
-        /// Discord: the slash command's name.
-        #[arg(long, env = "DISCORD_COMMAND", value_name = "NAME", default_value = "gmis")]
-        discord_command: String,
-        /// The web chat's public address (`--platform web`): the link is `URL/chat?start=ENTRY`.
-        #[arg(long, env = "FLOWBOT_WEB_URL", value_name = "URL")]
-        web_url: Option<String>,
         /// Also write the link as a QR code: FILE.png, FILE.svg, or - to draw it here.
         #[arg(long, value_name = "FILE")]
         qr: Option<PathBuf>,
         /// The flow whose entry points count (default: the embedded G-MIS flow).
         #[arg(long, value_name = "FILE")]
         flow: Option<PathBuf>,
+        /// The platforms' settings (`--bot-username`, `--discord-application-id`,
+        /// `--web-url`, …).
+        #[command(flatten)]
+        platforms: Box<platforms::Platforms>,
     },
     /// Print a flow as a diagram whose boxes carry its exact texts.
     Render {
@@ -207,27 +201,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Test { files, flows } => scripts::run(&files, &flows, &config),
-        Command::Link {
-            platform,
-            entry,
-            bot_username,
-            discord_application_id,
-            discord_command,
-            web_url,
-            qr,
-            flow,
-        } => {
+        Command::Link { platform, entry, qr, flow, platforms } => {
             let flow = flows::load_or_default(flow.as_deref(), &config)?;
-            let request = link::Request {
-                platform,
-                entry: entry.as_deref(),
-                bot_username: bot_username.as_deref(),
-                discord_application_id,
-                discord_command: &discord_command,
-                web_url: web_url.as_deref(),
-                qr: qr.as_deref(),
-            };
-            link::run(&flow, &request)
+            let request =
+                link::Request { platform: &platform, entry: entry.as_deref(), qr: qr.as_deref() };
+            link::run(&flow, &platforms, &request)
         }
     }
 }

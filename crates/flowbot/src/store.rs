@@ -55,6 +55,7 @@ impl StoreArgs {
             expire_after: self.expire_after_days.max(1) * 24 * HOUR_MS,
             keep_personal_data_for: config.personal_data_ms(),
             destinations: config.handoff.destinations.iter().map(Destination::sink).collect(),
+            lease: config.worker_options().lease,
             ..ServiceOptions::default()
         }
     }
@@ -65,11 +66,22 @@ impl StoreArgs {
         flow: &FlowSource,
         config: &Config,
     ) -> anyhow::Result<Arc<Service>> {
+        self.service_for(flow, config, Vec::new()).await
+    }
+
+    /// [`StoreArgs::service`] for platforms with these limits: the flow (and every reload)
+    /// must keep within them.
+    pub async fn service_for(
+        &self,
+        flow: &FlowSource,
+        config: &Config,
+        limits: Vec<flowbot_core::Limits>,
+    ) -> anyhow::Result<Arc<Service>> {
         let store = self.open().await?;
-        let service =
-            Service::new(Arc::new(store), &flow.text, &flow.origin, self.options(config), now())
-                .await
-                .context("cannot start the conversation service")?;
+        let options = ServiceOptions { limits, ..self.options(config) };
+        let service = Service::new(Arc::new(store), &flow.text, &flow.origin, options, now())
+            .await
+            .context("cannot start the conversation service")?;
         config.check_params([service.flow().as_ref()])?;
         Ok(Arc::new(service))
     }

@@ -1,0 +1,38 @@
+//! The platforms flowbot runs on: the one list the binary loops over. A new platform is one
+//! field here (its settings, flattened into `flowbot run` and `flowbot link`) and its entry in
+//! [`Platforms::all`].
+
+use flowbot_adapter::Platform;
+
+/// Every platform's settings.
+#[derive(Debug, Default, clap::Args)]
+pub struct Platforms {
+    #[command(flatten)]
+    telegram: flowbot_telegram::Options,
+    #[command(flatten)]
+    discord: flowbot_discord::Options,
+    #[command(flatten)]
+    web: flowbot_web::Options,
+}
+
+impl Platforms {
+    /// Every platform, in the order they start.
+    pub fn all(&self) -> [&dyn Platform; 3] {
+        [&self.telegram, &self.discord, &self.web]
+    }
+
+    /// The platform named `name`.
+    pub fn find(&self, name: &str) -> Option<&dyn Platform> {
+        self.all().into_iter().find(|p| p.name() == name)
+    }
+
+    /// Every platform's name, for messages.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.all().iter().map(|p| p.name()).collect()
+    }
+}
+
+/// The limits of every platform flowbot knows, enabled or not (`flowbot check`).
+pub fn known_limits() -> Vec<&'static flowbot_core::Limits> {
+    Platforms::default().all().iter().map(|p| p.limits()).collect()
+}
