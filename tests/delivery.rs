@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use flowbot_tests::BotProcess;
-use flowbot_tests::fake_telegram::{FakeMessage, FakeTelegram};
+use flowbot_tests::fake_telegram::{Failure, FakeMessage, FakeTelegram};
 
 use crate::telegram::{Bot, TOKEN, data_of, say};
 
@@ -149,4 +149,39 @@ async fn sigkills_under_load_lose_no_reply() {
         assert!(last.text.contains(&ending), "chat {chat} ended at {last:?}");
     }
     drop(bot);
+}
+
+/// A question Telegram refused for good is given up (and logged); a press on the button before
+/// it, the only one the user has, then shows that question again under the stale notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_button_shows_the_question_that_never_arrived() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = Bot::start(&fake, &dir.path().join("db.sqlite"), &[]);
+    let chat = 7_100;
+    let q1 = say(&fake, chat, chat, "/start").await;
+    let label = first_choice(&q1).expect("a question");
+    let flow = flowbot_tests::gmis();
+    let (mut conv, _) = flowbot_core::Conversation::start(&flow, None, flowbot_core::Timestamp(0));
+    conv.step(&flow, flowbot_core::Input::Text(&label), flowbot_core::Timestamp(0));
+    let next = flow.node(conv.node()).text().lines().next().unwrap().to_owned();
+
+    fake.fail_next("sendMessage", 1, Failure::Refused);
+    fake.press(chat, chat, q1.message_id, &data_of(&q1, &label));
+    let deadline = Instant::now() + STEP;
+    while !bot.log().contains("delivery: given up") {
+        assert!(Instant::now() < deadline, "not given up:\n{}", bot.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(fake.bot_messages(chat).iter().all(|m| !m.text.contains(&next)), "it never arrived");
+
+    fake.press(chat, chat, q1.message_id, &data_of(&q1, &label));
+    let again = newer_than(&fake, chat, q1.message_id).await;
+    assert!(again.text.contains(&next), "the current question again: {again:?}");
+    assert!(again.text.contains(&flow.texts().stale), "under the stale notice: {again:?}");
+    // Its buttons work.
+    let answer = first_choice(&again).expect("a question");
+    fake.press(chat, chat, again.message_id, &data_of(&again, &answer));
+    let after = newer_than(&fake, chat, again.message_id).await;
+    assert!(!after.text.contains(&flow.texts().stale), "{after:?}");
 }

@@ -75,6 +75,8 @@ pub enum Failure {
     ServerError,
     /// The connection is closed without an answer (teloxide: `RequestError::Network`).
     NetworkDrop,
+    /// HTTP 400 `Bad Request: message can't be sent`: refused for good.
+    Refused,
 }
 
 /// A message as the fake stores it (bot messages and the user messages it made).
@@ -523,6 +525,9 @@ async fn handle(
         }
         Some(Failure::ServerError) => {
             return envelope(Err((500, "Internal Server Error".into())));
+        }
+        Some(Failure::Refused) => {
+            return envelope(Err(bad_request("Bad Request: message can't be sent")));
         }
         Some(Failure::NetworkDrop) => {
             // The connection's IO now fails, so hyper drops it without writing this response.

@@ -857,7 +857,7 @@ async fn purge_deletes_old_requests_and_clears_old_drafts(db: &TestDb) {
     assert_eq!((purged.requests, purged.drafts, purged.conversations), (1, 1, 0));
     assert_eq!(handoffs(&store).await, (1, 1, 0));
     let remaining = store.claim(Timestamp(5000), "w", Timestamp(6000), 10).await.unwrap();
-    assert_eq!(remaining.iter().map(|d| reference(d)).collect::<Vec<_>>(), ["R-new"]);
+    assert_eq!(remaining.iter().map(reference).collect::<Vec<_>>(), ["R-new"]);
     // The old conversation stays, without its draft; the recent draft stays.
     // (Its revision moves on, so a process still holding the draft in its cache cannot write it
     // back: its compare-and-swap fails and it reads the conversation again.)
@@ -1259,7 +1259,7 @@ fn plan(
                 body: node.clone(),
             })
             .collect();
-        Planned { now: shown, later }
+        Planned::new(shown, later)
     }
 }
 

@@ -356,6 +356,11 @@ impl Worker {
 
     async fn give_up(&self, item: &Queued, failed: &Failed, attempts: u32, now: Timestamp) {
         self.counters.gave_up.fetch_add(1, Ordering::Relaxed);
+        // Recorded first: once the log says so, the store knows it (a stale press then shows
+        // the question again).
+        if let Err(err) = self.store.gave_up(item.id, now, &failed.error).await {
+            tracing::warn!(error = %err, "delivery: cannot record a given-up item");
+        }
         tracing::error!(
             sink = %item.sink,
             reference = reference(item),
@@ -364,9 +369,6 @@ impl Worker {
             error = %failed.error,
             "delivery: given up; the item stays recorded as not delivered"
         );
-        if let Err(err) = self.store.gave_up(item.id, now, &failed.error).await {
-            tracing::warn!(error = %err, "delivery: cannot record a given-up item");
-        }
     }
 
     fn hold(&self, sink: &str, wait: Duration) {

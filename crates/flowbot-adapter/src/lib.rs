@@ -16,7 +16,7 @@ pub mod secret;
 pub mod text;
 
 pub use delivery::{Counters, Deliver, Failed, Route, Worker, WorkerOptions};
-pub use platform::{Link, Platform, PlatformError, Running};
+pub use platform::{About, Link, Platform, PlatformError, Running};
 pub use retry::{Classify, RetryPolicy, Scope, Verdict};
 pub use secret::{Secret, redact};
 pub use text::{parse_hex, truncate};

@@ -37,22 +37,27 @@ pub struct Link {
     pub note: Option<String>,
 }
 
+/// What a platform is, whatever its settings: each platform crate declares one as a constant.
+#[derive(Debug, Clone, Copy)]
+pub struct About {
+    /// Its name: the platform of its conversation keys, the sink of its stored replies,
+    /// `flowbot link --platform NAME`, the `kind` of its hand-off destinations.
+    pub name: &'static str,
+    /// What it allows (label lengths, token bytes, …): checked against the flow when it is
+    /// enabled, and by `flowbot check` always.
+    pub limits: &'static Limits,
+    /// What to set to turn it on: part of the message `flowbot run` shows when nothing is on.
+    pub enable_hint: &'static str,
+}
+
 /// A platform as configured, before it runs: one entry of the binary's list.
 #[async_trait]
 pub trait Platform: Send + Sync + fmt::Debug {
-    /// Its name: the platform of its conversation keys, the sink of its stored replies,
-    /// `flowbot link --platform NAME`, the `kind` of its hand-off destinations.
-    fn name(&self) -> &'static str;
-
-    /// What it allows (label lengths, token bytes, …): checked against the flow when it is
-    /// enabled, and by `flowbot check` always.
-    fn limits(&self) -> &'static Limits;
+    /// Its name, limits and how to turn it on.
+    fn about(&self) -> &'static About;
 
     /// Whether its settings turn it on (its token is set, …).
     fn enabled(&self) -> bool;
-
-    /// What to set to turn it on: part of the message `flowbot run` shows when nothing is on.
-    fn enable_hint(&self) -> &'static str;
 
     /// Connects (checks its token, registers its commands, …); `shutdown` stops what it
     /// starts in the background.

@@ -53,6 +53,16 @@ impl From<String> for Secret {
     }
 }
 
+/// Parsed as it is (with surrounding blanks trimmed), for settings: `Option<Secret>` as a
+/// `clap` argument.
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.trim().to_owned()))
+    }
+}
+
 impl From<&str> for Secret {
     fn from(secret: &str) -> Self {
         Secret(secret.to_owned())

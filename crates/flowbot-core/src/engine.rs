@@ -49,6 +49,20 @@ pub struct Step {
     pub choice: u8,
 }
 
+/// A conversation's parts as a store gives them back (see `Conversation::restore`).
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub node: NodeIx,
+    pub revision: u64,
+    pub entered: u64,
+    pub path: Vec<Step>,
+    pub misses: u8,
+    pub awaiting_resume: bool,
+    pub form: Option<Draft>,
+    pub started_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 /// The state of one conversation. Small and cheap to clone; adapters persist it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
@@ -280,22 +294,28 @@ impl Conversation {
     }
 
     /// Rebuilds a conversation from stored parts (see `Conversation::restore`).
-    pub(crate) fn from_parts(
-        node: NodeIx,
-        s: &crate::snapshot::Snapshot,
-        path: Vec<Step>,
-        form: Option<Draft>,
-    ) -> Self {
+    pub(crate) fn from_parts(parts: Parts) -> Self {
+        let Parts {
+            node,
+            revision,
+            entered,
+            path,
+            misses,
+            awaiting_resume,
+            form,
+            started_at,
+            updated_at,
+        } = parts;
         Conversation {
             node,
-            revision: s.revision,
-            entered: s.entered,
+            revision,
+            entered,
             path,
-            misses: s.misses,
-            awaiting_resume: s.awaiting_resume,
+            misses,
+            awaiting_resume,
             form,
-            started_at: s.started_at,
-            updated_at: s.updated_at,
+            started_at,
+            updated_at,
         }
     }
 

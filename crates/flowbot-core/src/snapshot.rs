@@ -6,7 +6,7 @@
 //! engine; `store.rs` (the persistence contract) uses these types and names no engine type
 //! but `Timestamp`.
 
-use crate::engine::{Conversation, Event, Step, Timestamp};
+use crate::engine::{Conversation, Event, Parts, Step, Timestamp};
 use crate::flow::{Flow, NodeIx};
 
 /// A conversation's state in a form that outlives a flow's indices: node ids, not positions.
@@ -112,7 +112,17 @@ impl Conversation {
                 .and_then(|s| crate::form::Draft::decode(form, s))
                 .unwrap_or_else(|| crate::form::Draft::new(form))
         });
-        Ok(Conversation::from_parts(node, snapshot, path, form))
+        Ok(Conversation::from_parts(Parts {
+            node,
+            revision: snapshot.revision,
+            entered: snapshot.entered,
+            path,
+            misses: snapshot.misses,
+            awaiting_resume: snapshot.awaiting_resume,
+            form,
+            started_at: snapshot.started_at,
+            updated_at: snapshot.updated_at,
+        }))
     }
 }
 

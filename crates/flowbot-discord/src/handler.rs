@@ -108,7 +108,7 @@ impl Discord {
                     });
                 }
                 jobs.extend(parts.map(|(content, rows)| followup(token, channel, content, rows)));
-                Planned { now: Now::Message(first, rows), later: outgoing(&lane, jobs) }
+                Planned::new(Now::Message(first, rows), outgoing(&lane, jobs))
             })
             .await?;
         Ok(answer_of(handled, mode))
@@ -215,45 +215,53 @@ impl Discord {
         let event = format!("discord:interaction:{}", press.id);
         let update = Update { key: &key, event: Some(&event), input, now: self.inner.clock.now() };
         let old_rows = old_rows(press.message);
-        let handled =
-            self.inner
-                .service
-                .handle_planned(update, |flow, outcome| {
-                    let mut rendered = render::render_press(flow, outcome, data);
-                    if let Input::Answer { .. } = input {
-                        // The answer typed is shown as typed (normalised, it is in what follows).
-                        rendered.chosen = None;
-                    }
-                    // A press that changed nothing (stale, forged) gets its notice and nothing
-                    // else.
-                    if let Some(toast) = &rendered.toast {
-                        return Planned { now: Now::Notice(toast.clone()), later: Vec::new() };
-                    }
-                    // The pressed message keeps its question, shows the answer, and its buttons
-                    // go grey.
-                    let answered = match &rendered.chosen {
-                        Some(label) => render::answered(&press.message.content, label),
-                        None => truncate(&press.message.content, MAX_CONTENT),
+        let handled = self
+            .inner
+            .service
+            .handle_planned(update, |flow, outcome| {
+                let mut rendered = render::render_press(flow, outcome, data);
+                if let Input::Answer { .. } = input {
+                    // The answer typed is shown as typed (normalised, it is in what follows).
+                    rendered.chosen = None;
+                }
+                // A press that changed nothing (stale, forged) gets its notice and nothing
+                // else, unless the current question was never delivered: then that
+                // question again, as a follow-up.
+                if let Some(toast) = &rendered.toast {
+                    let again = parts(&render::render(outcome))
+                        .into_iter()
+                        .map(|(content, rows)| followup(press.token, press.channel, content, rows))
+                        .collect();
+                    return Planned {
+                        now: Now::Notice(toast.clone()),
+                        later: Vec::new(),
+                        reshow: outgoing(&lane, again),
                     };
-                    let mut jobs = Vec::new();
-                    if mode == Mode::Gateway {
-                        jobs.push(Job::Response {
-                            token: press.token.to_owned(),
-                            channel: press.channel,
-                            edit: Some(press.message.id.get()),
-                            content: answered.clone(),
-                            rows: old_rows.clone(),
-                        });
-                    }
-                    jobs.extend(parts(&rendered).into_iter().map(|(content, rows)| {
-                        followup(press.token, press.channel, content, rows)
-                    }));
-                    Planned {
-                        now: Now::Update(answered, old_rows.clone()),
-                        later: outgoing(&lane, jobs),
-                    }
-                })
-                .await?;
+                }
+                // The pressed message keeps its question, shows the answer, and its buttons
+                // go grey.
+                let answered = match &rendered.chosen {
+                    Some(label) => render::answered(&press.message.content, label),
+                    None => truncate(&press.message.content, MAX_CONTENT),
+                };
+                let mut jobs = Vec::new();
+                if mode == Mode::Gateway {
+                    jobs.push(Job::Response {
+                        token: press.token.to_owned(),
+                        channel: press.channel,
+                        edit: Some(press.message.id.get()),
+                        content: answered.clone(),
+                        rows: old_rows.clone(),
+                    });
+                }
+                jobs.extend(
+                    parts(&rendered)
+                        .into_iter()
+                        .map(|(content, rows)| followup(press.token, press.channel, content, rows)),
+                );
+                Planned::new(Now::Update(answered, old_rows.clone()), outgoing(&lane, jobs))
+            })
+            .await?;
         Ok(answer_of(handled, mode))
     }
 

@@ -4,20 +4,27 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flowbot_adapter::{Deliver, Link, Platform, PlatformError, Running};
-use flowbot_core::Limits;
+use flowbot_adapter::{About, Deliver, Link, Platform, PlatformError, Running, Secret};
 use flowbot_store::Service;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Config, Discord};
 
+/// What Discord is to the binary.
+pub const ABOUT: About = About {
+    name: crate::SINK,
+    limits: &crate::render::LIMITS,
+    enable_hint: "DISCORD_TOKEN (gateway) or DISCORD_TOKEN with DISCORD_APPLICATION_ID and \
+                  DISCORD_PUBLIC_KEY (HTTP interactions) to run on Discord",
+};
+
 /// Discord's settings.
-#[derive(Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 #[group(skip)]
 pub struct Options {
     /// Discord: the bot token (the gateway's login, and follow-up messages in HTTP mode).
     #[arg(long, env = "DISCORD_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    pub discord_token: Option<String>,
+    pub discord_token: Option<Secret>,
     /// Discord: the application id (asked of Discord when not given; `flowbot link` needs it).
     #[arg(long, env = "DISCORD_APPLICATION_ID", value_name = "ID")]
     pub discord_application_id: Option<u64>,
@@ -36,40 +43,14 @@ pub struct Options {
     pub discord_guild_id: Option<u64>,
 }
 
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options")
-            .field("discord_application_id", &self.discord_application_id)
-            .field("discord_api_url", &self.discord_api_url)
-            .field("discord_command", &self.discord_command)
-            .field("discord_guild_id", &self.discord_guild_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Options {
-    fn token(&self) -> Option<&str> {
-        self.discord_token.as_deref().map(str::trim).filter(|t| !t.is_empty())
-    }
-}
-
 #[async_trait]
 impl Platform for Options {
-    fn name(&self) -> &'static str {
-        crate::SINK
-    }
-
-    fn limits(&self) -> &'static Limits {
-        &crate::render::LIMITS
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 
     fn enabled(&self) -> bool {
-        self.token().is_some()
-    }
-
-    fn enable_hint(&self) -> &'static str {
-        "DISCORD_TOKEN (gateway) or DISCORD_TOKEN with DISCORD_APPLICATION_ID and \
-         DISCORD_PUBLIC_KEY (HTTP interactions) to run on Discord"
+        self.discord_token.as_ref().is_some_and(|t| !t.is_empty())
     }
 
     async fn start(
@@ -78,7 +59,7 @@ impl Platform for Options {
         _shutdown: CancellationToken,
     ) -> Result<Arc<dyn Running>, PlatformError> {
         let config = Config {
-            token: self.token().unwrap_or_default().into(),
+            token: self.discord_token.clone().unwrap_or_default(),
             application_id: self.discord_application_id,
             public_key: self.discord_public_key.clone(),
             api_url: self.discord_api_url.clone(),

@@ -108,6 +108,17 @@ pub enum Handled<R> {
 pub struct Planned<R> {
     pub now: R,
     pub later: Vec<Outgoing>,
+    /// Stored too, but only if a reply of the same lane was given up since the conversation
+    /// last changed: for a press on an old button while the current question's message was
+    /// never delivered, that question again. (Checked only for a step that changed nothing.)
+    pub reshow: Vec<Outgoing>,
+}
+
+impl<R> Planned<R> {
+    /// A plan without a conditional part.
+    pub fn new(now: R, later: Vec<Outgoing>) -> Self {
+        Planned { now, later, reshow: Vec::new() }
+    }
 }
 
 /// One outgoing item a step plans (see `flowbot_core::NewOutgoing`).
@@ -255,7 +266,7 @@ impl Service {
         update: Update<'_>,
         render: impl FnOnce(&Flow, &Outcome<'_>) -> R,
     ) -> Result<Handled<R>, ServiceError> {
-        let handled = self.run(update, |_, _| Vec::new(), render).await?;
+        let handled = self.run(update, |_, _| (Vec::new(), Vec::new()), render).await?;
         Ok(match handled {
             Handled::Done((now, _, _)) => Handled::Done(now),
             Handled::Duplicate => Handled::Duplicate,
@@ -280,7 +291,7 @@ impl Service {
                 |flow, outcome| {
                     let plan = render(flow, outcome);
                     *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(plan.now);
-                    plan.later
+                    (plan.later, plan.reshow)
                 },
                 |_, _| (),
             )
@@ -302,7 +313,7 @@ impl Service {
     async fn run<R>(
         &self,
         update: Update<'_>,
-        mut plan: impl FnMut(&Flow, &Outcome<'_>) -> Vec<Outgoing>,
+        mut plan: impl FnMut(&Flow, &Outcome<'_>) -> (Vec<Outgoing>, Vec<Outgoing>),
         render: impl FnOnce(&Flow, &Outcome<'_>) -> R,
     ) -> Result<Handled<(R, Vec<Queued>, Vec<i64>)>, ServiceError> {
         let _turn = self.stripe(update.key).lock().await;
@@ -340,7 +351,13 @@ impl Service {
                 Request::of(&flow, handoff, &update)
             });
             // Planned once the reference is set, so that the plan can quote it.
-            let later = plan(&flow, &outcome);
+            let (mut later, reshow) = plan(&flow, &outcome);
+            if !changed && let Some(first) = reshow.first() {
+                let since = conversation.updated_at();
+                if self.store.gave_up_since(&first.sink, &first.lane, since).await? {
+                    later.extend(reshow);
+                }
+            }
             if !changed && update.event.is_none() && later.is_empty() {
                 return Ok(Handled::Done((render(&flow, &outcome), Vec::new(), Vec::new())));
             }

@@ -57,7 +57,7 @@ impl Telegram {
         service
             .handle_planned(update, |flow, outcome| {
                 let plan = render::plan(flow, outcome, None);
-                Planned { now: (), later: jobs(chat, &plan, None, reply_to) }
+                Planned::new((), jobs(chat, &plan, None, reply_to))
             })
             .await?;
         Ok(())
@@ -108,7 +108,14 @@ impl Telegram {
                 let shown = message.regular_message().and_then(|m| m.text());
                 let plan = render::plan(flow, outcome, Some(render::Pressed { data, shown }));
                 let later = jobs(chat.0, &plan, Some(message.id()), reply_to);
-                Planned { now: plan.toast, later }
+                // An old button while the current question never reached the chat: the notice
+                // and that question, as a new message.
+                let reshow = if plan.message.is_none() {
+                    jobs(chat.0, &render::plan(flow, outcome, None), None, reply_to)
+                } else {
+                    Vec::new()
+                };
+                Planned { now: plan.toast, later, reshow }
             })
             .await;
         match handled {

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flowbot_adapter::{Deliver, Link, Platform, PlatformError, Running};
-use flowbot_core::Limits;
+use flowbot_adapter::{About, Deliver, Link, Platform, PlatformError, Running, Secret};
 use flowbot_store::Service;
 use tokio_util::sync::CancellationToken;
 
@@ -15,13 +14,20 @@ use crate::{Config, SINK, Telegram, default_webhook_secret};
 /// How long one `getUpdates` waits for updates.
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What Telegram is to the binary.
+pub const ABOUT: About = About {
+    name: SINK,
+    limits: &crate::render::LIMITS,
+    enable_hint: "TELEGRAM_BOT_TOKEN to run on Telegram",
+};
+
 /// Telegram's settings.
-#[derive(Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 #[group(skip)]
 pub struct Options {
     /// Telegram: the bot token from BotFather. Prefer the environment variable to the flag.
     #[arg(long, env = "TELEGRAM_BOT_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    pub telegram_bot_token: Option<String>,
+    pub telegram_bot_token: Option<Secret>,
     /// Telegram: the Bot API server (default https://api.telegram.org).
     #[arg(long, env = "TELEGRAM_API_URL", value_name = "URL")]
     pub telegram_api_url: Option<url::Url>,
@@ -32,47 +38,20 @@ pub struct Options {
     /// Telegram: the webhook's secret token (default: derived from the bot token, so every
     /// replica agrees).
     #[arg(long, env = "TELEGRAM_WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
-    pub telegram_webhook_secret: Option<String>,
+    pub telegram_webhook_secret: Option<Secret>,
     /// Telegram links: the bot's username (`flowbot link`).
     #[arg(long = "bot-username", env = "TELEGRAM_BOT_USERNAME", value_name = "NAME")]
     pub bot_username: Option<String>,
 }
 
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options")
-            .field("telegram_api_url", &self.telegram_api_url.as_ref().map(url::Url::as_str))
-            .field(
-                "telegram_webhook_url",
-                &self.telegram_webhook_url.as_ref().map(url::Url::as_str),
-            )
-            .field("bot_username", &self.bot_username)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Options {
-    fn token(&self) -> Option<&str> {
-        self.telegram_bot_token.as_deref().map(str::trim).filter(|t| !t.is_empty())
-    }
-}
-
 #[async_trait]
 impl Platform for Options {
-    fn name(&self) -> &'static str {
-        SINK
-    }
-
-    fn limits(&self) -> &'static Limits {
-        &crate::render::LIMITS
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 
     fn enabled(&self) -> bool {
-        self.token().is_some()
-    }
-
-    fn enable_hint(&self) -> &'static str {
-        "TELEGRAM_BOT_TOKEN to run on Telegram"
+        self.telegram_bot_token.as_ref().is_some_and(|t| !t.is_empty())
     }
 
     async fn start(
@@ -80,9 +59,9 @@ impl Platform for Options {
         service: Arc<Service>,
         _shutdown: CancellationToken,
     ) -> Result<Arc<dyn Running>, PlatformError> {
-        let token = self.token().unwrap_or_default().to_owned();
+        let token = self.telegram_bot_token.clone().unwrap_or_default();
         let config = Config {
-            token: token.as_str().into(),
+            token: token.clone(),
             api_url: self.telegram_api_url.clone(),
             poll_timeout: POLL_TIMEOUT,
         };
@@ -94,10 +73,10 @@ impl Platform for Options {
         tracing::info!(bot = telegram.username(), "telegram: connected");
         let webhook = match &self.telegram_webhook_url {
             Some(url) => {
-                let secret = self
-                    .telegram_webhook_secret
-                    .clone()
-                    .unwrap_or_else(|| default_webhook_secret(&token));
+                let secret = match &self.telegram_webhook_secret {
+                    Some(secret) => secret.expose().to_owned(),
+                    None => default_webhook_secret(token.expose()),
+                };
                 telegram.set_webhook(url, &secret).await.map_err(|e| {
                     PlatformError::new(format!("cannot set the Telegram webhook: {e}"))
                 })?;

@@ -4,12 +4,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flowbot_adapter::{Link, Platform, PlatformError, Running};
-use flowbot_core::Limits;
+use flowbot_adapter::{About, Link, Platform, PlatformError, Running};
 use flowbot_store::Service;
 use tokio_util::sync::CancellationToken;
 
 use crate::{CHAT_PATH, Web};
+
+/// What the web chat is to the binary.
+pub const ABOUT: About = About {
+    name: "web",
+    limits: &crate::LIMITS,
+    enable_hint: "FLOWBOT_WEB=true (--web) for the web chat",
+};
 
 /// The web chat's settings.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -27,20 +33,12 @@ pub struct Options {
 
 #[async_trait]
 impl Platform for Options {
-    fn name(&self) -> &'static str {
-        "web"
-    }
-
-    fn limits(&self) -> &'static Limits {
-        &crate::LIMITS
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 
     fn enabled(&self) -> bool {
         self.web || self.web_url.is_some()
-    }
-
-    fn enable_hint(&self) -> &'static str {
-        "FLOWBOT_WEB=true (--web) for the web chat"
     }
 
     async fn start(

@@ -359,7 +359,7 @@ impl Config {
                 .push("[handoff] retry_max_seconds is less than retry_first_seconds".to_owned());
         }
         if let Some(v) = self.delivery.give_up_after_seconds
-            && !(v.is_finite() && v >= 1.0 && v <= 7.0 * 86_400.0)
+            && !(v.is_finite() && (1.0..=7.0 * 86_400.0).contains(&v))
         {
             problems.push(format!(
                 "[delivery] give_up_after_seconds = {v}: use at least 1 and at most 604800"

@@ -23,16 +23,16 @@ impl Platforms {
 
     /// The platform named `name`.
     pub fn find(&self, name: &str) -> Option<&dyn Platform> {
-        self.all().into_iter().find(|p| p.name() == name)
+        self.all().into_iter().find(|p| p.about().name == name)
     }
 
     /// Every platform's name, for messages.
     pub fn names(&self) -> Vec<&'static str> {
-        self.all().iter().map(|p| p.name()).collect()
+        self.all().iter().map(|p| p.about().name).collect()
     }
 }
 
 /// The limits of every platform flowbot knows, enabled or not (`flowbot check`).
 pub fn known_limits() -> Vec<&'static flowbot_core::Limits> {
-    Platforms::default().all().iter().map(|p| p.limits()).collect()
+    Platforms::default().all().iter().map(|p| p.about().limits).collect()
 }

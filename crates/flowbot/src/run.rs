@@ -37,7 +37,7 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let enabled: Vec<&dyn Platform> =
         args.platforms.all().into_iter().filter(|p| p.enabled()).collect();
     if enabled.is_empty() {
-        let hints: Vec<&str> = args.platforms.all().iter().map(|p| p.enable_hint()).collect();
+        let hints: Vec<&str> = args.platforms.all().iter().map(|p| p.about().enable_hint).collect();
         anyhow::bail!(
             "no messenger is configured: set {}.\n\
              To try the flow without a messenger, run `flowbot chat`.",
@@ -45,7 +45,7 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         );
     }
     let source = FlowSource::read(args.flow.as_deref())?;
-    let limits = enabled.iter().map(|p| p.limits().clone()).collect();
+    let limits = enabled.iter().map(|p| *p.about().limits).collect();
     let service = args.store.service_for(&source, config, limits).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn({
@@ -67,9 +67,9 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
             router = router.merge(platform_routes);
         }
         if let Some(replies) = started.replies() {
-            routes.insert(platform.name().to_owned(), (replies, config.reply_route()));
+            routes.insert(platform.about().name.to_owned(), (replies, config.reply_route()));
         }
-        running.push((platform.name(), started));
+        running.push((platform.about().name, started));
     }
     routes.extend(crate::handoff::routes(config, &running, &service.clock())?);
     let delivery = crate::handoff::start(&service, config, routes, shutdown.clone());
