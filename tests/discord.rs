@@ -942,8 +942,22 @@ async fn a_submitted_form_is_posted_in_the_desk_channel() {
             "変更後メールアドレス：new@example.jp",
         ],
     );
-    // Delivered once: nothing is posted again after the success.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Delivered once: once the store has it as delivered, nothing is left to post again.
+    let store = flowbot_store::SqlStore::open(&format!(
+        "sqlite://{}",
+        dir.path().join("db.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let counts = flowbot_core::OutboxStore::delivery_counts(&store).await.unwrap();
+        if (counts.requests, counts.pending, counts.delivered) == (1, 0, 1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not recorded as delivered: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let statuses: Vec<u16> = fake.channel_posts("4242").iter().map(|c| c.status).collect();
     assert_eq!(statuses.len(), 8, "seven failures, then the message: {statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");

@@ -92,6 +92,31 @@ pub(crate) async fn message_with(
     }
 }
 
+/// Everything sent to `chat` for the updates before it has gone out once this returns: a
+/// `/help` from `user` is answered after it (a chat's updates are handled in order, and its
+/// replies go out in order). Returns the index of that answer among the fake's calls.
+pub(crate) async fn barrier(fake: &FakeTelegram, chat: i64, user: i64) -> usize {
+    let help = gmis().texts().help.lines().next().unwrap_or_default().to_owned();
+    barrier_with(fake, chat, user, &help).await
+}
+
+/// [`barrier`] for a user without a conversation yet, whose `/help` starts one: its answer is
+/// the first question, `expect`.
+pub(crate) async fn barrier_with(fake: &FakeTelegram, chat: i64, user: i64, expect: &str) -> usize {
+    let since = fake.call_count();
+    let help = expect.to_owned();
+    fake.user_message(chat, user, "/help");
+    let (at, _) = fake
+        .wait_for(since, WAIT, |c| {
+            c.method == "sendmessage"
+                && chat_of(c) == chat
+                && c.body["text"].as_str().is_some_and(|t| t.contains(&help))
+        })
+        .await
+        .expect("the help, after everything before it");
+    at
+}
+
 pub(crate) async fn say(fake: &FakeTelegram, chat: i64, user: i64, text: &str) -> FakeMessage {
     let at = mark(fake, chat);
     fake.user_message(chat, user, text);
@@ -239,9 +264,9 @@ async fn typed_answers_stale_double_and_forged_presses_and_deep_links() {
     let since = fake.call_count();
     fake.press(chat, chat, miss.message_id, "\u{0}garbage");
     assert!(!toast(&fake, since).await.is_empty());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let until = barrier(&fake, chat, chat).await;
     assert!(
-        fake.calls()[since..].iter().all(|c| c.method != "sendmessage"),
+        fake.calls()[since..until].iter().all(|c| c.method != "sendmessage"),
         "stale presses send nothing"
     );
 
@@ -259,9 +284,9 @@ async fn typed_answers_stale_double_and_forged_presses_and_deep_links() {
     fake.wait_for(first + 1, WAIT, |c| c.method == "answercallbackquery")
         .await
         .expect("the second press answered");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let until = barrier(&fake, chat, chat).await;
     let calls = fake.calls();
-    assert_eq!(calls[since..].iter().filter(|c| c.method == "sendmessage").count(), 1);
+    assert_eq!(calls[since..until].iter().filter(|c| c.method == "sendmessage").count(), 1);
     assert_eq!(
         calls[since..].iter().filter(|c| c.method == "answercallbackquery").count(),
         2,
@@ -288,8 +313,8 @@ async fn typed_answers_stale_double_and_forged_presses_and_deep_links() {
     // An edited message is not applied again.
     let since = fake.call_count();
     fake.push_update(serde_json::json!({"edited_message": {"message_id": 9002, "date": 1, "edit_date": 2, "chat": {"id": 44, "type": "private", "first_name": "U"}, "from": {"id": 44, "is_bot": false, "first_name": "U"}, "text": "1"}}));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(fake.calls()[since..].iter().all(|c| c.method != "sendmessage"));
+    let until = barrier(&fake, 44, 44).await;
+    assert!(fake.calls()[since..until].iter().all(|c| c.method != "sendmessage"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,9 +325,10 @@ async fn in_a_group_only_when_addressed_and_only_the_owner_presses() {
     let (group, alice, bob) = (-100_123, 1, 2);
     let since = fake.call_count();
     fake.user_message(group, alice, "こんにちは、皆さん");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let first = gmis().node(gmis().start()).text().lines().next().unwrap().to_owned();
+    let until = barrier_with(&fake, group, alice, &first).await;
     assert!(
-        fake.calls()[since..].iter().all(|c| c.method != "sendmessage"),
+        fake.calls()[since..until].iter().all(|c| c.method != "sendmessage"),
         "not addressed: no answer"
     );
 
@@ -623,8 +649,8 @@ async fn the_address_change_form_reaches_the_desk_chat() {
         toast(&fake, since).await,
         "このボタンは以前の質問のものです。いまの質問にお答えください。"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(fake.calls()[since..].iter().all(|c| c.method != "sendmessage"));
+    let until = barrier(&fake, chat, chat).await;
+    assert!(fake.calls()[since..until].iter().all(|c| c.method != "sendmessage"));
     assert_eq!(handoff_counts(store.delivery_counts().await.unwrap()), want);
     assert_eq!(fake.bot_messages(DESK).len(), 1);
 }

@@ -25,7 +25,7 @@ use crate::snapshot::{Snapshot, Transition};
 /// Who a conversation is with, and where: one per user per chat per platform.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationKey {
-    /// `telegram`, `discord`, `cli`, …
+    /// The platform's name (`cli` for the terminal).
     pub platform: String,
     /// The chat or channel id on that platform.
     pub conversation: String,
@@ -92,7 +92,7 @@ pub struct Commit<'a> {
 /// A platform call a step makes, stored with the step and delivered later, in order per lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewOutgoing<'a> {
-    /// Who delivers it: `telegram`, `discord`, a hand-off destination's name.
+    /// Who delivers it: a platform's name, or a hand-off destination's sink.
     pub sink: &'a str,
     /// The chat: the items of one `(sink, lane)` go out in order, one at a time.
     pub lane: &'a str,

@@ -36,7 +36,8 @@ pub use deliver::Replies;
 pub use endpoint::{INTERACTIONS_PATH, SIGNATURE_WINDOW};
 pub use platform::Options;
 pub use render::LIMITS;
-pub use render::{MAX_CONTENT, content, split};
+pub use render::{MAX_CONTENT, content};
+pub use render::{chunks, plain_chunks};
 
 /// The sink name of Discord's stored replies (the delivery worker's route for [`Replies`]),
 /// and the platform of its conversation keys.

@@ -163,18 +163,14 @@ pub fn content(text: &str) -> String {
 /// core's splitter, measuring each chunk escaped, then escaped. A cut never separates a `\\` from
 /// the character it escapes, nor splits a `<…>` link.
 pub fn chunks(text: &str) -> Vec<String> {
-    let measure = |s: &str| content(s).chars().count();
-    flowbot_core::split_by(text, MAX_CONTENT, Unit::Chars, measure)
-        .into_iter()
-        .map(content)
-        .collect()
+    plain_chunks(text).into_iter().map(content).collect()
 }
 
-/// Splits content that is already escaped into chunks of at most [`MAX_CONTENT`] characters.
-/// Prefer [`chunks`], which splits before escaping: a cut here can separate an escape from its
-/// character.
-pub fn split(text: &str) -> Vec<String> {
-    flowbot_core::split(text, MAX_CONTENT, Unit::Chars).into_iter().map(str::to_owned).collect()
+/// The plain text of each of [`chunks`], before escaping: slices of `text`, each at most
+/// [`MAX_CONTENT`] characters once escaped, joined by the line breaks the split consumed.
+pub fn plain_chunks(text: &str) -> Vec<&str> {
+    let measure = |s: &str| content(s).chars().count();
+    flowbot_core::split_by(text, MAX_CONTENT, Unit::Chars, measure)
 }
 
 #[cfg(test)]
@@ -192,9 +188,9 @@ mod tests {
     #[test]
     fn splits_under_the_limit() {
         let text = format!("{}\n\n{}", "あ".repeat(1500), "い".repeat(1500));
-        assert_eq!(split(&text), ["あ".repeat(1500), "い".repeat(1500)]);
+        assert_eq!(chunks(&text), ["あ".repeat(1500), "い".repeat(1500)]);
         let long = "う".repeat(4500);
-        let pieces = split(&long);
+        let pieces = chunks(&long);
         assert!(pieces.iter().all(|c| c.chars().count() <= MAX_CONTENT));
         assert_eq!(pieces.concat(), long);
         // Escaped, a run of `*` doubles: the limit holds for the content, and no cut falls
