@@ -1118,7 +1118,7 @@ async fn a_commit_claims_its_items_only_where_the_lane_is_clear(db: &TestDb) {
     .await;
     let Committed::Applied { outgoing, claimed, .. } = &first else { panic!() };
     assert_eq!(claimed, outgoing, "a clear lane: all of the commit's items");
-    // Behind a pending item: not claimed; a worker takes it once the lane is clear.
+    // Behind the same owner's pending items: claimed too (its worker sends them after those).
     let second = say_with(
         store.as_ref(),
         "b",
@@ -1129,11 +1129,29 @@ async fn a_commit_claims_its_items_only_where_the_lane_is_clear(db: &TestDb) {
     )
     .await;
     let Committed::Applied { outgoing: ids2, claimed: claimed2, .. } = &second else { panic!() };
-    assert_eq!(claimed2, &[ids2[1]], "c1 is busy, c2 is clear");
+    assert_eq!(claimed2, ids2, "c1 is held by p, c2 is clear");
+    // Behind another owner's: not claimed; a worker takes it once the lane is clear.
+    let o = Claim { owner: "o", until: Timestamp(500) };
+    let third = say_with(
+        store.as_ref(),
+        "e",
+        None,
+        &[out("tg", "c1", "4"), out("tg", "c5", "z")],
+        Some(o),
+        115,
+    )
+    .await;
+    let Committed::Applied { outgoing: ids3, claimed: claimed3, .. } = &third else { panic!() };
+    assert_eq!(claimed3, &[ids3[1]], "c1 is busy with p's items, c5 is clear");
     assert!(store.claim(Timestamp(120), "q", Timestamp(300), 10).await.unwrap().is_empty());
-    assert_eq!(store.renew("p", Timestamp(600)).await.unwrap(), 3);
+    assert_eq!(store.renew("p", Timestamp(600)).await.unwrap(), 4);
     store.done(outgoing, Timestamp(130)).await.unwrap();
-    assert_eq!(bodies(&store.claim(Timestamp(130), "q", Timestamp(300), 10).await.unwrap()), ["3"]);
+    store.done(ids2, Timestamp(130)).await.unwrap();
+    assert_eq!(bodies(&store.claim(Timestamp(130), "q", Timestamp(300), 10).await.unwrap()), ["4"]);
+    // An expired lease of the same owner does not count: that item may be someone else's now.
+    let late = say_with(store.as_ref(), "f", None, &[out("tg", "c5", "w")], Some(o), 600).await;
+    let Committed::Applied { claimed: claimed4, .. } = &late else { panic!() };
+    assert!(claimed4.is_empty(), "z's lease ran out at 500");
     // A hand-off's deliveries are claimed with the commit too (each its own lane).
     let to = destinations(&["desk", "hook"]);
     let r = request("R-1", &to);
@@ -1148,12 +1166,15 @@ async fn a_commit_claims_its_items_only_where_the_lane_is_clear(db: &TestDb) {
         panic!()
     };
     assert_eq!((outgoing.len(), &claimed), (3, &outgoing));
-    // Commits racing on one lane: exactly one claims.
+    // Commits of different processes racing on one lane: exactly one claims.
+    let owners: Vec<&'static str> =
+        vec!["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"];
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let store = store.clone();
+            let owner = owners[i];
             tokio::spawn(async move {
-                let claim = Claim { owner: "p", until: Timestamp(500) };
+                let claim = Claim { owner, until: Timestamp(500) };
                 let items = [out("tg", "busy", "x")];
                 match say_with(store.as_ref(), &format!("r{i}"), None, &items, Some(claim), 200)
                     .await

@@ -105,11 +105,11 @@ pub struct NewOutgoing<'a> {
 /// at once without asking the store.
 ///
 /// Applies to every item the commit writes (its `outgoing` items and its hand-off
-/// deliveries), per lane, and only where the lane is clear: an item is claimed only if no item
-/// of its `(sink, lane)` written before this commit is still pending (in this batch or
-/// before). A lane's items of one commit are claimed all or none, so a worker holding them
-/// sends them in order; an item not claimed waits for an [`OutboxStore::claim`] once the lane's
-/// earlier items are done.
+/// deliveries), per lane, and only where nothing could overtake: an item is claimed only if
+/// every item of its `(sink, lane)` written before this commit that is still pending is held by
+/// the same owner under a live lease (its worker has them, and sends these after them). A
+/// lane's items of one commit are claimed all or none. An item not claimed waits for an
+/// [`OutboxStore::claim`] once the lane's earlier items are done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claim<'a> {
     pub owner: &'a str,

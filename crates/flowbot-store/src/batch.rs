@@ -398,8 +398,11 @@ async fn apply(
     }
 
     // 9. Claims: a commit's items of one lane are claimed for its owner, all of them, if no
-    //    earlier item of the lane is pending (written before, in this batch or earlier).
-    let mut candidates: Vec<(i64, &OwnedClaim, i64)> = Vec::new();
+    //    earlier item of the lane is pending (written before, in this batch or earlier) but
+    //    under a live lease of that same owner: its worker holds the lane's earlier items and
+    //    sends these after them (a user who answers the moment a question arrives must not
+    //    wait for the worker's next look at the store).
+    let mut candidates: Vec<(i64, &OwnedClaim, i64, Timestamp)> = Vec::new();
     for (i, job) in batch.iter().enumerate() {
         let Some(claim) = &job.claim else { continue };
         for &(id, k) in &written[i] {
@@ -409,7 +412,7 @@ async fn apply(
                 .map(|(id, _)| *id)
                 .min()
                 .unwrap_or(id);
-            candidates.push((id, claim, first));
+            candidates.push((id, claim, first, job.now));
         }
     }
     let mut claimed: HashSet<i64> = HashSet::new();
@@ -418,13 +421,19 @@ async fn apply(
             "UPDATE outbox SET owner = v.column2, lease_until = v.column3 FROM (VALUES {}) AS v \
              WHERE outbox.id = v.column1 AND NOT EXISTS (SELECT 1 FROM outbox e \
              WHERE e.sink = outbox.sink AND e.lane = outbox.lane AND e.id < v.column4 \
-             AND e.delivered_at IS NULL AND e.gave_up_at IS NULL) \
+             AND e.delivered_at IS NULL AND e.gave_up_at IS NULL \
+             AND NOT (e.owner IS NOT NULL AND e.owner = v.column2 AND e.lease_until > v.column5)) \
              RETURNING outbox.id",
-            rows(backend, candidates.len(), 4)
+            rows(backend, candidates.len(), 5)
         );
         let mut q = sqlx::query(&sql);
-        for (id, claim, first) in &candidates {
-            q = q.bind(*id).bind(claim.owner.as_str()).bind(int(claim.until.0)).bind(*first);
+        for (id, claim, first, now) in &candidates {
+            q = q
+                .bind(*id)
+                .bind(claim.owner.as_str())
+                .bind(int(claim.until.0))
+                .bind(*first)
+                .bind(int(now.0));
         }
         for row in q.fetch_all(&mut *tx).await? {
             claimed.insert(row.try_get::<i64, _>(0)?);
