@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flowbot_core::{Clock, Queued, Store, Timestamp};
+use flowbot_core::{Clock, Queued, Store, StoreError, Timestamp};
 use flowbot_store::Mailbox;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -160,12 +160,14 @@ impl Worker {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let (done_tx, done_rx) = mpsc::unbounded_channel::<i64>();
         let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<LaneKey>();
-        let recorder = tokio::spawn(record_done(self.clone(), done_rx));
+        let recorder = tokio::spawn(record_done(self.clone(), done_rx, shutdown.clone()));
         let mut lanes: HashMap<LaneKey, Arc<Mutex<VecDeque<Queued>>>> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
-        let mut poll = tokio::time::interval(self.options.poll);
+        // (Bounded below: an interval of zero would spin.)
+        let tick = Duration::from_millis(10);
+        let mut poll = tokio::time::interval(self.options.poll.max(tick));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut renew = tokio::time::interval(self.options.lease / 3);
+        let mut renew = tokio::time::interval((self.options.lease / 3).max(tick));
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let items = tokio::select! {
@@ -283,11 +285,8 @@ impl Worker {
                     let rest: Vec<Queued> = lock(&queue).drain(..).collect();
                     let now = self.clock.now();
                     for later in rest {
-                        if let Err(err) =
-                            self.store.failed(later.id, now, "behind a failed item").await
-                        {
-                            tracing::warn!(error = %err, "delivery: could not release an item; it waits for its lease");
-                        }
+                        let release = || self.store.failed(later.id, now, "behind a failed item");
+                        persist("release an item", &shutdown, release).await;
                     }
                 }
                 Attempt::Stopped => {
@@ -332,7 +331,7 @@ impl Worker {
             let wait = route.policy.wait(failed.verdict, failures);
             let too_old = route.give_up_after.is_some_and(|limit| age >= limit);
             let Some(wait) = wait.filter(|_| !too_old) else {
-                self.give_up(item, &failed, failures, now).await;
+                self.give_up(item, &failed, failures, now, shutdown).await;
                 return Attempt::Released;
             };
             if let Verdict::RetryAfter(_, Scope::Sink) = failed.verdict {
@@ -341,9 +340,8 @@ impl Worker {
             if route.park {
                 let at = Timestamp(now.0.saturating_add(millis(wait)));
                 tracing::warn!(sink = %item.sink, reference = reference(item), attempts = failures, retry_in_ms = millis(wait), error = %failed.error, "delivery: failed; will retry");
-                if let Err(err) = self.store.failed(item.id, at, &failed.error).await {
-                    tracing::warn!(error = %err, "delivery: cannot record a failure; the item waits for its lease");
-                }
+                let park = || self.store.failed(item.id, at, &failed.error);
+                persist("record a failure", shutdown, park).await;
                 return Attempt::Parked;
             }
             tracing::debug!(sink = %item.sink, reference = reference(item), attempts = failures, retry_in_ms = millis(wait), error = %failed.error, "delivery: failed; will retry");
@@ -354,13 +352,19 @@ impl Worker {
         }
     }
 
-    async fn give_up(&self, item: &Queued, failed: &Failed, attempts: u32, now: Timestamp) {
+    async fn give_up(
+        &self,
+        item: &Queued,
+        failed: &Failed,
+        attempts: u32,
+        now: Timestamp,
+        shutdown: &CancellationToken,
+    ) {
         self.counters.gave_up.fetch_add(1, Ordering::Relaxed);
         // Recorded first: once the log says so, the store knows it (a stale press then shows
         // the question again).
-        if let Err(err) = self.store.gave_up(item.id, now, &failed.error).await {
-            tracing::warn!(error = %err, "delivery: cannot record a given-up item");
-        }
+        let record = || self.store.gave_up(item.id, now, &failed.error);
+        persist("record a given-up item", shutdown, record).await;
         tracing::error!(
             sink = %item.sink,
             reference = reference(item),
@@ -399,24 +403,41 @@ enum Attempt {
 }
 
 /// Records deliveries in the store in batches (one statement for all that finished meanwhile).
-async fn record_done(worker: Arc<Worker>, mut ids: mpsc::UnboundedReceiver<i64>) {
+async fn record_done(
+    worker: Arc<Worker>,
+    mut ids: mpsc::UnboundedReceiver<i64>,
+    shutdown: CancellationToken,
+) {
     let mut batch = Vec::new();
     while let Some(id) = ids.recv().await {
         batch.push(id);
         while let Ok(id) = ids.try_recv() {
             batch.push(id);
         }
-        // A failure here means a resend after the lease: at least once, never lost.
-        for attempt in 1..=3u32 {
-            match worker.store.done(&batch, worker.clock.now()).await {
-                Ok(()) => break,
-                Err(err) => {
-                    tracing::warn!(error = %err, attempt, "delivery: cannot record deliveries");
-                    tokio::time::sleep(RetryPolicy::CALL.backoff(attempt)).await;
-                }
-            }
-        }
+        let now = worker.clock.now();
+        persist("record deliveries", &shutdown, || worker.store.done(&batch, now)).await;
         batch.clear();
+    }
+}
+
+/// Runs a store write until it succeeds. An item this worker holds must reach the store as
+/// done, failed or given up: otherwise it stays leased to this process, whose heartbeat renews
+/// every lease it holds, and its lane waits behind it. Once the worker stops, three attempts
+/// more at most: the lease then runs out and another process takes the item (at least once).
+async fn persist<F, Fut>(what: &str, shutdown: &CancellationToken, mut write: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let mut failures = 0;
+    loop {
+        let Err(err) = write().await else { return };
+        failures += 1;
+        tracing::warn!(error = %err, failures, "delivery: cannot {what}; trying again");
+        if shutdown.is_cancelled() && failures >= 3 {
+            return;
+        }
+        tokio::time::sleep(RetryPolicy::CALL.backoff(failures)).await;
     }
 }
 
