@@ -99,26 +99,58 @@ impl From<&NewRequest<'_>> for OwnedRequest {
     }
 }
 
+/// What the writer is asked to do.
+#[derive(Debug)]
+pub(crate) enum Work {
+    Commit(Job),
+    /// Outbox items delivered (see `OutboxStore::done`): written in the next batch's
+    /// transaction, so that recording deliveries never contends with commits for SQLite's one
+    /// writer.
+    Done(DoneJob),
+}
+
+/// Delivered outbox items, on their way to the writer.
+#[derive(Debug)]
+pub(crate) struct DoneJob {
+    pub ids: Vec<i64>,
+    pub now: Timestamp,
+    pub reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+fn take(work: Work, batch: &mut Vec<Job>, dones: &mut Vec<DoneJob>) {
+    match work {
+        Work::Commit(job) => batch.push(job),
+        Work::Done(done) => dones.push(done),
+    }
+}
+
 /// Runs until every sender is gone.
-pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<Job>) {
+pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Receiver<Work>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = jobs.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+    let mut dones = Vec::new();
+    while let Some(first) = work.recv().await {
+        take(first, &mut batch, &mut dones);
+        while batch.len() + dones.len() < MAX_BATCH {
+            match work.try_recv() {
+                Ok(w) => take(w, &mut batch, &mut dones),
                 Err(_) => break,
             }
         }
-        match apply(&pool, backend, &batch).await {
+        match apply(&pool, backend, &batch, &dones).await {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
                     let _ = job.reply.send(Ok(result));
+                }
+                for done in dones.drain(..) {
+                    let _ = done.reply.send(Ok(()));
                 }
             }
             Err(err) => {
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(StoreError::Database(err.to_string())));
+                }
+                for done in dones.drain(..) {
+                    let _ = done.reply.send(Err(StoreError::Database(err.to_string())));
                 }
             }
         }
@@ -150,9 +182,25 @@ async fn apply(
     pool: &AnyPool,
     backend: Backend,
     batch: &[Job],
+    dones: &[DoneJob],
+) -> Result<Vec<Committed>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let results =
+        if batch.is_empty() { Vec::new() } else { apply_commits(&mut tx, backend, batch).await? };
+    for done in dones {
+        crate::queue::record_done(&mut tx, backend, &done.ids, done.now).await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// The commits of a batch, in the batch's transaction.
+async fn apply_commits(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    batch: &[Job],
 ) -> Result<Vec<Committed>, sqlx::Error> {
     let mut results: Vec<Option<Committed>> = vec![None; batch.len()];
-    let mut tx = pool.begin().await?;
 
     // 1. Event ids: the first of each id in the batch is inserted; a repeat, or an id already
     //    stored, makes its commit a duplicate.
@@ -176,7 +224,7 @@ async fn apply(
             q = q.bind(*event).bind(int(batch[i].now.0));
         }
         let inserted: HashSet<String> = q
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?
             .iter()
             .map(|r| r.try_get::<String, _>(0))
@@ -238,7 +286,7 @@ async fn apply(
             );
         }
         let done: HashSet<i64> = q
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?
             .iter()
             .map(|r| r.try_get::<i64, _>(0))
@@ -262,7 +310,7 @@ async fn apply(
                     sqlx::query("DELETE FROM conversations WHERE session = $1 AND revision = $2")
                         .bind(session)
                         .bind(int(revision))
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                 if deleted.rows_affected() == 0 {
                     results[i] = Some(Committed::Conflict);
@@ -293,7 +341,7 @@ async fn apply(
             );
         }
         let mut sessions: HashMap<(String, String, String), i64> = HashMap::new();
-        for r in q.fetch_all(&mut *tx).await? {
+        for r in q.fetch_all(&mut **tx).await? {
             sessions.insert((r.try_get(1)?, r.try_get(2)?, r.try_get(3)?), r.try_get(0)?);
         }
         for &i in &inserts {
@@ -349,7 +397,7 @@ async fn apply(
                 .bind(t.to.as_str())
                 .bind(int(t.at.0));
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut **tx).await?;
     }
 
     // 7. The outgoing items of every applied commit, in order, in one statement.
@@ -377,7 +425,7 @@ async fn apply(
                 .bind(now)
                 .bind(now);
         }
-        let ids = returned_ids(q.fetch_all(&mut *tx).await?, items.len())?;
+        let ids = returned_ids(q.fetch_all(&mut **tx).await?, items.len())?;
         for (k, ((i, _), id)) in items.iter().zip(ids).enumerate() {
             written[*i].push((id, k));
         }
@@ -389,7 +437,7 @@ async fn apply(
     // 8. The hand-off request of every applied commit, with one outbox item per destination.
     for (i, job) in batch.iter().enumerate() {
         if let (Committed::Applied { .. }, Some(request)) = (&results[i], &job.request) {
-            let ids = insert_request(&mut tx, backend, request, job.now).await?;
+            let ids = insert_request(tx, backend, request, job.now).await?;
             for (id, destination) in ids.into_iter().zip(&request.destinations) {
                 written[i].push((id, lanes.len()));
                 lanes.push((destination.as_str(), request.reference.as_str()));
@@ -435,7 +483,7 @@ async fn apply(
                 .bind(*first)
                 .bind(int(now.0));
         }
-        for row in q.fetch_all(&mut *tx).await? {
+        for row in q.fetch_all(&mut **tx).await? {
             claimed.insert(row.try_get::<i64, _>(0)?);
         }
     }
@@ -459,10 +507,9 @@ async fn apply(
         for event in &undo {
             q = q.bind(*event);
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut **tx).await?;
     }
 
-    tx.commit().await?;
     Ok(results)
 }
 

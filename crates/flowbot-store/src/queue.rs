@@ -126,29 +126,8 @@ impl OutboxStore for SqlStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        // Replies go (their body may quote personal data); hand-off deliveries are kept, done.
-        let sql = format!(
-            "DELETE FROM outbox WHERE request IS NULL AND gave_up_at IS NULL AND id IN {}",
-            rows(self.backend, 1, ids.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in ids {
-            q = q.bind(*id);
-        }
-        q.execute(&mut *tx).await.map_err(db)?;
-        let sql = format!(
-            "UPDATE outbox SET delivered_at = $1, owner = NULL, lease_until = NULL \
-             WHERE request IS NOT NULL AND delivered_at IS NULL AND id IN ({})",
-            list(2, ids.len())
-        );
-        let mut q = sqlx::query(&sql).bind(int(now.0));
-        for id in ids {
-            q = q.bind(*id);
-        }
-        q.execute(&mut *tx).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(())
+        // Through the writer, in the transaction of its next batch (see `batch::Work::Done`).
+        self.write_done(ids.to_vec(), now).await
     }
 
     async fn failed(&self, id: i64, retry_at: Timestamp, error: &str) -> Result<(), StoreError> {
@@ -228,4 +207,37 @@ impl OutboxStore for SqlStore {
             oldest_pending: oldest.map(|t| Timestamp(uint(t))),
         })
     }
+}
+
+/// Records delivered items in `tx`: reply rows are deleted (their body may quote personal
+/// data); hand-off deliveries are kept, marked delivered.
+pub(crate) async fn record_done(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    ids: &[i64],
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "DELETE FROM outbox WHERE request IS NULL AND gave_up_at IS NULL AND id IN {}",
+        rows(backend, 1, ids.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.execute(&mut **tx).await?;
+    let sql = format!(
+        "UPDATE outbox SET delivered_at = $1, owner = NULL, lease_until = NULL \
+         WHERE request IS NOT NULL AND delivered_at IS NULL AND id IN ({})",
+        list(2, ids.len())
+    );
+    let mut q = sqlx::query(&sql).bind(int(now.0));
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use crate::backend::Backend;
 use crate::backend::{db, int, uint};
-use crate::batch::{self, Job, MAX_BATCH, OwnedClaim, OwnedOutgoing, OwnedRequest};
+use crate::batch::{self, DoneJob, Job, MAX_BATCH, OwnedClaim, OwnedOutgoing, OwnedRequest, Work};
 
 /// Why a store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum OpenError {
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
 }
 
 /// The migrations, in order: `(version, description, SQLite, PostgreSQL)`.
@@ -69,6 +69,14 @@ const MIGRATIONS: [(i64, &str, &str, &str); 3] = [
 ];
 
 impl SqlStore {
+    /// Delivered outbox items, recorded by the writer in its next batch's transaction.
+    pub(crate) async fn write_done(&self, ids: Vec<i64>, now: Timestamp) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Database("the store is closed".to_owned());
+        self.jobs.send(Work::Done(DoneJob { ids, now, reply })).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
     /// Opens (creating if needed) the database at `url` and applies the embedded migrations.
     ///
     /// SQLite: `sqlite://PATH` (the file and its folder are created); WAL journal with
@@ -225,7 +233,7 @@ impl ConversationStore for SqlStore {
             reply,
         };
         let closed = || StoreError::Database("the store is closed".to_owned());
-        self.jobs.send(job).await.map_err(|_| closed())?;
+        self.jobs.send(Work::Commit(job)).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 
