@@ -59,13 +59,9 @@ pub trait Platform: Send + Sync + fmt::Debug {
     /// Whether its settings turn it on (its token is set, …).
     fn enabled(&self) -> bool;
 
-    /// Connects (checks its token, registers its commands, …); `shutdown` stops what it
-    /// starts in the background.
-    async fn start(
-        &self,
-        service: Arc<Service>,
-        shutdown: CancellationToken,
-    ) -> Result<Arc<dyn Running>, PlatformError>;
+    /// Connects (checks its token, registers its commands, …); what runs in the background
+    /// starts with [`Running::run`].
+    async fn start(&self, service: Arc<Service>) -> Result<Arc<dyn Running>, PlatformError>;
 
     /// The link that opens the bot at `entry` (already checked to be one of the flow's
     /// entries), or at its start.

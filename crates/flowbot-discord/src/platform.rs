@@ -53,11 +53,7 @@ impl Platform for Options {
         self.discord_token.as_ref().is_some_and(|t| !t.is_empty())
     }
 
-    async fn start(
-        &self,
-        service: Arc<Service>,
-        _shutdown: CancellationToken,
-    ) -> Result<Arc<dyn Running>, PlatformError> {
+    async fn start(&self, service: Arc<Service>) -> Result<Arc<dyn Running>, PlatformError> {
         let config = Config {
             token: self.discord_token.clone().unwrap_or_default(),
             application_id: self.discord_application_id,

@@ -102,7 +102,8 @@ impl From<&NewRequest<'_>> for OwnedRequest {
 /// What the writer is asked to do.
 #[derive(Debug)]
 pub(crate) enum Work {
-    Commit(Job),
+    /// Boxed: a commit is large, a delivery record small.
+    Commit(Box<Job>),
     /// Outbox items delivered (see `OutboxStore::done`): written in the next batch's
     /// transaction, so that recording deliveries never contends with commits for SQLite's one
     /// writer.
@@ -119,7 +120,7 @@ pub(crate) struct DoneJob {
 
 fn take(work: Work, batch: &mut Vec<Job>, dones: &mut Vec<DoneJob>) {
     match work {
-        Work::Commit(job) => batch.push(job),
+        Work::Commit(job) => batch.push(*job),
         Work::Done(done) => dones.push(done),
     }
 }

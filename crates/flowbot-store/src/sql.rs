@@ -233,7 +233,7 @@ impl ConversationStore for SqlStore {
             reply,
         };
         let closed = || StoreError::Database("the store is closed".to_owned());
-        self.jobs.send(Work::Commit(job)).await.map_err(|_| closed())?;
+        self.jobs.send(Work::Commit(Box::new(job))).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 

@@ -54,11 +54,7 @@ impl Platform for Options {
         self.telegram_bot_token.as_ref().is_some_and(|t| !t.is_empty())
     }
 
-    async fn start(
-        &self,
-        service: Arc<Service>,
-        _shutdown: CancellationToken,
-    ) -> Result<Arc<dyn Running>, PlatformError> {
+    async fn start(&self, service: Arc<Service>) -> Result<Arc<dyn Running>, PlatformError> {
         let token = self.telegram_bot_token.clone().unwrap_or_default();
         let config = Config {
             token: token.clone(),

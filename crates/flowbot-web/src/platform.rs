@@ -6,7 +6,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use flowbot_adapter::{About, Link, Platform, PlatformError, Running};
 use flowbot_store::Service;
-use tokio_util::sync::CancellationToken;
 
 use crate::{CHAT_PATH, Web};
 
@@ -41,11 +40,7 @@ impl Platform for Options {
         self.web || self.web_url.is_some()
     }
 
-    async fn start(
-        &self,
-        service: Arc<Service>,
-        _shutdown: CancellationToken,
-    ) -> Result<Arc<dyn Running>, PlatformError> {
+    async fn start(&self, service: Arc<Service>) -> Result<Arc<dyn Running>, PlatformError> {
         let secure = match self.web_url.as_deref() {
             Some(base) => {
                 let url = url::Url::parse(base).map_err(|_| {

@@ -62,7 +62,7 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let mut running: Vec<(&'static str, Arc<dyn Running>)> = Vec::new();
     let mut routes = crate::handoff::Routes::new();
     for platform in &enabled {
-        let started = platform.start(service.clone(), shutdown.clone()).await?;
+        let started = platform.start(service.clone()).await?;
         if let Some(platform_routes) = started.routes() {
             router = router.merge(platform_routes);
         }
