@@ -16,3 +16,4 @@ mod telegram;
 mod telegram_fake;
 mod view;
 mod web;
+mod worker;

@@ -111,6 +111,9 @@ pub struct Worker {
     counters: Arc<Counters>,
     /// Per sink: no call before this time (a rate limit on the whole bot).
     holds: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// The items this worker holds in memory, by id: a claim that returns one of them again
+    /// (its lease ran out while this process was paused) must not queue it twice.
+    held: Mutex<std::collections::HashSet<i64>>,
 }
 
 impl fmt::Debug for Worker {
@@ -143,6 +146,7 @@ impl Worker {
             owner,
             counters: Arc::new(Counters::default()),
             holds: Mutex::new(HashMap::new()),
+            held: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -191,10 +195,14 @@ impl Worker {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             };
             for item in items {
+                if !lock(&self.held).insert(item.id) {
+                    continue;
+                }
                 if !self.routes.contains_key(&item.sink) {
                     // Claimed at commit for a sink this process does not serve: leave it to
                     // the process that does, once the lease runs out.
                     tracing::debug!(sink = %item.sink, "delivery: no route here; left for another process");
+                    lock(&self.held).remove(&item.id);
                     continue;
                 }
                 let key = (item.sink.clone(), item.lane.clone());
@@ -223,9 +231,8 @@ impl Worker {
         for queue in lanes.values() {
             let left: Vec<Queued> = lock(queue).drain(..).collect();
             for item in left {
-                if let Err(err) = self.store.failed(item.id, now, "stopped before delivery").await {
-                    tracing::warn!(error = %err, "delivery: could not release an item; it waits for its lease");
-                }
+                let release = || self.store.failed(item.id, now, "stopped before delivery");
+                persist("release an item", &shutdown, release).await;
             }
         }
         drop(done_tx);
@@ -273,6 +280,9 @@ impl Worker {
         loop {
             let Some(item) = lock(&queue).pop_front() else { break };
             let outcome = self.attempt(&sink, route, &item, &shutdown).await;
+            if !matches!(outcome, Attempt::Stopped) {
+                lock(&self.held).remove(&item.id);
+            }
             match outcome {
                 Attempt::Delivered => {
                     self.counters.delivered.fetch_add(1, Ordering::Relaxed);
@@ -285,6 +295,7 @@ impl Worker {
                     let rest: Vec<Queued> = lock(&queue).drain(..).collect();
                     let now = self.clock.now();
                     for later in rest {
+                        lock(&self.held).remove(&later.id);
                         let release = || self.store.failed(later.id, now, "behind a failed item");
                         persist("release an item", &shutdown, release).await;
                     }
@@ -328,8 +339,11 @@ impl Worker {
             self.counters.retried.fetch_add(1, Ordering::Relaxed);
             let now = self.clock.now();
             let age = Duration::from_millis(now.0.saturating_sub(item.created_at.0));
-            let wait = route.policy.wait(failed.verdict, failures);
-            let too_old = route.give_up_after.is_some_and(|limit| age >= limit);
+            let wait = route.policy.pause(failed.verdict, failures);
+            // Too old now, or by the time of the next attempt: given up now.
+            let too_old = route.give_up_after.is_some_and(|limit| {
+                age.saturating_add(wait.unwrap_or_default()) > limit || age >= limit
+            });
             let Some(wait) = wait.filter(|_| !too_old) else {
                 self.give_up(item, &failed, failures, now, shutdown).await;
                 return Attempt::Released;
@@ -360,11 +374,11 @@ impl Worker {
         now: Timestamp,
         shutdown: &CancellationToken,
     ) {
-        self.counters.gave_up.fetch_add(1, Ordering::Relaxed);
-        // Recorded first: once the log says so, the store knows it (a stale press then shows
-        // the question again).
+        // Recorded first: once the log and the counters say so, the store knows it (a stale
+        // press then shows the question again).
         let record = || self.store.gave_up(item.id, now, &failed.error);
         persist("record a given-up item", shutdown, record).await;
+        self.counters.gave_up.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             sink = %item.sink,
             reference = reference(item),

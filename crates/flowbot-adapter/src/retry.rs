@@ -73,6 +73,18 @@ impl RetryPolicy {
         }
     }
 
+    /// How long a stored item waits before its next attempt after the `failures`-th failure
+    /// in a row; `None` when it is not worth trying again. Unlike [`RetryPolicy::wait`], a long
+    /// `retry_after` is waited out: what bounds a stored item is its age (the worker gives it up
+    /// when the wait would take it past its route's limit), not the patience of a caller.
+    pub fn pause(&self, verdict: Verdict, failures: u32) -> Option<Duration> {
+        match verdict {
+            Verdict::RetryAfter(wait, _) => Some(wait),
+            Verdict::Backoff => Some(self.backoff(failures)),
+            Verdict::GiveUp => None,
+        }
+    }
+
     /// Runs `call` until it succeeds, fails for good, or has used up [`RetryPolicy::attempts`].
     /// `what` names the call in the debug log; the error's `Display` must hold no secret.
     pub async fn run<T, E, F, Fut>(&self, what: &str, mut call: F) -> Result<T, E>
@@ -133,6 +145,10 @@ mod tests {
         let short = Verdict::RetryAfter(Duration::from_secs(3), Scope::Lane);
         assert_eq!(p.wait(short, 4), Some(Duration::from_secs(3)));
         assert_eq!(p.wait(Verdict::GiveUp, 1), None);
+        // A stored item waits out even a long one (its age bounds it).
+        assert_eq!(p.pause(ban, 1), Some(Duration::from_secs(3600)));
+        assert_eq!(p.pause(Verdict::Backoff, 2), Some(Duration::from_millis(200)));
+        assert_eq!(p.pause(Verdict::GiveUp, 1), None);
     }
 
     #[tokio::test(start_paused = true)]
