@@ -7,11 +7,11 @@ use flowbot_adapter::Platform;
 /// Every platform's settings.
 #[derive(Debug, Default, clap::Args)]
 pub struct Platforms {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Telegram")]
     telegram: flowbot_telegram::Options,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Discord")]
     discord: flowbot_discord::Options,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Web chat")]
     web: flowbot_web::Options,
 }
 
