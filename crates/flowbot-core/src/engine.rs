@@ -294,28 +294,17 @@ impl Conversation {
     }
 
     /// Rebuilds a conversation from stored parts (see `Conversation::restore`).
-    pub(crate) fn from_parts(parts: Parts) -> Self {
-        let Parts {
-            node,
-            revision,
-            entered,
-            path,
-            misses,
-            awaiting_resume,
-            form,
-            started_at,
-            updated_at,
-        } = parts;
+    pub(crate) fn from_parts(p: Parts) -> Self {
         Conversation {
-            node,
-            revision,
-            entered,
-            path,
-            misses,
-            awaiting_resume,
-            form,
-            started_at,
-            updated_at,
+            node: p.node,
+            revision: p.revision,
+            entered: p.entered,
+            path: p.path,
+            misses: p.misses,
+            awaiting_resume: p.awaiting_resume,
+            form: p.form,
+            started_at: p.started_at,
+            updated_at: p.updated_at,
         }
     }
 

@@ -131,32 +131,17 @@ impl OutboxStore for SqlStore {
     }
 
     async fn failed(&self, id: i64, retry_at: Timestamp, error: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, owner = NULL, \
-             lease_until = NULL, last_error = $2 \
-             WHERE id = $3 AND delivered_at IS NULL AND gave_up_at IS NULL",
+        self.release(
+            "attempts = attempts + 1, next_attempt_at = $1, last_error = $2",
+            id,
+            retry_at,
+            error,
         )
-        .bind(int(retry_at.0))
-        .bind(bounded(error))
-        .bind(id)
-        .execute(&self.pool)
         .await
-        .map_err(db)?;
-        Ok(())
     }
 
     async fn gave_up(&self, id: i64, now: Timestamp, error: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET gave_up_at = $1, body = '', owner = NULL, lease_until = NULL, \
-             last_error = $2 WHERE id = $3 AND delivered_at IS NULL AND gave_up_at IS NULL",
-        )
-        .bind(int(now.0))
-        .bind(bounded(error))
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        self.release("gave_up_at = $1, body = '', last_error = $2", id, now, error).await
     }
 
     async fn gave_up_since(
@@ -240,4 +225,29 @@ pub(crate) async fn record_done(
     }
     q.execute(&mut **tx).await?;
     Ok(())
+}
+
+impl SqlStore {
+    /// Ends this process's hold on a pending item: `set` (with `$1` = `at`, `$2` = the error,
+    /// bounded), owner and lease cleared. An item done or given up stays as it is.
+    async fn release(
+        &self,
+        set: &str,
+        id: i64,
+        at: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE outbox SET {set}, owner = NULL, lease_until = NULL \
+             WHERE id = $3 AND delivered_at IS NULL AND gave_up_at IS NULL"
+        );
+        sqlx::query(&sql)
+            .bind(int(at.0))
+            .bind(bounded(error))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
 }

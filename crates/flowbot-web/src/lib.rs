@@ -28,7 +28,7 @@ use flowbot_core::{
     Action, Button, ConversationKey, Flow, Input, Limits, Outcome, Paragraph, Part, Prompt,
     Segment, View,
 };
-use flowbot_store::{Handled, Service, Update, now};
+use flowbot_store::{Handled, Service, Update};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -222,7 +222,7 @@ async fn current(State(web): State<Web>, headers: HeaderMap) -> Response {
     let shown = if session.new {
         Ok(None)
     } else {
-        service.current(&session.key(), now(), |_, prompt| prompt_json(&prompt)).await
+        service.current(&session.key(), service.now(), |_, prompt| prompt_json(&prompt)).await
     };
     let response = match shown {
         Ok(prompt) => {
@@ -278,12 +278,17 @@ async fn input(State(web): State<Web>, headers: HeaderMap, body: axum::body::Byt
     };
     let key = session.key();
     let event = format!("web:{}:{}", session.id, request.id);
-    let update = Update { key: &key, event: Some(&event), input, now: now() };
+    let update = Update { key: &key, event: Some(&event), input, now: web.inner.service.now() };
     let response = match web.inner.service.handle(update, render).await {
         Ok(Handled::Done(body)) => Json(body).into_response(),
         // A retry of a request already applied (its answer was lost): what is on screen now.
         Ok(Handled::Duplicate) => {
-            match web.inner.service.current(&key, now(), |_, p| prompt_json(&p)).await {
+            match web
+                .inner
+                .service
+                .current(&key, web.inner.service.now(), |_, p| prompt_json(&p))
+                .await
+            {
                 Ok(prompt) => {
                     let replies: Vec<Value> = prompt.into_iter().collect();
                     Json(json!({"replies": replies, "duplicate": true})).into_response()

@@ -5,10 +5,8 @@ use std::process::ExitCode;
 use flowbot_core::{Flow, FlowVersion, NodeKind, load_flow};
 use flowbot_store::Service;
 
-use crate::store::now;
-
 pub async fn purge(service: &Service) -> anyhow::Result<ExitCode> {
-    let purged = service.purge(now()).await?;
+    let purged = service.purge(service.now()).await?;
     println!(
         "purged {} expired conversations, {} old event ids, {} unused flow versions",
         purged.conversations, purged.events, purged.flow_versions

@@ -64,7 +64,7 @@ fn chat_stored(
         buf
     };
     let handle = |input: Input<'_>| -> anyhow::Result<Vec<u8>> {
-        let update = Update { key: &key, event: None, input, now: now() };
+        let update = Update { key: &key, event: None, input, now: service.now() };
         match rt.block_on(service.handle(update, render))? {
             Handled::Done(bytes) => Ok(bytes),
             Handled::Duplicate => Ok(Vec::new()),
@@ -73,7 +73,7 @@ fn chat_stored(
     // Continue where the conversation is, unless told to start at an entry.
     let current = match entry {
         Some(_) => None,
-        None => rt.block_on(service.current(&key, now(), |_, prompt| {
+        None => rt.block_on(service.current(&key, service.now(), |_, prompt| {
             let mut buf = Vec::new();
             let _ = write_view(&mut buf, &View::of_prompt(&prompt));
             buf

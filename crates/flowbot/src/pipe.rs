@@ -25,7 +25,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::flows::FlowSource;
-use crate::store::now;
 
 /// Conversations are spread over this many workers; each applies its updates in order.
 const WORKERS: usize = 32;
@@ -181,7 +180,7 @@ async fn apply(service: &Service, line: &Line) -> Value {
     };
     let key = ConversationKey::new(&line.platform, &line.chat, &line.user);
     let event = line.event.as_ref().map(|e| format!("{}:{e}", line.platform));
-    let update = Update { key: &key, event: event.as_deref(), input, now: now() };
+    let update = Update { key: &key, event: event.as_deref(), input, now: service.now() };
     match service.handle(update, render).await {
         Ok(Handled::Done(body)) => with(head, body),
         Ok(Handled::Duplicate) => with(head, json!({"status": "duplicate"})),
@@ -268,7 +267,7 @@ fn hangup() -> anyhow::Result<mpsc::Receiver<()>> {
 async fn reload_flow(service: &Service, path: Option<&Path>, out: &mpsc::Sender<String>) {
     let result = match FlowSource::read(path) {
         Ok(source) => service
-            .reload(&source.text, &source.origin, now())
+            .reload(&source.text, &source.origin, service.now())
             .await
             .map(|v| v.to_string())
             .map_err(anyhow::Error::from),

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::flows::FlowSource;
 use crate::platforms::Platforms;
-use crate::store::{StoreArgs, now};
+use crate::store::StoreArgs;
 
 /// The listener's default address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -115,7 +115,7 @@ async fn reload_on_hangup(service: Arc<Service>, path: Option<PathBuf>) {
         while hup.recv().await.is_some() {
             let result = match FlowSource::read(path.as_deref()) {
                 Ok(source) => service
-                    .reload(&source.text, &source.origin, now())
+                    .reload(&source.text, &source.origin, service.now())
                     .await
                     .map_err(anyhow::Error::from),
                 Err(err) => Err(err),
