@@ -19,9 +19,26 @@ const POLL: Duration = Duration::from_millis(100);
 
 const COOKIE: &str = "flowbot_session";
 
-/// `flowbot run` serving the web chat alone, on a SQLite file in `dir`.
+/// `flowbot run` serving the web chat alone, on a SQLite file in `dir`, with limits no
+/// functional test reaches.
 fn web_bot(dir: &tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> BotProcess {
-    BotProcess::start_web(&dir.path().join("flowbot.sqlite"), args, env)
+    let settings = "[web]\nrequests_per_minute = 1000000\nnew_conversations_per_minute = 1000000\n";
+    web_bot_with(dir, settings, args, env)
+}
+
+/// `flowbot run` serving the web chat alone, with `settings` as its settings file.
+fn web_bot_with(
+    dir: &tempfile::TempDir,
+    settings: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> BotProcess {
+    let config = dir.path().join("flowbot.toml");
+    std::fs::write(&config, settings).expect("write the settings file");
+    let config = config.display().to_string();
+    let mut all = vec!["--config", config.as_str()];
+    all.extend_from_slice(args);
+    BotProcess::start_web(&dir.path().join("flowbot.sqlite"), &all, env)
 }
 
 /// The session id a `Set-Cookie` header sets.
@@ -30,6 +47,14 @@ fn session_of(set_cookie: &str) -> String {
     let (name, value) = pair.split_once('=').unwrap_or_else(|| panic!("a cookie: {set_cookie}"));
     assert_eq!(name, COOKIE, "{set_cookie}");
     value.to_owned()
+}
+
+/// A session cookie's value as the server issues it: `ID.MAC`, 32 lower-case hex digits each.
+fn is_issued_shape(value: &str) -> bool {
+    let hex = |s: &str| {
+        s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    value.split_once('.').is_some_and(|(id, mac)| hex(id) && hex(mac))
 }
 
 /// One browser as the API sees it: a cookie jar holding the session cookie, and request ids.
@@ -118,6 +143,19 @@ impl Client {
 /// The replies of an answer.
 fn replies(answer: &Value) -> &Vec<Value> {
     answer["replies"].as_array().unwrap_or_else(|| panic!("replies: {answer}"))
+}
+
+/// A reload's history with its texts joined: `{node, text, note, answer}` per question.
+fn history(shown: &Value) -> Vec<Value> {
+    shown["history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("history: {shown}"))
+        .iter()
+        .map(|h| {
+            let note = h["note"].as_array().map(|_| joined(&h["note"]));
+            json!({"node": h["node"], "text": joined(&h["text"]), "note": note, "answer": h["answer"]})
+        })
+        .collect()
 }
 
 /// The last prompt of an answer (every answer that changes nothing still ends with one).
@@ -254,6 +292,9 @@ async fn the_page_its_cookie_and_every_path_of_presses() {
     }
     assert!(!csp.contains("unsafe"), "{csp}");
     let html = page.text();
+    // The flow's title, for a crawler and a tab before the script runs.
+    assert!(html.contains(&format!("<title>{}</title>", flow.title())), "{html}");
+    assert!(html.contains(&format!(r#"<h1 id="title">{}</h1>"#, flow.title())), "{html}");
     assert!(html.contains(r#"<script src="/chat/app.js" defer></script>"#), "{html}");
     assert!(html.contains(r#"href="/chat/app.css""#), "{html}");
     assert!(!html.contains("<script>"), "no inline script: {html}");
@@ -282,11 +323,14 @@ async fn the_page_its_cookie_and_every_path_of_presses() {
     }
     assert!(!attributes.iter().any(|a| a.eq_ignore_ascii_case("secure")), "{set}");
     let id = session_of(&set);
-    assert!(
-        id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-        "{id}"
-    );
-    assert_eq!(first.json(), json!({"title": flow.title(), "replies": []}));
+    assert!(is_issued_shape(&id), "{id}");
+    // No conversation yet: a preview of the start (greeting and first question), stored nowhere.
+    let shown = first.json();
+    assert_eq!(shown["title"], flow.title());
+    assert_eq!(shown["preview"], true, "{shown}");
+    assert_eq!(shown["history"], json!([]), "{shown}");
+    assert_eq!(kinds(&shown), ["say", "prompt"], "{shown}");
+    assert_eq!(arrives(&flow, &shown, flow.start()), "q1");
     let other = http_exchange(&bot.address, "GET", "/chat/api", &[], b"", LIMIT).await;
     assert_ne!(session_of(other.header("set-cookie").expect("a cookie")), id, "random sessions");
 
@@ -311,10 +355,17 @@ async fn the_page_its_cookie_and_every_path_of_presses() {
         let mut at = arrives(&flow, &answer, flow.start());
         assert_eq!(at, "q1");
         assert_eq!(labels(prompt(&answer), true), Vec::<String>::new(), "no back at q1");
+        let mut asked = Vec::new();
         for &choice in path {
             let (_, here) = node(&flow, &at);
             let NodeKind::Question(q) = here.kind() else { panic!("{at} is no question") };
             let picked = &q.choices()[usize::from(choice)];
+            asked.push(json!({
+                "node": at,
+                "text": q.text(),
+                "note": q.note(),
+                "answer": picked.label(),
+            }));
             answer = client.press(&answer, picked.label()).await;
             assert_eq!(answer["changed"], true, "{answer}");
             at = arrives(&flow, &answer, picked.next());
@@ -325,10 +376,12 @@ async fn the_page_its_cookie_and_every_path_of_presses() {
             );
         }
         assert_eq!(prompt(&answer)["ending"], true, "{path:?} ends at {at}: {answer}");
-        // A reload shows the ending again.
+        // A reload shows the ending again, after every question answered on the way.
         let reload = client.get().await;
         assert_eq!(reload["title"], flow.title());
+        assert_eq!(reload["preview"], false);
         assert_eq!(replies(&reload).as_slice(), [prompt(&answer).clone()]);
+        assert_eq!(history(&reload), asked, "{reload}");
     }
 
     // The exact wording, against the flow file itself (not only the compiled flow).
@@ -630,7 +683,7 @@ async fn bad_requests_change_nothing() {
         let mut c = Client::new(&bot, "c");
         c.cookie = Some(garbage.to_owned());
         let now = c.get().await;
-        assert_eq!(now["replies"], json!([]), "{garbage}: {now}");
+        assert_eq!(now["preview"], true, "{garbage}: {now}");
         let fresh = c.cookie.clone().expect("a new cookie");
         assert!(fresh != garbage && fresh != a_session, "{garbage}");
     }
@@ -657,6 +710,343 @@ async fn bad_requests_change_nothing() {
     assert_eq!(prompt(&answer)["node"], "q1");
     // A reload returns the current prompt as the last answer showed it.
     assert_eq!(a.get().await["replies"], json!([prompt(&answer)]));
+}
+
+/// How many conversations the bot in `dir` has stored (read beside the running bot).
+async fn stored_conversations(dir: &tempfile::TempDir) -> i64 {
+    count(dir, "SELECT COUNT(*) FROM conversations").await
+}
+
+/// The number a counting query answers on the bot's SQLite file in `dir`.
+async fn count(dir: &tempfile::TempDir, sql: &str) -> i64 {
+    use sqlx::{ConnectOptions, Row};
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("flowbot.sqlite"))
+        .read_only(true);
+    let mut conn = options.connect().await.expect("open the bot's database");
+    let row = sqlx::query(sql).fetch_one(&mut conn).await.expect("count");
+    row.try_get::<i64, _>(0).expect("a count")
+}
+
+/// One HTTP/1.1 exchange with the bot from the local address `source` (another loopback
+/// address: another client as the bot sees it). Bounded by [`LIMIT`].
+async fn exchange_from(
+    source: &str,
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.bind(format!("{source}:0").parse().expect("an address")).expect("bind the source");
+        let mut stream =
+            socket.connect(address.parse().expect("the bot's address")).await.expect("connect");
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.expect("read");
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("a response: {text}"));
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        (status, headers)
+    };
+    tokio::time::timeout(LIMIT, exchange).await.expect("a response in time")
+}
+
+/// A 429's `Retry-After` seconds, checked against its JSON body.
+fn retry_after(response: &HttpResponse) -> u64 {
+    assert_eq!(response.status, 429, "{}", response.text());
+    let seconds: u64 = response
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("a Retry-After: {:?}", response.headers))
+        .parse()
+        .expect("whole seconds");
+    let body = response.json();
+    assert!(body["error"].is_string(), "{body}");
+    assert_eq!(body["retry_after"], seconds, "{body}");
+    seconds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_made_up_session_id_gets_a_server_issued_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bot = web_bot(&dir, &["--web"], &[]);
+    let mut real = Client::new(&bot, "real");
+    real.get().await;
+    let issued = real.cookie.clone().expect("an issued session");
+    assert!(is_issued_shape(&issued), "{issued}");
+    let (issued_id, mac) = issued.split_once('.').expect("ID.MAC");
+    let zeros = "0".repeat(32);
+    let flipped = if mac.ends_with('0') { "1" } else { "0" };
+    let altered = format!("{issued_id}.{}{flipped}", &mac[..31]);
+    let other_mac = format!("{issued_id}.{zeros}");
+    let made_up = [zeros.clone(), format!("{zeros}.{zeros}"), altered, other_mac, issued_id.into()];
+    for made_up in &made_up {
+        // A page load with it: a new, issued id, and the preview of a start.
+        let mut c = Client::new(&bot, "fixed");
+        c.cookie = Some(made_up.clone());
+        let shown = c.get().await;
+        assert_eq!(shown["preview"], true, "{made_up}: {shown}");
+        let fresh = c.cookie.clone().expect("a cookie");
+        assert!(is_issued_shape(&fresh) && !fresh.starts_with(made_up.as_str()), "{made_up}");
+        assert!(!fresh.starts_with(issued_id), "{made_up}: not the real session");
+        // An input with it: applied under a new issued id, never the made-up one.
+        let mut d = Client::new(&bot, "fixed");
+        d.cookie = Some(made_up.clone());
+        let answer = d.start(None).await;
+        assert_eq!(prompt(&answer)["node"], "q1");
+        let fresh = d.cookie.clone().expect("a cookie");
+        assert!(is_issued_shape(&fresh) && !fresh.starts_with(made_up.as_str()), "{made_up}");
+        assert!(!fresh.starts_with(issued_id), "{made_up}: not the real session");
+    }
+    let chats: Vec<String> =
+        made_up.iter().map(|m| m.split('.').next().unwrap().to_owned()).collect();
+    let stored = count(
+        &dir,
+        &format!("SELECT COUNT(*) FROM conversations WHERE chat IN ('{}')", chats.join("', '")),
+    )
+    .await;
+    assert_eq!(stored, 0, "nothing under a made-up id");
+    assert_eq!(stored_conversations(&dir).await, 5, "one per input, each under its issued id");
+
+    // The key is kept in the store: an issued cookie stays valid across a restart.
+    let answer = real.start(Some("taiou3")).await;
+    real.press(&answer, "「送信完了」だった").await;
+    let before = real.get().await;
+    assert!(bot.terminate().success());
+    drop(bot);
+    let bot = web_bot(&dir, &["--web"], &[]);
+    real.address = bot.address.clone();
+    let cookie = format!("{COOKIE}={issued}");
+    let response =
+        http_exchange(&bot.address, "GET", "/chat/api", &[("Cookie", &cookie)], b"", LIMIT).await;
+    assert_eq!(response.status, 200);
+    assert!(response.header("set-cookie").is_none(), "the cookie was kept");
+    assert_eq!(response.json(), before, "the same conversation after the restart");
+    assert_eq!(history(&before).len(), 1, "{before}");
+    assert!(!bot.log().contains(issued_id), "no session id in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_client_gets_429_while_another_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let bot = web_bot_with(&dir, "[web]\nrequests_per_minute = 5\n", &["--web"], &[]);
+    let mut a = Client::new(&bot, "a");
+    for _ in 0..5 {
+        a.get().await;
+    }
+    let refused = a.request("GET", &[], b"").await;
+    let wait = retry_after(&refused);
+    assert!((1..=12).contains(&wait), "5 a minute: one every 12 s, not {wait}");
+    assert_eq!(refused.header("cache-control"), Some("no-store"));
+    // A POST too, before anything is looked at: no conversation.
+    let start = json!({"id": "flood-1", "start": null}).to_string();
+    let refused = a.post_raw(start.as_bytes(), true).await;
+    retry_after(&refused);
+    assert!(refused.header("set-cookie").is_none());
+    // Without client_address_header, a forwarding header a client sends is not read.
+    for header in ["X-Forwarded-For", "X-Real-IP", "Forwarded"] {
+        let refused = a.request("GET", &[(header, "192.0.2.77")], b"").await;
+        assert_eq!(refused.status, 429, "{header} is not trusted");
+    }
+    // Another client, from another address, is answered all along.
+    for _ in 0..3 {
+        let (status, headers) =
+            exchange_from("127.0.0.2", &bot.address, "GET", "/chat/api", &[]).await;
+        assert_eq!(status, 200, "{headers:?}");
+    }
+    // The page itself is not limited (only the API is).
+    let page = http_exchange(&bot.address, "GET", "/chat", &[], b"", LIMIT).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(stored_conversations(&dir).await, 0, "the refused start opened nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trusted_header_is_honoured_only_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = "[web]\nrequests_per_minute = 3\nclient_address_header = \"X-Forwarded-For\"\n";
+    let bot = web_bot_with(&dir, settings, &["--web"], &[]);
+    let get = |forwarded: &'static str| {
+        let address = bot.address.clone();
+        async move {
+            let headers = [("X-Forwarded-For", forwarded)];
+            http_exchange(&address, "GET", "/chat/api", &headers, b"", LIMIT).await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(get("192.0.2.1").await.status, 200);
+    }
+    retry_after(&get("192.0.2.1").await);
+    // The proxy appends the address it saw: the last one counts, whatever the client put first.
+    retry_after(&get("198.51.100.7, 192.0.2.1").await);
+    assert_eq!(get("192.0.2.1, 192.0.2.2").await.status, 200, "192.0.2.2 is another client");
+    // All of these came from 127.0.0.1, which is not the client: its own allowance is whole.
+    for _ in 0..3 {
+        let plain = http_exchange(&bot.address, "GET", "/chat/api", &[], b"", LIMIT).await;
+        assert_eq!(plain.status, 200, "no header: the peer's address");
+    }
+    let plain = http_exchange(&bot.address, "GET", "/chat/api", &[], b"", LIMIT).await;
+    retry_after(&plain);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_on_new_conversations_leaves_existing_ones_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = "[web]\nrequests_per_minute = 1000\nnew_conversations_per_minute = 2\n";
+    let bot = web_bot_with(&dir, settings, &["--web"], &[]);
+    let mut a = Client::new(&bot, "a");
+    let at_a = a.start(None).await;
+    let mut b = Client::new(&bot, "b");
+    b.get().await;
+    b.start(Some("taiou3")).await;
+
+    // A third conversation waits; looking at the page is not opening one.
+    let mut c = Client::new(&bot, "c");
+    assert_eq!(c.get().await["preview"], true);
+    let start = json!({"id": "c-1", "start": null}).to_string();
+    let refused = c.post_raw(start.as_bytes(), true).await;
+    let wait = retry_after(&refused);
+    assert!((1..=30).contains(&wait), "2 a minute: one every 30 s, not {wait}");
+    let mut d = Client::new(&bot, "d");
+    let text = json!({"id": "d-1", "text": "1"}).to_string();
+    retry_after(&d.post_raw(text.as_bytes(), true).await);
+    assert_eq!(c.get().await["preview"], true, "nothing opened for c");
+    assert_eq!(stored_conversations(&dir).await, 2);
+
+    // The open ones go on: a press, and a start again of an existing conversation.
+    let answer = a.press(&at_a, "届いている").await;
+    assert_eq!(answer["changed"], true);
+    assert_eq!(prompt(&answer)["node"], "q2");
+    let again = b.start(None).await;
+    assert_eq!(prompt(&again)["node"], "q1");
+    assert_eq!(stored_conversations(&dir).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_are_refused_and_change_nothing() {
+    let flow = gmis();
+    let fields = flow.forms()[0].fields();
+    let dir = tempfile::tempdir().unwrap();
+    let bot = web_bot(&dir, &["--web"], &[]);
+    let mut a = Client::new(&bot, "ctl");
+    let at_field = to_the_form(&mut a).await;
+    let before = a.get().await;
+    assert_eq!(replies(&before).as_slice(), [prompt(&at_field).clone()]);
+    let token = token(prompt(&at_field), flow.texts().back.as_str());
+    for bad in ["〇〇病院\u{0}", "\u{0}", "a\u{7}b", "\u{1b}[31m赤", "a\rb", "\u{7f}", "\u{85}x"]
+    {
+        for input in [
+            json!({ "text": bad }),
+            json!({ "start": bad }),
+            json!({ "press": format!("{token}{bad}") }),
+        ] {
+            let mut body = input.clone();
+            body["id"] = json!(a.next_id());
+            let response = a.post_raw(body.to_string().as_bytes(), true).await;
+            assert_eq!(response.status, 422, "{body}: {}", response.text());
+            let error = response.json()["error"].as_str().unwrap_or_default().to_owned();
+            assert!(error.contains("control character U+"), "{error}");
+            assert!(response.header("set-cookie").is_none(), "{body}");
+            assert_eq!(a.get().await, before, "unchanged after {body}");
+        }
+    }
+    // A NUL written as a JSON escape is the same character.
+    let raw = format!(r#"{{"id": "{}", "text": "x\u0000y"}}"#, a.next_id());
+    assert_eq!(a.post_raw(raw.as_bytes(), true).await.status, 422);
+    assert_eq!(a.get().await, before);
+    // A tab is typed text (folded into a space): the name is taken.
+    let answer = a.say("福島\t中央病院").await;
+    assert_eq!(joined(&prompt(&answer)["text"]), fields[1].ask());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_view_stores_nothing_and_the_root_redirects() {
+    let flow = gmis();
+    let dir = tempfile::tempdir().unwrap();
+    let bot = web_bot(&dir, &["--web"], &[]);
+    for (path, location) in [("/", "/chat"), ("/?start=taiou3", "/chat?start=taiou3")] {
+        let response = http_exchange(&bot.address, "GET", path, &[], b"", LIMIT).await;
+        assert_eq!(response.status, 303, "{path}");
+        assert_eq!(response.header("location"), Some(location), "{path}");
+    }
+    // Page views: the page, and its API with and without a session, at an entry or not.
+    let page = http_exchange(&bot.address, "GET", "/chat", &[], b"", LIMIT).await;
+    assert_eq!(page.status, 200);
+    let mut visitor = Client::new(&bot, "visitor");
+    for _ in 0..3 {
+        let shown = visitor.get().await;
+        assert_eq!(shown["preview"], true);
+        assert_eq!(arrives(&flow, &shown, flow.start()), "q1");
+    }
+    for _ in 0..3 {
+        let crawler = http_exchange(&bot.address, "GET", "/chat/api", &[], b"", LIMIT).await;
+        assert_eq!(crawler.status, 200);
+    }
+    let path = "/chat/api?utm_source=x&start=taiou3";
+    let entry = http_exchange(&bot.address, "GET", path, &[], b"", LIMIT).await;
+    assert_eq!(prompt(&entry.json())["node"], "m3_absent", "{}", entry.text());
+    assert_eq!(kinds(&entry.json()), ["prompt"]);
+    assert_eq!(stored_conversations(&dir).await, 0, "page views store nothing");
+
+    // The first input opens the conversation; the preview's buttons are the real ones.
+    let preview = visitor.get().await;
+    visitor.start(None).await;
+    assert_eq!(stored_conversations(&dir).await, 1);
+    let answer = visitor.press(&preview, "届いている").await;
+    assert_eq!(answer["changed"], true, "{answer}");
+    assert_eq!(prompt(&answer)["node"], "q2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_shows_the_conversation_so_far() {
+    let flow = gmis();
+    let dir = tempfile::tempdir().unwrap();
+    let bot = web_bot(&dir, &["--web"], &[]);
+    let mut a = Client::new(&bot, "reload");
+    let q1 = a.start(None).await;
+    let q2 = a.press(&q1, "届いていない").await;
+    let q3 = a.press(&q2, "空き容量は十分にある").await;
+    let (_, q1_node) = node(&flow, "q1");
+    let shown = a.get().await;
+    assert_eq!(shown["preview"], false);
+    assert_eq!(replies(&shown).as_slice(), [prompt(&q3).clone()]);
+    assert_eq!(
+        history(&shown),
+        [
+            json!({"node": "q1", "text": q1_node.text(), "note": null, "answer": "届いていない"}),
+            json!({
+                "node": prompt(&q2)["node"],
+                "text": joined(&prompt(&q2)["text"]),
+                "note": null,
+                "answer": "空き容量は十分にある",
+            }),
+        ]
+    );
+    // Back takes the last answer off; restart all of them.
+    a.post(json!({"command": "back"})).await;
+    let shown = a.get().await;
+    assert_eq!(history(&shown).len(), 1, "{shown}");
+    assert_eq!(history(&shown)[0]["answer"], "届いていない");
+    assert_eq!(prompt(&shown)["node"], prompt(&q2)["node"]);
+    a.post(json!({"command": "restart"})).await;
+    let shown = a.get().await;
+    assert_eq!(shown["history"], json!([]), "{shown}");
+    assert_eq!(prompt(&shown)["node"], "q1");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -943,12 +1333,13 @@ async fn the_page_in_a_browser() {
     let opened = began.elapsed();
     let base = format!("http://{}/chat", bot.address);
 
-    // A help desk's link: the entry's question; the address bar loses ?start= (a reload must
-    // continue, not start again).
+    // A help desk's link: a preview of the entry's question. Nothing is stored until the first
+    // input, and until then the address keeps ?start= (a reload previews the same entry).
     browser.goto(&format!("{base}?start=taiou3")).await;
     let (_, text) = browser.wait_bubble(0, "prompt", "どちらでしたか？").await;
     assert!(text.starts_with("対応方法3（担当者が退職等で不在のため、メールが確認できない場合）"));
-    assert_eq!(browser.url().await, base);
+    assert_eq!(browser.url().await, format!("{base}?start=taiou3"));
+    assert_eq!(stored_conversations(&dir).await, 0, "a page view stores nothing");
     assert_eq!(browser.text(&browser.find("#title").await).await, flow.title());
     assert_eq!(browser.call("GET", "/title", None).await, json!(flow.title()));
     let cookie = browser.call(
@@ -964,6 +1355,10 @@ async fn the_page_in_a_browser() {
     assert_eq!(text, "「送信完了」だった", "the pressed answer is shown");
     let (_, text) = browser.wait_bubble(mine, "prompt", "上の4項目は").await;
     assert!(text.starts_with("対応方法3（メールが「送信完了」となっている場合）"), "{text}");
+    // The first press opened the conversation at the entry and answered it; the address lost
+    // ?start= (a reload must continue, not start again).
+    assert_eq!(stored_conversations(&dir).await, 1);
+    assert_eq!(browser.url().await, base);
 
     let seen = browser.count().await;
     browser.click_button("変更依頼を入力する").await;
@@ -1064,15 +1459,35 @@ async fn the_page_in_a_browser() {
     }
     assert!(disabled >= 10, "{disabled} earlier buttons");
 
-    // A reload continues at the ending: no new start.
+    // A reload continues at the ending, after the questions answered on the way (greyed, each
+    // with its answer): no new start.
     browser.call("POST", "/refresh", None).await;
     let (at, text) = browser.wait_bubble(0, "prompt", "パスワードリセット").await;
-    assert_eq!(at, 0, "{text}");
     assert_eq!(text, ending);
     let shown = browser.bubbles().await;
-    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert_eq!(at + 1, shown.len(), "the ending is the last: {shown:#?}");
+    let classes: Vec<&str> = shown.iter().map(|(class, _)| class.as_str()).collect();
+    assert_eq!(
+        classes,
+        ["bubble asked", "bubble mine", "bubble asked", "bubble mine", "bubble prompt"],
+        "{shown:#?}"
+    );
+    assert!(shown[0].1.contains("どちらでしたか？"), "{shown:#?}");
+    assert_eq!(shown[1].1, "「送信完了」だった");
+    assert!(shown[2].1.contains("上の4項目は"), "{shown:#?}");
+    assert_eq!(shown[3].1, "変更依頼を入力する");
     assert_eq!(browser.url().await, base);
-    assert!(!shown[0].1.contains("どちらでしたか"), "not restarted: {shown:#?}");
+    assert_eq!(stored_conversations(&dir).await, 1, "one conversation");
+    let live: Vec<String> = {
+        let mut live = Vec::new();
+        for button in browser.find_all("#log button").await {
+            if browser.enabled(&button).await {
+                live.push(browser.text(&button).await);
+            }
+        }
+        live
+    };
+    assert_eq!(live, [flow.texts().back.as_str(), flow.texts().restart.as_str()]);
 
     // The page's own behaviour around the server (its functions and state are the script's
     // globals). A refused request fails at once: only network and server errors are retried.
@@ -1088,7 +1503,7 @@ async fn the_page_in_a_browser() {
         const kept = text.value; busy = false; text.value = ''; return kept;";
     let kept = browser.call("POST", "/execute/sync", Some(json!({"script": script, "args": []})));
     assert_eq!(kept.await, json!("still here"));
-    assert_eq!(browser.count().await, 1, "nothing sent");
+    assert_eq!(browser.count().await, shown.len(), "nothing sent");
 
     browser.close().await;
     assert!(!bot.log().contains("old.user@example.jp"), "no answers in the log");

@@ -6,6 +6,9 @@ const log = document.getElementById("log");
 const form = document.getElementById("say");
 const text = document.getElementById("text");
 let busy = false;
+// While the page shows a preview of the start (no conversation is stored yet): the entry it
+// previews and the node its prompt is at. The first input opens the conversation there.
+let preview = null;
 
 // An id per request; a retry sends the same one, and the server applies it once.
 function newId() {
@@ -14,7 +17,7 @@ function newId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function call(method, body) {
+async function call(method, body, query) {
   const options = { method, headers: { "x-flowbot": "1" }, credentials: "same-origin" };
   if (body) {
     options.headers["content-type"] = "application/json";
@@ -23,14 +26,19 @@ async function call(method, body) {
   for (let attempt = 0; ; attempt++) {
     let response = null;
     try {
-      response = await fetch("/chat/api", options);
+      response = await fetch("/chat/api" + (query || ""), options);
     } catch (err) {
       // A network error: retried (with the same id).
       if (attempt >= 3) throw err;
     }
     if (response) {
       if (response.ok) return await response.json();
-      // A refused request would be refused again: only server errors are retried.
+      // A refused request would be refused again: only server errors are retried. A limit
+      // says how long to wait.
+      if (response.status === 429) {
+        const wait = Number(response.headers.get("retry-after")) || 1;
+        throw new Error("429: " + wait + " s");
+      }
       if (response.status < 500 || attempt >= 3) throw new Error(String(response.status));
     }
     await new Promise((done) => setTimeout(done, 500 * 2 ** attempt));
@@ -69,6 +77,25 @@ function bubble(kind) {
 // Buttons of earlier prompts go grey: the engine would refuse them as stale anyway.
 function retire() {
   for (const b of log.querySelectorAll("button")) b.disabled = true;
+}
+
+// The questions answered so far (a reload): each with the answer chosen.
+function drawHistory(past) {
+  for (const h of past || []) {
+    const div = bubble("asked");
+    textNodes(div, h.text);
+    if (h.note) {
+      const note = document.createElement("div");
+      note.className = "note";
+      textNodes(note, h.note);
+      div.append(note);
+    }
+    bubble("mine").textContent = h.answer;
+  }
+}
+
+function lastPrompt(replies) {
+  return (replies || []).filter((r) => r.kind === "prompt").pop();
 }
 
 function draw(replies) {
@@ -115,6 +142,19 @@ async function send(input, shown) {
   busy = true;
   if (shown) bubble("mine").textContent = shown;
   try {
+    if (preview) {
+      // The first input: open the conversation where the preview stands, then apply it.
+      const opened = await call("POST", { id: newId(), start: preview.entry });
+      const at = preview.node;
+      preview = null;
+      history.replaceState(null, "", location.pathname);
+      const now = lastPrompt(opened.replies);
+      if (!now || now.node !== at) {
+        // Not what the preview showed (the flow changed): show what is there instead.
+        draw(opened.replies);
+        return;
+      }
+    }
     const answer = await call("POST", Object.assign({ id: newId() }, input));
     draw(answer.replies);
   } catch (err) {
@@ -135,16 +175,23 @@ form.addEventListener("submit", (event) => {
 
 (async () => {
   const start = new URLSearchParams(location.search).get("start");
-  const now = await call("GET");
+  const query = start ? "?start=" + encodeURIComponent(start) : "";
+  const now = await call("GET", null, query);
   document.getElementById("title").textContent = now.title;
   document.title = now.title;
-  if (start !== null) {
-    // A help desk's link: begin at its entry, once (a reload continues instead).
+  if (now.preview) {
+    // Nothing is stored until the first input; the address keeps ?start= until then, so a
+    // reload previews the same entry.
+    const at = lastPrompt(now.replies);
+    preview = { entry: start || null, node: at ? at.node : null };
+    draw(now.replies);
+  } else if (start !== null) {
+    // A help desk's link while a conversation exists: begin at its entry, once (a reload
+    // continues instead).
     history.replaceState(null, "", location.pathname);
     await send({ start: start || null });
-  } else if (now.replies.length) {
-    draw(now.replies);
   } else {
-    await send({ start: null });
+    drawHistory(now.history);
+    draw(now.replies);
   }
 })();

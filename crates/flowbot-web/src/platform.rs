@@ -28,6 +28,9 @@ pub struct Options {
     /// it.
     #[arg(long, env = "FLOWBOT_WEB_URL", value_name = "URL")]
     pub web_url: Option<String>,
+    /// The `[web]` settings of the settings file, set by the binary after loading it.
+    #[arg(skip)]
+    pub settings: crate::Settings,
 }
 
 #[async_trait]
@@ -50,8 +53,11 @@ impl Platform for Options {
             }
             None => false,
         };
+        let web = Web::start(service, &self.settings, secure)
+            .await
+            .map_err(|e| PlatformError::new(e.to_string()))?;
         tracing::info!(path = CHAT_PATH, "web: chat page served");
-        Ok(Arc::new(Started { web: Web::new(service, secure) }))
+        Ok(Arc::new(Started { web }))
     }
 
     fn link(&self, entry: Option<&str>) -> Result<Link, PlatformError> {
