@@ -9,7 +9,8 @@
 //! Tests queue updates ([`FakeTelegram::user_message`], [`FakeTelegram::press`],
 //! [`FakeTelegram::push_update`]), read what the bot did ([`FakeTelegram::calls`],
 //! [`FakeTelegram::wait_for`], [`FakeTelegram::message`]) and script faults
-//! ([`FakeTelegram::fail_next`]).
+//! ([`FakeTelegram::fail_next`]) or draw them at random ([`FakeTelegram::chaos`]: 429s and 500s;
+//! [`FakeTelegram::duplicate_updates`]: updates delivered twice).
 //!
 //! Known simplifications: `parse_mode` is stored but the text is not parsed (no entities are
 //! made from markup, the text stays as sent); multipart bodies (file uploads) are recorded with
@@ -102,6 +103,8 @@ pub struct Tapped {
     pub body: Value,
     /// The `result` of a successful answer (`sendMessage`: the message, with its id).
     pub result: Option<Value>,
+    /// When the answer was about to be sent (before the client could read it).
+    pub at: Instant,
 }
 
 /// A fake Telegram Bot API server on 127.0.0.1; it shuts down when dropped.
@@ -139,6 +142,24 @@ struct State {
     next_callback_id: u64,
     failures: HashMap<String, VecDeque<Failure>>,
     chaos: Option<Chaos>,
+    duplicates: Option<Duplicates>,
+    /// Faults answered so far, scripted or random: 429s and 500s.
+    injected: (u64, u64),
+}
+
+/// Updates delivered twice ([`FakeTelegram::duplicate_updates`]).
+#[derive(Debug, Clone)]
+struct Duplicates {
+    share: f64,
+    state: u64,
+    /// The highest update id already rolled for (an update is rolled for once, however often
+    /// it is fetched).
+    rolled_upto: i64,
+    /// Updates to answer again, with their own update ids, in the next `getUpdates`.
+    replay: Vec<Value>,
+    /// How many updates were delivered again (same id) and callbacks sent again (new id).
+    same_id: u64,
+    same_callback: u64,
 }
 
 /// Random faults on some methods: a share of 429s and a share of 500s, from a seeded generator.
@@ -150,20 +171,20 @@ struct Chaos {
     state: u64,
 }
 
-impl Chaos {
-    /// The next number in [0, 1) (xorshift64*).
-    fn next(&mut self) -> f64 {
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        (self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// The next number in [0, 1) of a xorshift64* generator.
+fn next_unit(state: &mut u64) -> f64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+}
 
+impl Chaos {
     fn roll(&mut self, method: &str) -> Option<Failure> {
-        if !self.methods.iter().any(|m| m == method) {
+        if !self.methods.iter().any(|m| m == method || m == "*") {
             return None;
         }
-        let x = self.next();
+        let x = next_unit(&mut self.state);
         if x < self.too_many {
             Some(Failure::TooManyRequests { retry_after: 1 })
         } else if x < self.too_many + self.server_error {
@@ -383,7 +404,7 @@ impl FakeTelegram {
     /// From now on answers a share `too_many` of the calls to `methods` (lower-cased) with 429
     /// (`retry_after` 1 s) and a share `server_error` with 500, chosen by a generator seeded
     /// with `seed`; the call is not carried out. Scripted faults ([`FakeTelegram::fail_next`])
-    /// come first.
+    /// come first. The method `"*"` stands for every method.
     pub fn chaos(&self, methods: &[&str], too_many: f64, server_error: f64, seed: u64) {
         self.shared.lock().chaos = Some(Chaos {
             methods: methods.iter().map(|m| m.to_ascii_lowercase()).collect(),
@@ -398,6 +419,44 @@ impl FakeTelegram {
         self.shared.lock().chaos = None;
     }
 
+    /// From now on delivers a share `share` of the updates twice, chosen by a generator seeded
+    /// with `seed`: once a `getUpdates` answer has carried an update, the next answer carries
+    /// it again with the same `update_id` (whatever offset was confirmed meanwhile, as Telegram
+    /// does when a confirmation is lost), or, for half of the button presses, as a new update
+    /// with the same callback query. Each update is rolled for once.
+    pub fn duplicate_updates(&self, share: f64, seed: u64) {
+        let mut st = self.shared.lock();
+        let rolled_upto = st.next_update_id - 1;
+        st.duplicates = Some(Duplicates {
+            share,
+            state: seed | 1,
+            rolled_upto,
+            replay: Vec::new(),
+            same_id: 0,
+            same_callback: 0,
+        });
+    }
+
+    /// Ends [`FakeTelegram::duplicate_updates`]: what is waiting to be replayed is dropped, the
+    /// counts stay.
+    pub fn no_duplicates(&self) {
+        if let Some(dup) = self.shared.lock().duplicates.as_mut() {
+            dup.share = 0.0;
+            dup.replay.clear();
+        }
+    }
+
+    /// How many 429s and 500s were answered instead of a call so far (scripted and random).
+    pub fn injected(&self) -> (u64, u64) {
+        self.shared.lock().injected
+    }
+
+    /// How many updates [`FakeTelegram::duplicate_updates`] delivered again with the same
+    /// update id, and how many presses it sent again as new updates (same callback query).
+    pub fn duplicated(&self) -> (u64, u64) {
+        self.shared.lock().duplicates.as_ref().map_or((0, 0), |d| (d.same_id, d.same_callback))
+    }
+
     pub fn confirmed_offset(&self) -> i64 {
         self.shared.lock().confirmed_offset
     }
@@ -405,6 +464,12 @@ impl FakeTelegram {
     /// How many updates are queued (not yet confirmed).
     pub fn pending_updates(&self) -> usize {
         self.shared.lock().updates.len()
+    }
+
+    /// Takes every queued update out of the queue, for a test that delivers them itself (to a
+    /// bot in webhook mode, which never polls).
+    pub fn take_updates(&self) -> Vec<Value> {
+        self.shared.lock().updates.drain(..).collect()
     }
 
     /// The message `message_id` in `chat` as it is now (bot or user message), or `None` if it
@@ -509,7 +574,13 @@ async fn handle(
             at: Instant::now(),
         });
         let scripted = st.failures.get_mut(&method).and_then(VecDeque::pop_front);
-        scripted.or_else(|| st.chaos.as_mut().and_then(|c| c.roll(&method)))
+        let failure = scripted.or_else(|| st.chaos.as_mut().and_then(|c| c.roll(&method)));
+        match failure {
+            Some(Failure::TooManyRequests { .. }) => st.injected.0 += 1,
+            Some(Failure::ServerError) => st.injected.1 += 1,
+            _ => {}
+        }
+        failure
     };
     match failure {
         Some(Failure::TooManyRequests { retry_after }) => {
@@ -545,7 +616,12 @@ async fn handle(
     };
     let mut taps = shared.taps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !taps.is_empty() {
-        let tapped = Tapped { method, body: params, result: result.as_ref().ok().cloned() };
+        let tapped = Tapped {
+            method,
+            body: params,
+            result: result.as_ref().ok().cloned(),
+            at: Instant::now(),
+        };
         taps.retain(|tap| tap.send(tapped.clone()).is_ok());
     }
     drop(taps);
@@ -602,8 +678,8 @@ async fn get_updates(shared: &Shared, p: &Value) -> ApiResult {
         tokio::pin!(notified);
         notified.as_mut().enable();
         {
-            let st = shared.lock();
-            let batch: Vec<Value> = st
+            let mut st = shared.lock();
+            let mut batch: Vec<Value> = st
                 .updates
                 .iter()
                 .filter(|u| update_id(u) >= from)
@@ -611,6 +687,9 @@ async fn get_updates(shared: &Shared, p: &Value) -> ApiResult {
                 .take(limit)
                 .cloned()
                 .collect();
+            if st.duplicates.is_some() {
+                batch = with_duplicates(&mut st, batch, limit);
+            }
             if !batch.is_empty() || shared.stopping.load(Ordering::SeqCst) {
                 return Ok(Value::Array(batch));
             }
@@ -621,6 +700,58 @@ async fn get_updates(shared: &Shared, p: &Value) -> ApiResult {
         }
         let _ = tokio::time::timeout(deadline - now, notified).await;
     }
+}
+
+/// A `getUpdates` answer with [`Duplicates`]: what was rolled for replay before joins the batch
+/// (at most `limit` in all, sorted by update id as Telegram sends them, and none past the
+/// batch's last id, so that confirming the answer confirms nothing unseen); then each update of
+/// `batch` not rolled for yet may be chosen to come again.
+fn with_duplicates(st: &mut State, batch: Vec<Value>, limit: usize) -> Vec<Value> {
+    let Some(dup) = st.duplicates.as_mut() else { return batch };
+    let last = batch.last().map_or(i64::MAX, update_id);
+    let mut out = Vec::new();
+    let mut kept = Vec::new();
+    for update in dup.replay.drain(..) {
+        if update_id(&update) <= last && batch.len() + out.len() < limit {
+            out.push(update);
+        } else {
+            kept.push(update);
+        }
+    }
+    dup.replay = kept;
+    dup.same_id += out.len() as u64;
+    let mut again = Vec::new();
+    for update in &batch {
+        let id = update_id(update);
+        if id <= dup.rolled_upto {
+            continue;
+        }
+        dup.rolled_upto = id;
+        if next_unit(&mut dup.state) >= dup.share {
+            continue;
+        }
+        let press = update.get("callback_query").is_some();
+        if press && next_unit(&mut dup.state) < 0.5 {
+            // The same callback query as a new update: strip the id, queue it after the rest.
+            let mut copy = update.clone();
+            if let Some(obj) = copy.as_object_mut() {
+                obj.remove("update_id");
+            }
+            again.push(copy);
+        } else {
+            dup.replay.push(update.clone());
+        }
+    }
+    out.extend(batch);
+    // Stable: a replay comes before the update it repeats when both are in one answer.
+    out.sort_by_key(update_id);
+    for copy in again {
+        push(st, copy);
+        if let Some(dup) = st.duplicates.as_mut() {
+            dup.same_callback += 1;
+        }
+    }
+    out
 }
 
 /// Drops the updates `offset` confirms and returns the lowest update id to answer with.

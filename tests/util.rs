@@ -207,7 +207,7 @@ impl BotProcess {
     }
 
     /// Spawns `cmd` (its stderr piped) and waits until the listener is up.
-    fn spawn(mut cmd: Command, secret: &str) -> Self {
+    pub fn spawn(mut cmd: Command, secret: &str) -> Self {
         use std::io::BufRead;
         let mut child = cmd.spawn().expect("spawn flowbot run");
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -13,10 +13,12 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::bounds::{MAX_FILLED_BYTES, MAX_NODES};
 use crate::flow::{Flow, FlowVersion, Node, NodeKind, Texts, to_ix};
 use crate::limits::{Limits, Measured, over};
+use crate::loader::Deployment;
 use crate::problem::{Problem, ProblemKind, Problems};
-use crate::raw::{Params, RawFlow, RawTexts, SourceMap};
+use crate::raw::{ParamOrigins, RawFlow, RawTexts, SourceMap};
 use crate::text::normalize;
 use crate::token::max_token_len;
 
@@ -25,21 +27,41 @@ pub(crate) use graph::is_payload;
 /// The most choices one question may have (one keyboard, single-digit choice tokens).
 pub const MAX_CHOICES: usize = 10;
 
-/// The problems found so far, and the platform limits to check.
+/// The problems found so far, the platform limits to check, and what filling in parameters
+/// may still produce ([`MAX_FILLED_BYTES`] for the whole flow).
 struct Report<'a> {
     origin: &'a str,
     limits: &'a [&'a Limits],
+    /// Where the deployment set its parameter values.
+    origins: &'a ParamOrigins,
     problems: Vec<Problem>,
+    filled_left: usize,
 }
 
 impl Report<'_> {
     fn add(&mut self, line: Option<u32>, node: Option<&str>, kind: ProblemKind) {
-        self.problems.push(Problem {
-            file: self.origin.to_owned(),
-            line,
-            node: node.map(str::to_owned),
-            kind,
-        });
+        self.add_at(self.origin.to_owned(), line, node, kind);
+    }
+
+    /// A problem in another file than the flow's (the deployment's settings).
+    fn add_at(&mut self, file: String, line: Option<u32>, node: Option<&str>, kind: ProblemKind) {
+        self.problems.push(Problem { file, line, node: node.map(str::to_owned), kind });
+    }
+
+    /// Counts `bytes` of filled text against the flow's budget; `false` (and one problem, at
+    /// the first text over it) once the budget is spent.
+    fn spend(&mut self, bytes: usize, line: Option<u32>, node: Option<&str>) -> bool {
+        if bytes <= self.filled_left {
+            self.filled_left -= bytes;
+            return true;
+        }
+        if self.filled_left != usize::MAX {
+            let what = "the flow's texts together, once parameters are filled in,".to_owned();
+            self.add(line, node, ProblemKind::TooLarge { what, max: MAX_FILLED_BYTES });
+        }
+        // Spent: nothing more is filled, and the problem is reported once.
+        self.filled_left = 0;
+        false
     }
 
     /// Reports every platform limit `measured` breaks.
@@ -57,10 +79,14 @@ impl Report<'_> {
         line: Option<u32>,
         node: Option<&str>,
     ) -> String {
-        fill::fill(text, values).unwrap_or_else(|kind| {
-            self.add(line, node, kind);
-            String::new()
-        })
+        match fill::fill(text, &|name| values.get(name).copied()) {
+            Ok(text) if self.spend(text.len(), line, node) => text,
+            Ok(_) => String::new(),
+            Err(kind) => {
+                self.add(line, node, kind);
+                String::new()
+            }
+        }
     }
 }
 
@@ -69,26 +95,31 @@ pub(crate) fn compile(
     map: &SourceMap,
     source: &str,
     origin: &str,
-    params: &Params,
-    limits: &[&Limits],
+    deployment: &Deployment<'_>,
 ) -> Result<Flow, Problems> {
-    let mut r = Report { origin, limits, problems: Vec::new() };
+    let mut r = Report {
+        origin,
+        limits: deployment.limits,
+        origins: deployment.origins,
+        problems: Vec::new(),
+        filled_left: MAX_FILLED_BYTES,
+    };
 
     if !is_payload(&raw.flow) {
         r.add(map.flow, None, ProblemKind::InvalidFlowId(raw.flow.clone()));
     }
-    if raw.nodes.len() > usize::from(u16::MAX) {
-        let message = format!("{} nodes; at most {} are allowed", raw.nodes.len(), u16::MAX);
-        r.add(None, None, ProblemKind::Shape(message));
+    if raw.nodes.len() > MAX_NODES {
+        let message = format!("{} nodes; at most {MAX_NODES} are allowed", raw.nodes.len());
+        r.add(map.nodes_key, None, ProblemKind::Shape(message));
         return Err(Problems(r.problems));
     }
 
-    let values = fill::values(&raw.params, params, &mut r);
+    let values = fill::values(&raw.params, deployment.params, map, &mut r);
     let values = fill::as_values(&values);
     let ids = graph::ids(&raw.nodes, map, &mut r);
     let resolve = |target: &str| ids.get(target).copied();
     let (start, mut entries) = graph::entries(&raw, map, &resolve, &mut r);
-    let texts = compile_texts(&raw.texts, &values, &mut r);
+    let texts = compile_texts(&raw.texts, &values, map, &mut r);
 
     // Forms.
     let mut forms = Vec::with_capacity(raw.forms.len());
@@ -183,32 +214,39 @@ pub(crate) fn compile(
         resume_after: Some(crate::flow::DEFAULT_RESUME_AFTER_MS),
         forms,
         delivers: false,
+        text_lines: map.texts.clone(),
     };
     flow.first_stop = flow.settle(start);
     Ok(flow)
 }
 
 /// The flow's own texts (`texts:`), filled; the navigation labels checked against the limits.
-fn compile_texts(t: &RawTexts, values: &fill::Values<'_>, r: &mut Report<'_>) -> Texts {
-    let mut fill_text = |text: &str| r.fill(text, values, None, None);
+fn compile_texts(
+    t: &RawTexts,
+    values: &fill::Values<'_>,
+    map: &SourceMap,
+    r: &mut Report<'_>,
+) -> Texts {
+    let line = |name: &str| map.texts.get(name).copied().or(map.texts_key);
+    let mut fill_text = |name: &str, text: &str| r.fill(text, values, line(name), None);
     let mut texts = Texts {
-        back: fill_text(&t.back),
-        restart: fill_text(&t.restart),
-        stale: fill_text(&t.stale),
-        no_match: fill_text(&t.no_match),
-        contact: fill_text(&t.contact),
-        help: fill_text(&t.help),
-        cannot_go_back: fill_text(&t.cannot_go_back),
-        ended: fill_text(&t.ended),
-        unknown_entry: fill_text(&t.unknown_entry),
-        unknown_command: fill_text(&t.unknown_command),
-        resume_question: fill_text(&t.resume_question),
-        resume: fill_text(&t.resume),
-        not_yours: fill_text(&t.not_yours),
-        command_start: fill_text(&t.command_start),
-        command_back: fill_text(&t.command_back),
-        command_restart: fill_text(&t.command_restart),
-        command_help: fill_text(&t.command_help),
+        back: fill_text("back", &t.back),
+        restart: fill_text("restart", &t.restart),
+        stale: fill_text("stale", &t.stale),
+        no_match: fill_text("no_match", &t.no_match),
+        contact: fill_text("contact", &t.contact),
+        help: fill_text("help", &t.help),
+        cannot_go_back: fill_text("cannot_go_back", &t.cannot_go_back),
+        ended: fill_text("ended", &t.ended),
+        unknown_entry: fill_text("unknown_entry", &t.unknown_entry),
+        unknown_command: fill_text("unknown_command", &t.unknown_command),
+        resume_question: fill_text("resume_question", &t.resume_question),
+        resume: fill_text("resume", &t.resume),
+        not_yours: fill_text("not_yours", &t.not_yours),
+        command_start: fill_text("command_start", &t.command_start),
+        command_back: fill_text("command_back", &t.command_back),
+        command_restart: fill_text("command_restart", &t.command_restart),
+        command_help: fill_text("command_help", &t.command_help),
         back_key: String::new(),
         restart_key: String::new(),
         resume_key: String::new(),
@@ -219,7 +257,7 @@ fn compile_texts(t: &RawTexts, values: &fill::Values<'_>, r: &mut Report<'_>) ->
     for (name, label) in
         [("back", &texts.back), ("restart", &texts.restart), ("resume", &texts.resume)]
     {
-        r.limits(None, None, &format!("`texts.{name}` `{label}`"), Measured::Label(label));
+        r.limits(line(name), None, &format!("`texts.{name}` `{label}`"), Measured::Label(label));
     }
     texts
 }

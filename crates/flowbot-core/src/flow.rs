@@ -67,6 +67,8 @@ pub struct Flow {
     pub(crate) forms: Vec<Form>,
     /// Whether submitted forms are delivered to a help desk (or only shown to copy).
     pub(crate) delivers: bool,
+    /// The lines of the engine's texts (`texts:`), by name, for problems about them.
+    pub(crate) text_lines: std::collections::BTreeMap<String, u32>,
 }
 
 /// The pause after which a returning user is asked whether to resume (one day, in ms).

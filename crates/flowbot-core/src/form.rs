@@ -11,6 +11,7 @@
 //! Every word shown comes from the flow's `forms:` section; this module only lays it out.
 
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
 
 /// A compiled form.
@@ -463,10 +464,19 @@ impl Submission {
         s
     }
 
-    /// The request as the help desk reads it (the `handoff` template filled in).
+    /// The request as the help desk reads it (the `handoff` template filled in). Without a
+    /// reference (a request kept nowhere: the terminal's in-memory chat), the template's line
+    /// that shows it is left out, so no 受付番号 is given that no desk could look up.
     pub fn text(&self, form: &Form) -> String {
+        let template = if self.reference.is_empty() {
+            let kept: Vec<&str> =
+                form.texts.handoff.split('\n').filter(|l| !l.contains("{{reference}}")).collect();
+            Cow::Owned(kept.join("\n"))
+        } else {
+            Cow::Borrowed(form.texts.handoff.as_str())
+        };
         slots(
-            &form.texts.handoff,
+            &template,
             &[
                 ("title", &self.title),
                 ("reference", &self.reference),

@@ -46,6 +46,7 @@
 //! assert_eq!(flow.node(conv.node()).id(), "off");
 //! ```
 
+pub mod bounds;
 mod clock;
 mod compile;
 mod engine;
@@ -64,6 +65,7 @@ mod text;
 mod token;
 mod view;
 
+pub use bounds::source_text;
 pub use clock::{Clock, ManualClock};
 pub use compile::MAX_CHOICES;
 pub use engine::{
@@ -79,9 +81,9 @@ pub use form::{
     Submission, SubmittedAnswer, is_email, normalize_answer, reference,
 };
 pub use limits::Limits;
-pub use loader::{load_flow, load_flow_for};
+pub use loader::{Deployment, load_flow, load_flow_for, load_flow_in};
 pub use problem::{OverLimit, Problem, ProblemKind, Problems};
-pub use raw::Params;
+pub use raw::{ParamOrigins, Params, ValueOrigin};
 pub use script::{
     Coverage, CoverageReport, Script, ScriptFailure, ScriptFile, ScriptStep, run_script,
 };

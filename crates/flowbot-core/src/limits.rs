@@ -149,7 +149,7 @@ impl Flow {
         let t = &self.texts;
         for (name, label) in [("back", &t.back), ("restart", &t.restart), ("resume", &t.resume)] {
             add(
-                None,
+                self.text_lines.get(name).copied(),
                 None,
                 over(limits, &format!("`texts.{name}` `{label}`"), Measured::Label(label)),
             );

@@ -11,7 +11,7 @@ use crate::compile::compile;
 use crate::flow::Flow;
 use crate::limits::Limits;
 use crate::problem::{Problem, ProblemKind, Problems};
-use crate::raw::{Params, RawFlow, SourceMap};
+use crate::raw::{ParamOrigins, Params, RawFlow, SourceMap};
 
 /// Loads a flow from YAML source text.
 ///
@@ -21,7 +21,7 @@ use crate::raw::{Params, RawFlow, SourceMap};
 ///
 /// No platform's limits are checked: see [`load_flow_for`] and [`Flow::check_limits`].
 pub fn load_flow(source: &str, origin: &str, params: &Params) -> Result<Flow, Problems> {
-    load_flow_for(source, origin, params, &[])
+    load_flow_in(source, origin, &Deployment { params, ..Deployment::default() })
 }
 
 /// [`load_flow`], also checking the flow against the `limits` of the platforms it will run on,
@@ -32,20 +32,63 @@ pub fn load_flow_for(
     params: &Params,
     limits: &[&Limits],
 ) -> Result<Flow, Problems> {
+    load_flow_in(source, origin, &Deployment { params, limits, ..Deployment::default() })
+}
+
+/// What a deployment brings to loading a flow: its parameter values, where it set them (so
+/// that a problem with a value names the settings file and line), and the limits of the
+/// platforms the flow will run on.
+#[derive(Debug, Clone, Copy)]
+pub struct Deployment<'a> {
+    pub params: &'a Params,
+    pub origins: &'a ParamOrigins,
+    pub limits: &'a [&'a Limits],
+}
+
+static NO_PARAMS: Params = Params::new();
+static NO_ORIGINS: ParamOrigins = ParamOrigins::new();
+
+impl Default for Deployment<'_> {
+    fn default() -> Self {
+        Deployment { params: &NO_PARAMS, origins: &NO_ORIGINS, limits: &[] }
+    }
+}
+
+/// Loads a flow for a deployment: [`load_flow_for`] with the origins of the parameter values.
+/// The source is at most [`MAX_SOURCE_BYTES`](crate::bounds::MAX_SOURCE_BYTES); what its
+/// parameters expand to is bounded too ([`crate::bounds`]), so any source loads or is refused
+/// in bounded time and memory.
+pub fn load_flow_in(
+    source: &str,
+    origin: &str,
+    deployment: &Deployment<'_>,
+) -> Result<Flow, Problems> {
+    crate::bounds::source_text(source.as_bytes(), origin).map_err(|p| Problems(vec![p]))?;
     let raw: RawFlow = parse(source, origin).map_err(|p| Problems(vec![p]))?;
     let map = source_map(source, &raw);
-    compile(raw, &map, source, origin, params, limits)
+    compile(raw, &map, source, origin, deployment)
 }
 
 /// Parses YAML text into `T`, turning a serde error into a located [`Problem`].
 pub(crate) fn parse<T: DeserializeOwned>(source: &str, origin: &str) -> Result<T, Problem> {
+    if let Some(line) = crate::bounds::too_deep(source) {
+        let message =
+            format!("`[` and `{{` nest deeper than {} levels here", crate::bounds::MAX_NESTING);
+        let kind = ProblemKind::Syntax(message);
+        return Err(Problem { file: origin.to_owned(), line: Some(line), node: None, kind });
+    }
     serde_yaml::from_str(source).map_err(|e| {
-        let line = e.location().map(|l| u32::try_from(l.line()).unwrap_or(u32::MAX));
+        let outline = Outline::new(source);
+        let line = e
+            .location()
+            .map(|l| u32::try_from(l.line()).unwrap_or(u32::MAX))
+            .or_else(|| outline.second_document().map(line_no))
+            .or(Some(1));
         let mut message = e.to_string();
         if let Some(at) = message.rfind(" at line ") {
             message.truncate(at);
         }
-        let node = line.and_then(|l| Outline::new(source).node_id_at(l));
+        let node = line.and_then(|l| outline.node_id_at(l));
         Problem { file: origin.to_owned(), line, node, kind: ProblemKind::Syntax(message) }
     })
 }
@@ -61,8 +104,10 @@ fn source_map(source: &str, raw: &RawFlow) -> SourceMap {
         })
         .collect();
     let usable = ranges.len() == raw.nodes.len();
+    // A list the outline cannot follow (flow style) points at its key's line.
+    let nodes_key = outline.top_key("nodes").map(line_no);
     let nodes = (0..raw.nodes.len())
-        .map(|i| if usable { Some(line_no(ranges[i].0)) } else { None })
+        .map(|i| if usable { Some(line_no(ranges[i].0)) } else { nodes_key })
         .collect();
     let choices = raw
         .nodes
@@ -75,45 +120,66 @@ fn source_map(source: &str, raw: &RawFlow) -> SourceMap {
             if found.len() == want { found.into_iter().map(line_no).collect() } else { Vec::new() }
         })
         .collect();
+    let keys = |key: &str| -> std::collections::BTreeMap<String, u32> {
+        outline.top_mapping_keys(key).into_iter().map(|(k, l)| (k, line_no(l))).collect()
+    };
     SourceMap {
         nodes,
         choices,
-        entries: outline
-            .top_mapping_keys("entries")
-            .into_iter()
-            .map(|(k, l)| (k, line_no(l)))
-            .collect(),
-        forms: outline
-            .top_mapping_keys("forms")
-            .into_iter()
-            .map(|(k, l)| (k, line_no(l)))
-            .collect(),
+        entries: keys("entries"),
+        forms: keys("forms"),
+        params: keys("params"),
+        texts: keys("texts"),
         start: outline.top_key("start").map(line_no),
         flow: outline.top_key("flow").map(line_no),
+        nodes_key,
+        entries_key: outline.top_key("entries").map(line_no),
+        texts_key: outline.top_key("texts").map(line_no),
     }
 }
 
-fn line_no(index: usize) -> u32 {
+pub(crate) fn line_no(index: usize) -> u32 {
     u32::try_from(index + 1).unwrap_or(u32::MAX)
 }
 
 /// The block layout of a YAML file: which lines start which items and keys.
-struct Outline<'a> {
+pub(crate) struct Outline<'a> {
     lines: Vec<&'a str>,
 }
 
 impl<'a> Outline<'a> {
-    fn new(source: &'a str) -> Self {
+    pub(crate) fn new(source: &'a str) -> Self {
         Outline { lines: source.lines().collect() }
     }
 
+    /// The 0-based line that starts a second YAML document (`---` after content, or after a
+    /// first `---`), where a file holds several.
+    fn second_document(&self) -> Option<usize> {
+        let is_marker = |l: &str| {
+            (l.starts_with("---") || l.starts_with("..."))
+                && matches!(l.as_bytes().get(3), None | Some(b' ' | b'\t' | b'\r'))
+        };
+        let mut content = false;
+        for (i, line) in self.lines.iter().enumerate() {
+            if is_marker(line) {
+                if content {
+                    return Some(i);
+                }
+                content = true;
+            } else if !is_insignificant(line) {
+                content = true;
+            }
+        }
+        None
+    }
+
     /// The 0-based line of a top-level `key:`.
-    fn top_key(&self, key: &str) -> Option<usize> {
+    pub(crate) fn top_key(&self, key: &str) -> Option<usize> {
         self.lines.iter().position(|l| indent(l) == 0 && key_of(l) == Some(key))
     }
 
     /// The lines of the items of the block sequence under a top-level `key:`.
-    fn top_sequence(&self, key: &str) -> Vec<usize> {
+    pub(crate) fn top_sequence(&self, key: &str) -> Vec<usize> {
         match self.top_key(key) {
             Some(at) => self.sequence_after(at, 0, self.lines.len()),
             None => Vec::new(),
@@ -121,7 +187,7 @@ impl<'a> Outline<'a> {
     }
 
     /// The lines of the items of the block sequence under `key:` inside the item `range`.
-    fn child_sequence(&self, (start, end): (usize, usize), key: &str) -> Vec<usize> {
+    pub(crate) fn child_sequence(&self, (start, end): (usize, usize), key: &str) -> Vec<usize> {
         let item_key_indent = indent(self.lines[start]) + 2;
         (start..end)
             .find(|&i| {
@@ -133,7 +199,7 @@ impl<'a> Outline<'a> {
     }
 
     /// The keys (and lines) of the block mapping under a top-level `key:`.
-    fn top_mapping_keys(&self, key: &str) -> Vec<(String, usize)> {
+    pub(crate) fn top_mapping_keys(&self, key: &str) -> Vec<(String, usize)> {
         let Some(at) = self.top_key(key) else {
             return Vec::new();
         };
@@ -182,7 +248,7 @@ impl<'a> Outline<'a> {
     }
 
     /// The line after the last line of the item starting at `start`.
-    fn end_of_block(&self, start: usize) -> usize {
+    pub(crate) fn end_of_block(&self, start: usize) -> usize {
         let ind = indent(self.lines[start]);
         (start + 1..self.lines.len())
             .find(|&i| !is_insignificant(self.lines[i]) && indent(self.lines[i]) <= ind)
@@ -304,5 +370,15 @@ nodes:
         let ProblemKind::Syntax(message) = &err.kind else { panic!("{err:?}") };
         assert!(message.contains("unknown field `lable`"), "{message}");
         assert!(!message.contains(" at line "), "{message}");
+    }
+
+    #[test]
+    fn a_second_document_is_located() {
+        let src = format!("{SRC}---\nflow: g\n");
+        let err = parse::<serde_yaml::Value>(&src, "f.yaml").unwrap_err();
+        assert_eq!(err.line, Some(17), "{err}");
+        assert!(err.to_string().contains("more than one document"), "{err}");
+        let src = format!("---\n{SRC}...\n");
+        assert_eq!(Outline::new(&src).second_document(), Some(17));
     }
 }

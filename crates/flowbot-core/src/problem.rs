@@ -78,6 +78,11 @@ pub enum ProblemKind {
     Form { form: String, message: String },
     #[error("parameter `{name}`: {message}")]
     Param { name: String, message: String },
+    /// Over one of the loader's own bounds ([`crate::bounds`]).
+    #[error("{what} is larger than the {max} bytes allowed")]
+    TooLarge { what: String, max: usize },
+    #[error("the file is not UTF-8: byte {byte} (column {column}) is not part of a character")]
+    NotUtf8 { byte: usize, column: usize },
 }
 
 /// A platform's limit broken: "choice 4's label `…` is 82 characters; Chat allows 80".

@@ -11,6 +11,17 @@ use serde::Deserialize;
 /// Deployment values for a flow's declared `params`, by name.
 pub type Params = BTreeMap<String, String>;
 
+/// Where a deployment set its parameter values, by name: problems with a value are reported
+/// there (the settings file and line), not against the flow.
+pub type ParamOrigins = BTreeMap<String, ValueOrigin>;
+
+/// A file (or "the environment (NAME)") and, where known, the 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueOrigin {
+    pub file: String,
+    pub line: Option<u32>,
+}
+
 /// Where things are in the source, as far as the loader could tell. Lines are 1-based.
 #[derive(Debug, Default)]
 pub(crate) struct SourceMap {
@@ -19,8 +30,16 @@ pub(crate) struct SourceMap {
     pub choices: Vec<Vec<u32>>,
     pub entries: BTreeMap<String, u32>,
     pub forms: BTreeMap<String, u32>,
+    /// The lines of the declared parameters and of the engine's texts, by name.
+    pub params: BTreeMap<String, u32>,
+    pub texts: BTreeMap<String, u32>,
+    /// The line of `texts:`.
+    pub texts_key: Option<u32>,
     pub start: Option<u32>,
     pub flow: Option<u32>,
+    /// The lines of `nodes:` and `entries:`.
+    pub nodes_key: Option<u32>,
+    pub entries_key: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

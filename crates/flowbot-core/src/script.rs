@@ -3,15 +3,15 @@
 //! `flowbot test` runs them and measures node and edge coverage of each flow; see
 //! `flows/README.md` for the format.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use serde::Deserialize;
 
 use crate::engine::{Conversation, Input, NoticeKind, Outcome, Reply, Timestamp};
 use crate::flow::{Flow, NodeIx, NodeKind};
-use crate::loader::parse;
-use crate::problem::Problem;
+use crate::loader::{Outline, line_no, parse};
+use crate::problem::{Problem, ProblemKind};
 use crate::raw::Params;
 
 /// A file of scripts for one flow.
@@ -24,12 +24,75 @@ pub struct ScriptFile {
     #[serde(default)]
     pub params: Params,
     pub scripts: Vec<Script>,
+    /// Where the file came from, and the lines of its `params:` keys.
+    #[serde(skip)]
+    origin: String,
+    #[serde(skip)]
+    param_lines: BTreeMap<String, u32>,
+    #[serde(skip)]
+    flow_line: Option<u32>,
 }
 
 impl ScriptFile {
-    /// Parses a script file.
+    /// Parses a script file, noting the lines of its scripts and steps for failures.
     pub fn parse(source: &str, origin: &str) -> Result<Self, Problem> {
-        parse(source, origin)
+        crate::bounds::source_text(source.as_bytes(), origin)?;
+        let mut file: ScriptFile = parse(source, origin)?;
+        let outline = Outline::new(source);
+        file.origin = origin.to_owned();
+        file.flow_line = outline.top_key("flow").map(line_no);
+        file.param_lines =
+            outline.top_mapping_keys("params").into_iter().map(|(k, l)| (k, line_no(l))).collect();
+        let items = outline.top_sequence("scripts");
+        if items.len() == file.scripts.len() {
+            for (i, script) in file.scripts.iter_mut().enumerate() {
+                let end = items.get(i + 1).copied().unwrap_or(outline.end_of_block(items[i]));
+                script.line = Some(line_no(items[i]));
+                let steps = outline.child_sequence((items[i], end), "steps");
+                if steps.len() == script.steps.len() {
+                    script.step_lines = steps.into_iter().map(line_no).collect();
+                }
+            }
+        }
+        Ok(file)
+    }
+
+    /// The line of the file's `flow:`.
+    pub fn flow_line(&self) -> Option<u32> {
+        self.flow_line
+    }
+
+    /// Where the file sets its parameter values, for problems with them.
+    pub fn param_origins(&self) -> crate::raw::ParamOrigins {
+        self.params
+            .keys()
+            .map(|name| {
+                let line = self.param_lines.get(name).copied();
+                (name.clone(), crate::raw::ValueOrigin { file: self.origin.clone(), line })
+            })
+            .collect()
+    }
+
+    /// The file's parameters that `flow` does not declare (most likely misspelt), each with
+    /// its line.
+    pub fn unknown_params(&self, flow: &Flow) -> Vec<Problem> {
+        self.params
+            .keys()
+            .filter(|name| !flow.params().contains(name))
+            .map(|name| Problem {
+                file: self.origin.clone(),
+                line: self.param_lines.get(name).copied(),
+                node: None,
+                kind: ProblemKind::Param {
+                    name: name.clone(),
+                    message: format!(
+                        "flow `{}` declares no such parameter (it has: {})",
+                        flow.id(),
+                        flow.params().join(", ")
+                    ),
+                },
+            })
+            .collect()
     }
 }
 
@@ -41,6 +104,11 @@ pub struct Script {
     #[serde(default)]
     pub entry: Option<String>,
     pub steps: Vec<ScriptStep>,
+    /// The line the script starts on, and each step's, where the file's layout tells.
+    #[serde(skip)]
+    line: Option<u32>,
+    #[serde(skip)]
+    step_lines: Vec<u32>,
 }
 
 /// One step: an input to give, or an assertion about the last input's outcome.
@@ -188,6 +256,9 @@ pub struct ScriptFailure {
     pub script: String,
     /// 1-based index of the failing step.
     pub step: usize,
+    /// The line of the failing step in the script file (of the script, where the step's is
+    /// not known).
+    pub line: Option<u32>,
     pub message: String,
 }
 
@@ -320,8 +391,12 @@ pub fn run_script(
     coverage: &mut Coverage,
 ) -> Result<(), ScriptFailure> {
     let mut now = Timestamp(0);
-    let fail =
-        |step: usize, message: String| ScriptFailure { script: script.name.clone(), step, message };
+    let fail = |step: usize, message: String| ScriptFailure {
+        script: script.name.clone(),
+        step,
+        line: script.step_lines.get(step.wrapping_sub(1)).copied().or(script.line),
+        message,
+    };
     let (mut conv, first) = Conversation::start(flow, script.entry.as_deref(), now);
     coverage.record(flow, &first);
     let mut last = Shown::from(&first);
@@ -388,7 +463,12 @@ pub fn run_script(
                 let hours: u64 = hours
                     .parse()
                     .map_err(|_| fail(n, format!("`{hours}` is not a number of hours")))?;
-                now = Timestamp(now.0 + hours * 3_600_000);
+                // Checked: a script may ask for more hours than the clock can count.
+                now = hours
+                    .checked_mul(3_600_000)
+                    .and_then(|ms| now.0.checked_add(ms))
+                    .map(Timestamp)
+                    .ok_or_else(|| fail(n, format!("{hours} hours is too long a wait")))?;
                 continue;
             }
             ScriptStep::At(id) => {

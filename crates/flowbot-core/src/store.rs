@@ -280,6 +280,18 @@ pub trait ConversationStore: Send + Sync + fmt::Debug {
 
     /// Statistics from the event log, per flow version.
     async fn stats(&self) -> Result<Vec<VersionStats>, StoreError>;
+
+    /// Whether the store can serve: the database answers and its schema is the one this build
+    /// expects (`/readyz`). An in-memory store is always ready.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The deployment's secret named `name` (e.g. the web chat's session key): the one kept, or
+    /// else `fresh`, kept from now on. The first writer wins across processes, and every caller
+    /// gets the kept value. Never logged; `purge` leaves it.
+    async fn secret(&self, name: &str, fresh: &[u8], now: Timestamp)
+    -> Result<Vec<u8>, StoreError>;
 }
 
 /// The outbox: the outgoing items commits wrote (replies and hand-off deliveries), drained by

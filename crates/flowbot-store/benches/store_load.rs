@@ -7,13 +7,17 @@
 //! steps and conversations per second, and the latency of one step at p50 and p99. A run with
 //! one user measures the cost of a single persisted step with nothing else going on.
 //!
+//! SQLite runs twice, side by side: with `synchronous=NORMAL` (the default) and `FULL` (the
+//! `[store] sqlite_synchronous = "full"` setting), so the cost of syncing every commit is a
+//! ratio measured in one invocation.
+//!
 //! `FLOWBOT_LOAD_SECONDS` (default 5) sets each run's length.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowbot_core::{ConversationKey, Input, Params, Timestamp, load_flow};
-use flowbot_store::{Handled, Service, ServiceOptions, SqlStore, Update};
+use flowbot_store::{Handled, Service, ServiceOptions, SqlStore, Synchronous, Update};
 
 const GMIS: &str = include_str!("../../../flows/gmis-mail-trouble.yaml");
 
@@ -90,7 +94,7 @@ fn report(backend: &str, users: usize, r: &mut Run) {
         |p: f64| r.latencies[((r.latencies.len() as f64 * p) as usize).min(r.latencies.len() - 1)];
     let secs = r.elapsed.as_secs_f64();
     println!(
-        "{backend:<8} users {users:>4}: {:>8.0} steps/s {:>7.0} conversations/s  step p50 {:>7.1?} p99 {:>7.1?}  ({} steps in {secs:.1} s)",
+        "{backend:<11} users {users:>4}: {:>8.0} steps/s {:>7.0} conversations/s  step p50 {:>7.1?} p99 {:>7.1?}  ({} steps in {secs:.1} s)",
         r.steps as f64 / secs,
         r.conversations as f64 / secs,
         pct(0.50),
@@ -99,8 +103,8 @@ fn report(backend: &str, users: usize, r: &mut Run) {
     );
 }
 
-async fn bench(backend: &str, url: &str, seconds: u64) {
-    let store = SqlStore::open(url).await.unwrap();
+async fn bench(backend: &str, url: &str, synchronous: Synchronous, seconds: u64) {
+    let store = SqlStore::open_with(url, synchronous).await.unwrap();
     let service = Arc::new(
         Service::new(Arc::new(store), GMIS, "gmis", ServiceOptions::default(), Timestamp(0))
             .await
@@ -118,11 +122,11 @@ fn main() {
         std::env::var("FLOWBOT_LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    rt.block_on(bench(
-        "sqlite",
-        &format!("sqlite://{}", dir.path().join("load.sqlite").display()),
-        seconds,
-    ));
+    for (name, synchronous) in [("sqlite", Synchronous::Normal), ("sqlite-full", Synchronous::Full)]
+    {
+        let url = format!("sqlite://{}", dir.path().join(format!("{name}.sqlite")).display());
+        rt.block_on(bench(name, &url, synchronous, seconds));
+    }
     if let Ok(url) = std::env::var("DATABASE_URL") {
         rt.block_on(async {
             use sqlx::{Connection, Executor};
@@ -130,7 +134,7 @@ fn main() {
             let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
             admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
             let base = &url[..url.rfind('/').unwrap()];
-            bench("postgres", &format!("{base}/{name}"), seconds).await;
+            bench("postgres", &format!("{base}/{name}"), Synchronous::default(), seconds).await;
             admin.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
         });
     }

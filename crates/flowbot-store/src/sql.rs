@@ -47,7 +47,7 @@ pub struct SqlStore {
 }
 
 /// The migrations, in order: `(version, description, SQLite, PostgreSQL)`.
-const MIGRATIONS: [(i64, &str, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 4] = [
     (
         1,
         "init",
@@ -66,6 +66,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 3] = [
         include_str!("../migrations/sqlite/0003_outbox.sql"),
         include_str!("../migrations/postgres/0003_outbox.sql"),
     ),
+    (
+        4,
+        "secrets",
+        include_str!("../migrations/sqlite/0004_secrets.sql"),
+        include_str!("../migrations/postgres/0004_secrets.sql"),
+    ),
 ];
 
 impl SqlStore {
@@ -81,15 +87,21 @@ impl SqlStore {
     ///
     /// SQLite: `sqlite://PATH` (the file and its folder are created); WAL journal with
     /// `synchronous=NORMAL`, so a committed step survives a crash of the process (not of the
-    /// machine's power). PostgreSQL: `postgres://USER:PASSWORD@HOST/DB`.
+    /// machine's power: see [`Synchronous`]). PostgreSQL: `postgres://USER:PASSWORD@HOST/DB`.
     pub async fn open(url: &str) -> Result<Self, OpenError> {
+        Self::open_with(url, Synchronous::default()).await
+    }
+
+    /// [`SqlStore::open`], with SQLite's durability chosen (PostgreSQL ignores it: its own
+    /// `synchronous_commit` is the server's setting).
+    pub async fn open_with(url: &str, synchronous: Synchronous) -> Result<Self, OpenError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = normalize_url(url)?;
         // Reads go through a pool; all writes through one connection of their own (the group
         // commit writer), so a burst of reads never keeps the writer waiting for a connection.
-        let pool =
-            Self::pool(backend, &url, if backend == Backend::Sqlite { 3 } else { 12 }).await?;
-        let writer = Self::pool(backend, &url, 1).await?;
+        let readers = if backend == Backend::Sqlite { 3 } else { 12 };
+        let pool = Self::pool(backend, &url, readers, synchronous).await?;
+        let writer = Self::pool(backend, &url, 1, synchronous).await?;
         let migrations = MIGRATIONS
             .iter()
             .map(|&(version, description, sqlite, postgres)| {
@@ -118,12 +130,17 @@ impl SqlStore {
         Ok(SqlStore { pool, backend, jobs })
     }
 
-    async fn pool(backend: Backend, url: &str, size: u32) -> Result<AnyPool, OpenError> {
+    async fn pool(
+        backend: Backend,
+        url: &str,
+        size: u32,
+        synchronous: Synchronous,
+    ) -> Result<AnyPool, OpenError> {
         let options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new().after_connect(|conn, _| {
+            Backend::Sqlite => AnyPoolOptions::new().after_connect(move |conn, _| {
                 Box::pin(async move {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute(synchronous.pragma()).await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     Ok(())
                 })
@@ -140,6 +157,40 @@ impl SqlStore {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+}
+
+/// How SQLite makes a commit durable (`PRAGMA synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// The WAL is synced at checkpoints only: a committed step survives a crash of the process,
+    /// but a crash of the machine or a power cut may roll back the last steps (which the
+    /// platform may already have been told of). The default: the fastest safe choice.
+    #[default]
+    Normal,
+    /// The WAL is synced at every commit: a committed step survives a power cut too, at the
+    /// cost of one sync per batch of steps.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+            Synchronous::Full => "PRAGMA synchronous = FULL",
+        }
+    }
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "normal" => Ok(Synchronous::Normal),
+            "full" => Ok(Synchronous::Full),
+            other => Err(format!("`{other}` is not \"normal\" or \"full\"")),
+        }
     }
 }
 
@@ -258,6 +309,15 @@ impl ConversationStore for SqlStore {
         Ok(())
     }
 
+    async fn secret(
+        &self,
+        name: &str,
+        fresh: &[u8],
+        now: Timestamp,
+    ) -> Result<Vec<u8>, StoreError> {
+        crate::secret::keep(&self.pool, name, fresh, now).await
+    }
+
     async fn flow_source(
         &self,
         flow_id: &str,
@@ -350,6 +410,21 @@ impl ConversationStore for SqlStore {
         Ok(Purged { conversations, events, flow_versions, requests, replies, drafts })
     }
 
+    async fn ready(&self) -> Result<(), StoreError> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        let expected = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if applied < expected {
+            return Err(StoreError::Database(format!(
+                "{applied} of {expected} migrations applied"
+            )));
+        }
+        Ok(())
+    }
+
     async fn stats(&self) -> Result<Vec<VersionStats>, StoreError> {
         let mut all: Vec<VersionStats> = Vec::new();
         let conversations = sqlx::query(
@@ -422,6 +497,22 @@ impl ConversationStore for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sqlite_durability_is_the_chosen_one_on_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        for (mode, want) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
+            let url = format!("sqlite://{}", dir.path().join(format!("{want}.sqlite")).display());
+            let store = SqlStore::open_with(&url, mode).await.unwrap();
+            for _ in 0..3 {
+                let level: i64 =
+                    sqlx::query_scalar("PRAGMA synchronous").fetch_one(&store.pool).await.unwrap();
+                assert_eq!(level, want, "{mode:?}");
+            }
+        }
+        assert_eq!("FULL".parse::<Synchronous>(), Ok(Synchronous::Full));
+        assert!("off".parse::<Synchronous>().is_err());
+    }
 
     #[test]
     fn urls() {

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use flowbot_core::{Flow, load_flow_for};
+use flowbot_core::{Flow, Problems, load_flow_in};
 
 use crate::config::Config;
-use crate::flows::flow_files;
+use crate::flows::{flow_files, read_source};
 
 pub fn run(paths: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
     let mut files = Vec::new();
@@ -23,9 +22,13 @@ pub fn run(paths: &[PathBuf], config: &Config) -> anyhow::Result<ExitCode> {
     let mut flows: Vec<Flow> = Vec::new();
     let mut broken = 0;
     for file in &files {
-        let source = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        match load_flow_for(&source, &file.display().to_string(), &config.params, &limits) {
+        let loaded = match read_source(file)? {
+            Ok(source) => {
+                load_flow_in(&source, &file.display().to_string(), &config.deployment(&limits))
+            }
+            Err(problem) => Err(Problems(vec![problem])),
+        };
+        match loaded {
             Ok(flow) => {
                 let endings = flow.nodes().iter().filter(|n| n.is_ending()).count();
                 println!(

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use flowbot_core::{Flow, Params, Problems, load_flow};
+use flowbot_core::bounds::MAX_SOURCE_BYTES;
+use flowbot_core::{Flow, Problem, Problems, load_flow_in, source_text};
 
 use crate::config::Config;
 
@@ -27,8 +28,7 @@ impl FlowSource {
         Ok(match path {
             Some(path) => FlowSource {
                 origin: path.display().to_string(),
-                text: std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
+                text: read_source(path)?.map_err(|problem| anyhow::anyhow!("{problem}"))?,
             },
             None => {
                 FlowSource { origin: DEFAULT_FLOW_ORIGIN.to_owned(), text: DEFAULT_FLOW.to_owned() }
@@ -39,19 +39,26 @@ impl FlowSource {
 
 /// Loads `path`, or the embedded default flow, with the configuration's parameters.
 pub fn load_or_default(path: Option<&Path>, config: &Config) -> anyhow::Result<Flow> {
-    let flow = match path {
-        Some(path) => load_file(path, &config.params)?.map_err(report)?,
-        None => load_flow(DEFAULT_FLOW, DEFAULT_FLOW_ORIGIN, &config.params).map_err(report)?,
-    };
+    let source = FlowSource::read(path)?;
+    let flow =
+        load_flow_in(&source.text, &source.origin, &config.deployment(&[])).map_err(report)?;
     config.check_params([&flow])?;
     Ok(flow)
 }
 
-/// Reads and compiles one flow file: `Err` for I/O, `Ok(Err)` for the flow's own problems.
-pub fn load_file(path: &Path, params: &Params) -> anyhow::Result<Result<Flow, Problems>> {
-    let source =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(load_flow(&source, &path.display().to_string(), params))
+/// Reads a flow or script file: `Err` for I/O, `Ok(Err)` for a file too large or not UTF-8
+/// (with its line). No more than the largest allowed file is read.
+pub fn read_source(path: &Path) -> anyhow::Result<Result<String, Problem>> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(MAX_SOURCE_BYTES).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let origin = path.display().to_string();
+    Ok(source_text(&bytes, &origin).map(str::to_owned))
 }
 
 /// The flow files a path names: the file itself, or a folder's `*.yaml` / `*.yml` files, sorted.

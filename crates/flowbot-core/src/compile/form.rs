@@ -32,12 +32,13 @@ pub(super) fn compile_form(
     }
     // Deployment parameters are filled in now; the runtime slots stay for the engine.
     let text = |r: &mut Report<'_>, what: &str, source: &str, slots: &[&str]| {
-        let mut with_slots = values.clone();
         let kept: Vec<String> = slots.iter().map(|s| format!("{{{{{s}}}}}")).collect();
-        for (slot, keep) in slots.iter().zip(&kept) {
-            with_slots.insert(slot, keep);
-        }
-        match fill(source, &with_slots) {
+        let lookup = |name: &str| match slots.iter().position(|s| *s == name) {
+            Some(i) => Some(kept[i].as_str()),
+            None => values.get(name).copied(),
+        };
+        match fill(source, &lookup) {
+            Ok(t) if !r.spend(t.len(), line, None) => String::new(),
             Ok(t) if t.trim().is_empty() => {
                 problem(r, format!("`{what}` is empty"));
                 t

@@ -51,7 +51,7 @@ pub(super) fn entries(
     }
     let mut entries = Vec::new();
     for (name, target) in &raw.entries {
-        let line = map.entries.get(name).copied();
+        let line = map.entries.get(name).copied().or(map.entries_key);
         if !is_payload(name) {
             r.add(line, None, ProblemKind::InvalidEntryName(name.clone()));
         }

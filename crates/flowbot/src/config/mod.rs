@@ -20,19 +20,26 @@
 //!                             # process's replies and requests are taken over after this
 //! [delivery]
 //! give_up_after_seconds = 3600 # a reply the platform has not taken by then is given up (logged)
+//! [store]
+//! sqlite_synchronous = "normal" # or "full": a committed step survives a power cut too
 //! [[handoff.destinations]]
 //! kind = "webhook"            # or "telegram" (chat_id) or "discord" (channel_id)
 //! url = "https://desk.example.jp/flowbot"
 //! secret_env = "DESK_WEBHOOK_SECRET"
 //! ```
 
+mod lines;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
 use anyhow::Context;
-use flowbot_core::{Flow, Params, is_email};
+use flowbot_core::{Deployment, Flow, Limits, ParamOrigins, Params, ValueOrigin, is_email};
+use flowbot_store::Synchronous;
 use serde::Deserialize;
+
+use lines::{Lines, MAX_SETTINGS_BYTES, MAX_VALUE_BYTES};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// The shortest webhook secret accepted, in bytes.
@@ -42,6 +49,30 @@ const DEFAULT_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(
 const DEFAULT_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 /// A reply its platform has not taken by then is given up on.
 const DEFAULT_GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// The settings file's text: at most [`MAX_SETTINGS_BYTES`] read, and UTF-8.
+fn read_settings(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let cannot = || format!("cannot read the configuration file {}", path.display());
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(MAX_SETTINGS_BYTES).unwrap_or(u64::MAX).saturating_add(1);
+    std::fs::File::open(path)
+        .with_context(cannot)?
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .with_context(cannot)?;
+    anyhow::ensure!(
+        bytes.len() <= MAX_SETTINGS_BYTES,
+        "{}:1: the settings file is larger than the {MAX_SETTINGS_BYTES} bytes allowed",
+        path.display()
+    );
+    String::from_utf8(bytes).map_err(|e| {
+        match flowbot_core::source_text(e.as_bytes(), &path.display().to_string()) {
+            Err(problem) => anyhow::anyhow!("invalid configuration file {problem}"),
+            Ok(_) => anyhow::anyhow!("{} is not UTF-8", path.display()),
+        }
+    })
+}
 
 /// A TOML syntax error without the source snippet, which could quote a secret.
 fn syntax_error(path: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
@@ -81,6 +112,65 @@ pub struct Config {
     pub retention: Retention,
     #[serde(default)]
     pub delivery: DeliverySettings,
+    /// The web chat's limits and proxy header.
+    #[serde(default)]
+    pub web: flowbot_web::Settings,
+    #[serde(default)]
+    pub store: StoreSettings,
+    /// Where each parameter value was set (the settings file's line, or the environment).
+    #[serde(skip)]
+    param_origins: ParamOrigins,
+    /// The parameters and settings the environment set, with the variable (`desk_name`:
+    /// `FLOWBOT_DESK_NAME`).
+    #[serde(skip)]
+    from_env: BTreeMap<&'static str, &'static str>,
+    /// Per destination, the environment variable it came from, if it did.
+    #[serde(skip)]
+    destination_env: Vec<Option<&'static str>>,
+}
+
+/// How the store keeps what it is given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// SQLite's durability: "normal" (the default) or "full".
+    pub sqlite_synchronous: Option<String>,
+}
+
+/// One problem with the settings, and where: a key of the file (a dotted path, whose line is
+/// looked up) or an environment variable.
+#[derive(Debug)]
+struct Problem {
+    at: At,
+    message: String,
+}
+
+#[derive(Debug)]
+enum At {
+    Key(String),
+    Env(&'static str),
+}
+
+impl Problem {
+    fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem { at: At::Key(key.into()), message: message.into() }
+    }
+
+    fn env(var: &'static str, message: impl Into<String>) -> Self {
+        Problem { at: At::Env(var), message: message.into() }
+    }
+
+    /// `FILE:LINE: message`, or `environment variable NAME: message`.
+    fn render(&self, file: Option<&Path>, lines: &Lines) -> String {
+        match (&self.at, file) {
+            (At::Env(var), _) => format!("environment variable {var}: {}", self.message),
+            (At::Key(key), Some(file)) => {
+                let line = lines.of(key).unwrap_or(1);
+                format!("{}:{line}: {}", file.display(), self.message)
+            }
+            (At::Key(_), None) => self.message.clone(),
+        }
+    }
 }
 
 /// How stored replies are delivered.
@@ -226,26 +316,34 @@ impl Config {
         Self::load_with(path, |name| std::env::var(name).ok())
     }
 
-    fn load_with(
+    pub(crate) fn load_with(
         path: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Self> {
-        let mut config = match path {
-            None => Config::default(),
+        let (mut config, lines, mut problems) = match path {
+            None => (Config::default(), Lines::default(), Vec::new()),
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("cannot read the configuration file {}", path.display())
-                })?;
-                toml::from_str(&text).map_err(|err| syntax_error(path, &text, &err))?
+                let text = read_settings(path)?;
+                let config: Config =
+                    toml::from_str(&text).map_err(|err| syntax_error(path, &text, &err))?;
+                let (lines, too_large) = Lines::parse(&text);
+                let problems = too_large.into_iter().map(|(k, m)| Problem::key(k, m)).collect();
+                (config, lines, problems)
             }
         };
-        let mut problems = config.override_from(&env);
+        problems.extend(config.override_from(&env));
         problems.extend(config.validate());
-        let origin = path.map_or_else(|| "the environment".to_owned(), |p| p.display().to_string());
+        problems.extend(config.merge_params());
         if !problems.is_empty() {
-            anyhow::bail!("invalid settings in {origin}:\n  {}", problems.join("\n  "));
+            let listed: Vec<String> = problems.iter().map(|p| p.render(path, &lines)).collect();
+            let n = listed.len();
+            anyhow::bail!(
+                "invalid settings ({n} problem{}):\n  {}",
+                if n == 1 { "" } else { "s" },
+                listed.join("\n  ")
+            );
         }
-        config.merge_params()?;
+        config.param_origins = config.origins(path, &lines);
         Ok(config)
     }
 
@@ -253,23 +351,58 @@ impl Config {
     /// `FLOWBOT_HANDOFF_RETRY_SECONDS`, and one destination of a kind replacing the file's:
     /// `FLOWBOT_HANDOFF_WEBHOOK_URL` (+ `FLOWBOT_HANDOFF_WEBHOOK_SECRET`),
     /// `FLOWBOT_HANDOFF_TELEGRAM_CHAT`, `FLOWBOT_HANDOFF_DISCORD_CHANNEL`.
-    fn override_from(&mut self, env: &impl Fn(&str) -> Option<String>) -> Vec<String> {
+    fn override_from(&mut self, env: &impl Fn(&str) -> Option<String>) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let set = |slot: &mut Option<String>, name: &str| {
-            if let Some(v) = env(name) {
-                *slot = Some(v);
+        // Every value the environment gives is bounded like the file's.
+        let env = |name: &'static str| -> Result<Option<String>, Problem> {
+            match env(name) {
+                Some(v) if v.len() > MAX_VALUE_BYTES => Err(Problem::env(
+                    name,
+                    format!("{} bytes; a setting may be at most {MAX_VALUE_BYTES}", v.len()),
+                )),
+                v => Ok(v),
             }
         };
-        set(&mut self.prefecture.name, "FLOWBOT_PREFECTURE");
-        set(&mut self.desk.name, "FLOWBOT_DESK_NAME");
-        set(&mut self.desk.phone, "FLOWBOT_DESK_PHONE");
-        set(&mut self.desk.mail, "FLOWBOT_DESK_MAIL");
-        set(&mut self.desk.hours, "FLOWBOT_DESK_HOURS");
-        let mut parse = |name: &str, what: &str| -> Option<String> {
-            let value = env(name)?;
+        let mut read = |name: &'static str| {
+            env(name).unwrap_or_else(|p| {
+                problems.push(p);
+                None
+            })
+        };
+        for (param, var, slot) in [
+            ("prefecture", "FLOWBOT_PREFECTURE", &mut self.prefecture.name),
+            ("desk_name", "FLOWBOT_DESK_NAME", &mut self.desk.name),
+            ("desk_phone", "FLOWBOT_DESK_PHONE", &mut self.desk.phone),
+            ("desk_mail", "FLOWBOT_DESK_MAIL", &mut self.desk.mail),
+            ("desk_hours", "FLOWBOT_DESK_HOURS", &mut self.desk.hours),
+        ] {
+            if let Some(v) = read(var) {
+                *slot = Some(v);
+                self.from_env.insert(param, var);
+            }
+        }
+        let synchronous = read("FLOWBOT_SQLITE_SYNCHRONOUS");
+        let webhook_url = read("FLOWBOT_HANDOFF_WEBHOOK_URL");
+        let webhook_secret = read("FLOWBOT_HANDOFF_WEBHOOK_SECRET");
+        let mut raw = BTreeMap::new();
+        for var in [
+            "FLOWBOT_RETENTION_DAYS",
+            "FLOWBOT_HANDOFF_RETRY_SECONDS",
+            "FLOWBOT_HANDOFF_TELEGRAM_CHAT",
+            "FLOWBOT_HANDOFF_DISCORD_CHANNEL",
+        ] {
+            raw.insert(var, read(var));
+        }
+        if let Some(v) = synchronous {
+            self.store.sqlite_synchronous = Some(v);
+            self.from_env.insert("sqlite_synchronous", "FLOWBOT_SQLITE_SYNCHRONOUS");
+        }
+        self.destination_env = vec![None; self.handoff.destinations.len()];
+        let mut parse = |name: &'static str, what: &str| -> Option<String> {
+            let value = raw.remove(name).flatten()?;
             let ok = value.trim().parse::<f64>().is_ok_and(f64::is_finite);
             if !ok {
-                problems.push(format!("{name} is not {what}"));
+                problems.push(Problem::env(name, format!("{name} is not {what}")));
             }
             ok.then(|| value.trim().to_owned())
         };
@@ -279,66 +412,92 @@ impl Config {
         let channel = parse("FLOWBOT_HANDOFF_DISCORD_CHANNEL", "a Discord channel id");
         if let Some(days) = days {
             match days.parse::<u64>() {
-                Ok(days) => self.retention.personal_data_days = Some(days),
-                Err(_) => {
-                    problems.push("FLOWBOT_RETENTION_DAYS is not a whole number of days".into())
+                Ok(days) => {
+                    self.retention.personal_data_days = Some(days);
+                    self.from_env.insert("personal_data_days", "FLOWBOT_RETENTION_DAYS");
                 }
+                Err(_) => problems.push(Problem::env(
+                    "FLOWBOT_RETENTION_DAYS",
+                    "FLOWBOT_RETENTION_DAYS is not a whole number of days",
+                )),
             }
         }
         if let Some(seconds) = retry.and_then(|s| s.parse().ok()) {
             self.handoff.retry_first_seconds = Some(seconds);
+            self.from_env.insert("retry_first_seconds", "FLOWBOT_HANDOFF_RETRY_SECONDS");
         }
-        let mut replace = |kind: &str, destination: Destination| {
-            self.handoff.destinations.retain(|d| d.kind() != kind);
-            self.handoff.destinations.push(destination);
+        let destinations = &mut self.handoff.destinations;
+        let origins = &mut self.destination_env;
+        let mut replace = |kind: &str, var: &'static str, destination: Destination| {
+            let mut i = 0;
+            destinations.retain(|d| {
+                let keep = d.kind() != kind;
+                if !keep {
+                    origins.remove(i);
+                } else {
+                    i += 1;
+                }
+                keep
+            });
+            destinations.push(destination);
+            origins.push(Some(var));
         };
-        if let Some(url) = env("FLOWBOT_HANDOFF_WEBHOOK_URL") {
-            let secret = env("FLOWBOT_HANDOFF_WEBHOOK_SECRET");
-            replace("webhook", Destination::Webhook { name: None, url, secret, secret_env: None });
+        if let Some(url) = webhook_url {
+            let destination =
+                Destination::Webhook { name: None, url, secret: webhook_secret, secret_env: None };
+            replace("webhook", "FLOWBOT_HANDOFF_WEBHOOK_URL", destination);
         }
+        let chat_var = "FLOWBOT_HANDOFF_TELEGRAM_CHAT";
         match chat.map(|c| c.parse::<i64>()) {
-            Some(Ok(chat_id)) => replace("telegram", Destination::Telegram { name: None, chat_id }),
-            Some(Err(_)) => {
-                problems.push("FLOWBOT_HANDOFF_TELEGRAM_CHAT is not a Telegram chat id".into())
+            Some(Ok(chat_id)) => {
+                replace("telegram", chat_var, Destination::Telegram { name: None, chat_id })
             }
+            Some(Err(_)) => problems
+                .push(Problem::env(chat_var, format!("{chat_var} is not a Telegram chat id"))),
             None => {}
         }
+        let channel_var = "FLOWBOT_HANDOFF_DISCORD_CHANNEL";
         match channel.map(|c| c.parse::<u64>()) {
             Some(Ok(channel_id)) => {
-                replace("discord", Destination::Discord { name: None, channel_id })
+                replace("discord", channel_var, Destination::Discord { name: None, channel_id })
             }
-            Some(Err(_)) => {
-                problems.push("FLOWBOT_HANDOFF_DISCORD_CHANNEL is not a Discord channel id".into())
-            }
+            Some(Err(_)) => problems.push(Problem::env(
+                channel_var,
+                format!("{channel_var} is not a Discord channel id"),
+            )),
             None => {}
         }
         problems
     }
 
-    /// Every problem at once.
-    fn validate(&self) -> Vec<String> {
+    /// Every problem at once, each with the key it is about.
+    fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
+        let mut key = |key: &str, message: String| problems.push(self.problem_at(key, message));
         if let Some(mail) = &self.desk.mail
             && !is_email(mail.trim())
         {
-            problems.push(format!("[desk] mail `{mail}` is not an e-mail address"));
+            key("desk.mail", format!("[desk] mail `{mail}` is not an e-mail address"));
         }
-        for (name, value) in [
-            ("[prefecture] name", &self.prefecture.name),
-            ("[desk] name", &self.desk.name),
-            ("[desk] phone", &self.desk.phone),
-            ("[desk] hours", &self.desk.hours),
+        for (name, path, value) in [
+            ("[prefecture] name", "prefecture.name", &self.prefecture.name),
+            ("[desk] name", "desk.name", &self.desk.name),
+            ("[desk] phone", "desk.phone", &self.desk.phone),
+            ("[desk] hours", "desk.hours", &self.desk.hours),
         ] {
             if value.as_ref().is_some_and(|v| v.contains('\n')) {
-                problems.push(format!("{name} must be one line"));
+                key(path, format!("{name} must be one line"));
             }
         }
         if let Some(days) = self.retention.personal_data_days
             && !(1..=3650).contains(&days)
         {
-            problems.push(format!(
-                "[retention] personal_data_days = {days}: keep personal data 1 to 3650 days"
-            ));
+            key(
+                "retention.personal_data_days",
+                format!(
+                    "[retention] personal_data_days = {days}: keep personal data 1 to 3650 days"
+                ),
+            );
         }
         let first = self.handoff.retry_first_seconds;
         let max = self.handoff.retry_max_seconds;
@@ -349,89 +508,182 @@ impl Config {
             if let Some(v) = v
                 && !(v.is_finite() && v > 0.0 && v <= 86_400.0)
             {
-                problems.push(format!("[handoff] {name} = {v}: use more than 0 and at most 86400"));
+                key(
+                    &format!("handoff.{name}"),
+                    format!("[handoff] {name} = {v}: use more than 0 and at most 86400"),
+                );
             }
         }
         if let (Some(first), Some(max)) = (first, max)
             && max < first
         {
-            problems
-                .push("[handoff] retry_max_seconds is less than retry_first_seconds".to_owned());
+            key(
+                "handoff.retry_max_seconds",
+                "[handoff] retry_max_seconds is less than retry_first_seconds".to_owned(),
+            );
         }
         if let Some(v) = self.delivery.give_up_after_seconds
             && !(v.is_finite() && (1.0..=7.0 * 86_400.0).contains(&v))
         {
-            problems.push(format!(
-                "[delivery] give_up_after_seconds = {v}: use at least 1 and at most 604800"
-            ));
+            key(
+                "delivery.give_up_after_seconds",
+                format!(
+                    "[delivery] give_up_after_seconds = {v}: use at least 1 and at most 604800"
+                ),
+            );
+        }
+        if let Some(v) = &self.store.sqlite_synchronous
+            && let Err(message) = v.parse::<Synchronous>()
+        {
+            key("store.sqlite_synchronous", format!("[store] sqlite_synchronous {message}"));
+        }
+        for (setting, message) in self.web.problems() {
+            key(&format!("web.{setting}"), format!("[web] {message}"));
         }
         let mut names: Vec<&str> = Vec::new();
-        for d in &self.handoff.destinations {
+        for (i, d) in self.handoff.destinations.iter().enumerate() {
+            let mut problem = |message: String| {
+                let message = format!("[[handoff.destinations]] {message}");
+                problems.push(match self.destination_env.get(i).copied().flatten() {
+                    Some(var) => Problem::env(var, message),
+                    None => Problem::key(format!("handoff.destinations.{i}"), message),
+                });
+            };
             let name = d.name();
             if names.contains(&name) {
-                problems.push(format!("[[handoff.destinations]] two destinations are named `{name}`: give each a `name`"));
+                problem(format!("two destinations are named `{name}`: give each a `name`"));
             }
             names.push(name);
             if name.is_empty() || name.len() > 64 {
-                problems
-                    .push(format!("[[handoff.destinations]] `{name}`: a name is 1 to 64 bytes"));
+                problem(format!("`{name}`: a name is 1 to 64 bytes"));
             }
             match d {
                 Destination::Webhook { url, secret, secret_env, .. } => {
                     match url::Url::parse(url) {
                         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-                        _ => problems.push(format!(
-                            "[[handoff.destinations]] `{name}`: url `{url}` is not an http(s) URL"
-                        )),
+                        _ => problem(format!("`{name}`: url `{url}` is not an http(s) URL")),
                     }
                     if secret.is_some() && secret_env.is_some() {
-                        problems.push(format!("[[handoff.destinations]] `{name}`: give `secret` or `secret_env`, not both"));
+                        problem(format!("`{name}`: give `secret` or `secret_env`, not both"));
                     }
                     match (d.secret(), secret_env) {
-                        (None, Some(var)) => problems.push(format!(
-                            "[[handoff.destinations]] `{name}`: the environment variable {var} (secret_env) is not set"
+                        (None, Some(var)) => problem(format!(
+                            "`{name}`: the environment variable {var} (secret_env) is not set"
                         )),
-                        (None, None) => problems.push(format!(
-                            "[[handoff.destinations]] `{name}`: a webhook needs a signing secret (`secret_env`, `secret` or FLOWBOT_HANDOFF_WEBHOOK_SECRET)"
+                        (None, None) => problem(format!(
+                            "`{name}`: a webhook needs a signing secret (`secret_env`, `secret` or FLOWBOT_HANDOFF_WEBHOOK_SECRET)"
                         )),
-                        (Some(s), _) if s.len() < MIN_SECRET => problems.push(format!(
-                            "[[handoff.destinations]] `{name}`: the signing secret is shorter than {MIN_SECRET} bytes"
+                        (Some(s), _) if s.len() < MIN_SECRET => problem(format!(
+                            "`{name}`: the signing secret is shorter than {MIN_SECRET} bytes"
                         )),
                         _ => {}
                     }
                 }
-                Destination::Telegram { chat_id, .. } if *chat_id == 0 => problems
-                    .push(format!("[[handoff.destinations]] `{name}`: chat_id 0 is not a chat")),
-                Destination::Discord { channel_id, .. } if *channel_id == 0 => problems.push(
-                    format!("[[handoff.destinations]] `{name}`: channel_id 0 is not a channel"),
-                ),
+                Destination::Telegram { chat_id, .. } if *chat_id == 0 => {
+                    problem(format!("`{name}`: chat_id 0 is not a chat"))
+                }
+                Destination::Discord { channel_id, .. } if *channel_id == 0 => {
+                    problem(format!("`{name}`: channel_id 0 is not a channel"))
+                }
                 _ => {}
             }
         }
         problems
     }
 
-    /// Folds the prefecture, desk and notes into `params`, refusing a value set twice.
-    fn merge_params(&mut self) -> anyhow::Result<()> {
+    /// A problem about `key` of the file, or about the environment variable that set it.
+    fn problem_at(&self, key: &str, message: String) -> Problem {
+        let param = match key {
+            "prefecture.name" => "prefecture",
+            "desk.name" => "desk_name",
+            "desk.phone" => "desk_phone",
+            "desk.mail" => "desk_mail",
+            "desk.hours" => "desk_hours",
+            "store.sqlite_synchronous" => "sqlite_synchronous",
+            "retention.personal_data_days" => "personal_data_days",
+            "handoff.retry_first_seconds" => "retry_first_seconds",
+            _ => "",
+        };
+        match self.from_env.get(param) {
+            Some(var) => Problem::env(var, message),
+            None => Problem::key(key, message),
+        }
+    }
+
+    /// The parameter values the sections set, with the key each comes from.
+    fn section_params(&self) -> Vec<(String, Option<String>, String)> {
         let mut set = vec![
-            ("prefecture".to_owned(), self.prefecture.name.clone()),
-            ("desk_name".to_owned(), self.desk.name.clone()),
-            ("desk_phone".to_owned(), self.desk.phone.clone()),
-            ("desk_mail".to_owned(), self.desk.mail.as_ref().map(|m| m.trim().to_owned())),
-            ("desk_hours".to_owned(), self.desk.hours.clone()),
+            ("prefecture".to_owned(), self.prefecture.name.clone(), "prefecture.name".to_owned()),
+            ("desk_name".to_owned(), self.desk.name.clone(), "desk.name".to_owned()),
+            ("desk_phone".to_owned(), self.desk.phone.clone(), "desk.phone".to_owned()),
+            (
+                "desk_mail".to_owned(),
+                self.desk.mail.as_ref().map(|m| m.trim().to_owned()),
+                "desk.mail".to_owned(),
+            ),
+            ("desk_hours".to_owned(), self.desk.hours.clone(), "desk.hours".to_owned()),
         ];
         for (note, text) in &self.notes {
-            set.push((format!("{note}_note"), Some(text.clone())));
+            set.push((format!("{note}_note"), Some(text.clone()), format!("notes.{note}")));
         }
-        for (param, value) in set {
+        set
+    }
+
+    /// Folds the prefecture, desk and notes into `params`, refusing a value set twice.
+    fn merge_params(&mut self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (param, value, key) in self.section_params() {
             let Some(value) = value else { continue };
-            anyhow::ensure!(
-                !self.params.contains_key(&param),
-                "the configuration sets `{param}` twice: in [params] and in its own section"
-            );
+            if self.params.contains_key(&param) {
+                problems.push(Problem::key(
+                    format!("params.{param}"),
+                    format!(
+                        "the configuration sets `{param}` twice: in [params] and in its own section ({key})"
+                    ),
+                ));
+                continue;
+            }
             self.params.insert(param, value);
         }
-        Ok(())
+        problems
+    }
+
+    /// Where each parameter value was set.
+    fn origins(&self, path: Option<&Path>, lines: &Lines) -> ParamOrigins {
+        let file = path.map(|p| p.display().to_string());
+        let mut keys: BTreeMap<String, String> =
+            self.params.keys().map(|name| (name.clone(), format!("params.{name}"))).collect();
+        for (param, _, key) in self.section_params() {
+            keys.insert(param, key);
+        }
+        keys.into_iter()
+            .filter(|(param, _)| self.params.contains_key(param))
+            .map(|(param, key)| {
+                let origin = match (self.from_env.get(param.as_str()), &file) {
+                    (Some(var), _) => {
+                        ValueOrigin { file: format!("environment variable {var}"), line: None }
+                    }
+                    (None, Some(file)) => ValueOrigin { file: file.clone(), line: lines.of(&key) },
+                    (None, None) => ValueOrigin { file: "the settings".to_owned(), line: None },
+                };
+                (param, origin)
+            })
+            .collect()
+    }
+
+    /// What loading a flow needs of this deployment: the parameter values, where they were set,
+    /// and the platforms' `limits`.
+    pub fn deployment<'a>(&'a self, limits: &'a [&'a Limits]) -> Deployment<'a> {
+        Deployment { params: &self.params, origins: &self.param_origins, limits }
+    }
+
+    pub fn param_origins(&self) -> &ParamOrigins {
+        &self.param_origins
+    }
+
+    /// SQLite's durability (`[store] sqlite_synchronous`, `FLOWBOT_SQLITE_SYNCHRONOUS`).
+    pub fn sqlite_synchronous(&self) -> Synchronous {
+        self.store.sqlite_synchronous.as_deref().and_then(|v| v.parse().ok()).unwrap_or_default()
     }
 
     /// How long personal data is kept, in milliseconds (default 90 days).
@@ -579,6 +831,23 @@ mod tests {
         assert!(timing.handoff_route().park);
         assert!(load("[delivery]\ngive_up_after_seconds = 0\n", &[]).is_err());
         assert!(load("[handoff]\nlease_seconds = 0\n", &[]).is_err());
+    }
+
+    #[test]
+    fn durability_is_a_setting() {
+        assert_eq!(load("", &[]).unwrap().sqlite_synchronous(), Synchronous::Normal);
+        let full = load("[store]\nsqlite_synchronous = \"full\"\n", &[]).unwrap();
+        assert_eq!(full.sqlite_synchronous(), Synchronous::Full);
+        let env = load(
+            "[store]\nsqlite_synchronous = \"full\"\n",
+            &[("FLOWBOT_SQLITE_SYNCHRONOUS", "normal")],
+        );
+        assert_eq!(env.unwrap().sqlite_synchronous(), Synchronous::Normal);
+        let err = load("[store]\nsqlite_synchronous = \"off\"\n", &[]).unwrap_err();
+        assert!(
+            format!("{err}").contains("flowbot.toml:2: [store] sqlite_synchronous `off`"),
+            "{err}"
+        );
     }
 
     #[test]
