@@ -3,8 +3,9 @@
 # headless Chromium for the web chat's browser test.
 #
 # With DATABASE_URL set, that server is used (the role needs CREATEDB: each test makes its own
-# database). Otherwise a throwaway server is started on 127.0.0.1 in a temporary folder,
-# installed from Debian's packages first if this machine has none, and stopped at the end.
+# database). Otherwise a throwaway server is started on 127.0.0.1 in a temporary folder, and
+# stopped at the end. PostgreSQL's server binaries are installed from Debian's packages if this
+# machine has none (either way: the readiness test runs a server of its own).
 # Chromium and chromedriver (with CJK fonts) are installed from Debian's packages likewise when
 # chromedriver or /usr/bin/chromium is missing; the test starts chromedriver itself, on 127.0.0.1.
 set -euo pipefail
@@ -22,14 +23,17 @@ if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
   apt_install chromium chromium-driver fonts-noto-cjk
 fi
 
-if [ -z "${DATABASE_URL:-}" ]; then
-  pgbin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+# The server's binaries are needed even with DATABASE_URL: the readiness test starts and stops a
+# server of its own.
+pgbin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+PGBIN=$(pgbin)
+if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/postgres" ]; then
+  echo "== installing PostgreSQL from Debian's packages"
+  apt_install postgresql
   PGBIN=$(pgbin)
-  if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/postgres" ]; then
-    echo "== installing PostgreSQL from Debian's packages"
-    apt_install postgresql
-    PGBIN=$(pgbin)
-  fi
+fi
+
+if [ -z "${DATABASE_URL:-}" ]; then
   PGDIR=$(mktemp -d)
   PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   # The server refuses to run as root: run it as the postgres user then.

@@ -306,3 +306,23 @@ fn a_bad_database_url_is_refused_without_echoing_the_password() {
     assert!(err.contains("unsupported database URL"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+/// The terminal's in-memory chat keeps nothing: its request shows no 受付番号 (no desk could
+/// look one up); a stored conversation (`--user`) shows the one the store keeps.
+#[test]
+fn a_reference_is_shown_only_for_a_stored_request() {
+    let answers = "「送信完了」だった\n変更依頼を入力する\n病院\nC-1\nold@example.jp\nnew@example.jp\n確定する\n";
+    let out = flowbot_tests::run_with_input(&["chat", "--entry", "taiou3"], answers);
+    let text = flowbot_tests::stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("【メールアドレスの変更依頼】\n報告機関名：病院"), "{text}");
+    assert!(!text.contains("受付番号"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let args = ["chat", "--entry", "taiou3", "--user", "u1", "--database-url", &url];
+    let out = flowbot_tests::run_with_input(&args, answers);
+    let text = flowbot_tests::stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("【メールアドレスの変更依頼】\n受付番号："), "{text}");
+}

@@ -392,7 +392,11 @@ fn telegram_bot(fake: &FakeTelegram, url: &str, config: &Path, log: &str) -> Bot
 /// A Telegram user in private `chat` goes from 対応方法3 through the form with `answers` (typed,
 /// or pressed when it is 「分からない」) and presses 確定する. Returns the last message and the
 /// reference shown.
-async fn telegram_request(fake: &FakeTelegram, chat: i64, answers: &[&str]) -> (String, String) {
+pub(crate) async fn telegram_request(
+    fake: &FakeTelegram,
+    chat: i64,
+    answers: &[&str],
+) -> (String, String) {
     let m3 = say(fake, chat, chat, "/start taiou3").await;
     let change = press(fake, chat, chat, &m3, "「送信完了」だった").await;
     let mut ask = press(fake, chat, chat, &change, "変更依頼を入力する").await;
@@ -828,10 +832,10 @@ fn bad_settings_stop_every_command_with_every_problem_and_no_secret() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     for problem in [
-        "invalid settings in the environment",
-        "mail `desk.example.jp` is not an e-mail address",
-        "personal_data_days = 0",
-        "retry_first_seconds = -3",
+        "invalid settings (6 problems)",
+        "environment variable FLOWBOT_DESK_MAIL: [desk] mail `desk.example.jp` is not an e-mail address",
+        "environment variable FLOWBOT_RETENTION_DAYS: [retention] personal_data_days = 0",
+        "environment variable FLOWBOT_HANDOFF_RETRY_SECONDS: [handoff] retry_first_seconds = -3",
         "url `not a url` is not an http(s) URL",
         "the signing secret is shorter than 16 bytes",
         "chat_id 0 is not a chat",

@@ -479,7 +479,7 @@ async fn stats_count_endings_edges_and_drop_off_where_paths_merge(db: &TestDb) {
     };
     assert_eq!(edge("q1", 0), 3, "届いていない: a, e, f (after going back)");
     assert_eq!(edge("q1", 1), 3, "届いている: b, c, f");
-    assert_eq!(edge("q2", 1), 2);
+    assert_eq!(edge("q2", 0), 2, "届いていない at q2: b, c");
     assert_eq!(edge("q3", 0), 2);
     let stopped = |node: &str| s.stopped_at.iter().find(|(n, _)| n == node).map_or(0, |(_, c)| *c);
     assert_eq!((stopped("m1"), stopped("m3_change"), stopped("q3")), (2, 2, 2));

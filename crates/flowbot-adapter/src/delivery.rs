@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flowbot_core::{Clock, Queued, Store, StoreError, Timestamp};
-use flowbot_store::Mailbox;
+use flowbot_store::{Mailbox, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -114,6 +114,7 @@ pub struct Worker {
     /// The items this worker holds in memory, by id: a claim that returns one of them again
     /// (its lease ran out while this process was paused) must not queue it twice.
     held: Mutex<std::collections::HashSet<i64>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl fmt::Debug for Worker {
@@ -147,6 +148,23 @@ impl Worker {
             counters: Arc::new(Counters::default()),
             holds: Mutex::new(HashMap::new()),
             held: Mutex::new(std::collections::HashSet::new()),
+            metrics: None,
+        }
+    }
+
+    /// Records attempts (and, for replies, the step's latency) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn record(&self, item: &Queued, result: &'static str) {
+        let Some(m) = &self.metrics else { return };
+        m.attempt(&item.sink, result);
+        if result == "delivered" && item.request.is_none() {
+            // A reply: from the update's arrival (its step's time) until the platform took it.
+            let took = self.clock.now().0.saturating_sub(item.created_at.0);
+            m.step_latency(&item.sink, Duration::from_millis(took));
         }
     }
 
@@ -286,6 +304,7 @@ impl Worker {
             match outcome {
                 Attempt::Delivered => {
                     self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.record(&item, "delivered");
                     let _ = done.send(item.id);
                 }
                 Attempt::Released => {}
@@ -337,6 +356,7 @@ impl Worker {
             };
             failures += 1;
             self.counters.retried.fetch_add(1, Ordering::Relaxed);
+            self.record(item, "retried");
             let now = self.clock.now();
             let age = Duration::from_millis(now.0.saturating_sub(item.created_at.0));
             let wait = route.policy.pause(failed.verdict, failures);
@@ -379,6 +399,7 @@ impl Worker {
         let record = || self.store.gave_up(item.id, now, &failed.error);
         persist("record a given-up item", shutdown, record).await;
         self.counters.gave_up.fetch_add(1, Ordering::Relaxed);
+        self.record(item, "gave_up");
         tracing::error!(
             sink = %item.sink,
             reference = reference(item),

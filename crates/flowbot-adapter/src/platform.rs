@@ -87,6 +87,12 @@ pub trait Running: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Whether it is serving (`/readyz`): `Err` with the reason while it is not (e.g. its
+    /// background task has stopped). Started and running, by default.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Its background work (long polling, a gateway connection) until `shutdown`; in-flight
     /// updates finish first.
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), PlatformError> {

@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use flowbot_adapter::{Classify, RetryPolicy, Scope, Secret, Verdict, truncate};
+use flowbot_store::Metrics;
 use serenity::all::{
     ChannelId, CommandOptionType, CreateCommand, CreateCommandOption, CreateInteractionResponse,
     CreateMessage, HttpError, InteractionId,
@@ -62,6 +63,15 @@ impl Failed<'_> {
     fn status(&self) -> Option<u16> {
         status(&self.error)
     }
+}
+
+/// Counts one REST call `method` in `flowbot_api_calls_total`.
+pub(crate) fn count<T>(metrics: &Metrics, method: &str, result: &Result<T, serenity::Error>) {
+    let status = match result {
+        Ok(_) => Some(200),
+        Err(error) => status(error),
+    };
+    metrics.api_call(crate::SINK, method, status);
 }
 
 /// The HTTP status Discord answered a failed call with, if it answered.
@@ -132,10 +142,15 @@ impl Discord {
         Fut: Future<Output = Result<T, serenity::Error>>,
     {
         let token = &self.inner.token;
+        let metrics = self.inner.service.metrics();
         policy
             .run(what, || {
                 let sent = call();
-                async move { sent.await.map_err(|error| Failed { error, call: kind, token }) }
+                async move {
+                    let result = sent.await;
+                    count(metrics, what, &result);
+                    result.map_err(|error| Failed { error, call: kind, token })
+                }
             })
             .await
     }
@@ -189,7 +204,7 @@ impl Discord {
         let channel = ChannelId::new(channel.max(1));
         for chunk in crate::render::chunks(text) {
             let message = CreateMessage::new().content(chunk);
-            self.call(RetryPolicy::CALL, "create message", Call::Other, || {
+            self.call(RetryPolicy::CALL, "create_message", Call::Other, || {
                 http.send_message(channel, vec![], &message)
             })
             .await
@@ -211,7 +226,7 @@ impl Discord {
     ) -> bool {
         let http = &self.inner.http;
         let answered = self
-            .call(RESPONSE, "create interaction response", Call::Other, || {
+            .call(RESPONSE, "create_interaction_response", Call::Other, || {
                 http.create_interaction_response(id, token, response, vec![])
             })
             .await;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use flowbot_adapter::{Deliver, Failed, Secret, Verdict};
 use flowbot_core::{Clock, Queued};
-use flowbot_store::Outgoing;
+use flowbot_store::{Metrics, Outgoing};
 use serde::{Deserialize, Serialize};
 use serenity::all::{
     ChannelId, CreateInteractionResponseFollowup, CreateMessage, EditMessage, Http, MessageId,
@@ -33,7 +33,7 @@ use serenity::all::{
 use tokio::sync::Notify;
 
 use crate::SINK;
-use crate::api::{Call, failed, status};
+use crate::api::{Call, count, failed, status};
 use crate::render;
 
 /// How long Discord accepts calls with an interaction's token (15 minutes), less a margin for
@@ -179,6 +179,7 @@ pub struct Replies {
     token: Secret,
     clock: Arc<dyn Clock>,
     responses: Arc<Responses>,
+    metrics: Arc<Metrics>,
 }
 
 impl fmt::Debug for Replies {
@@ -193,8 +194,9 @@ impl Replies {
         token: Secret,
         clock: Arc<dyn Clock>,
         responses: Arc<Responses>,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        Replies { http, token, clock, responses }
+        Replies { http, token, clock, responses, metrics }
     }
 
     fn age(&self, item: &Queued) -> Duration {
@@ -216,7 +218,9 @@ impl Replies {
         let followup = CreateInteractionResponseFollowup::new()
             .content(content.clone())
             .components(render::action_rows(rows, false));
-        match self.http.create_followup_message(token, &followup, vec![]).await {
+        let sent = self.http.create_followup_message(token, &followup, vec![]).await;
+        count(&self.metrics, "create_followup_message", &sent);
+        match sent {
             Ok(_) => Ok(()),
             Err(error) if status(&error) == Some(404) && age >= UNANSWERED_AFTER => {
                 tracing::warn!(
@@ -256,7 +260,9 @@ impl Replies {
                 // a message is sent only if Discord has no answer to the interaction (which it
                 // can tell only while the token is valid).
                 if edit.is_none() && self.age(item) < TOKEN_LIFETIME {
-                    match self.http.get_original_interaction_response(token).await {
+                    let got = self.http.get_original_interaction_response(token).await;
+                    count(&self.metrics, "get_original_interaction_response", &got);
+                    match got {
                         Ok(_) => return Ok(()),
                         Err(error) if matches!(status(&error), Some(404)) => {}
                         Err(error) => {
@@ -284,6 +290,7 @@ impl Replies {
                         vec![],
                     )
                     .await;
+                count(&self.metrics, "edit_message", &edited);
                 edited.map(|_| ()).map_err(|e| failed("edit message", &e, Call::Other, &self.token))
             }
             None => self.post(channel, content, rows).await,
@@ -294,11 +301,9 @@ impl Replies {
     async fn post(&self, channel: u64, content: String, rows: &Rows) -> Result<(), Failed> {
         let message =
             CreateMessage::new().content(content).components(render::action_rows(rows, false));
-        self.http
-            .send_message(ChannelId::new(channel.max(1)), vec![], &message)
-            .await
-            .map(|_| ())
-            .map_err(|e| failed("create message", &e, Call::Other, &self.token))
+        let sent = self.http.send_message(ChannelId::new(channel.max(1)), vec![], &message).await;
+        count(&self.metrics, "create_message", &sent);
+        sent.map(|_| ()).map_err(|e| failed("create message", &e, Call::Other, &self.token))
     }
 }
 
@@ -393,7 +398,8 @@ mod tests {
         let http = crate::http_builder(&token, Some(app), Some(&url)).build();
         let start = 1_750_000_000_000;
         let clock = Arc::new(ManualClock::new(Timestamp(start)));
-        let replies = Replies::new(Arc::new(http), token, clock.clone(), Arc::default());
+        let replies =
+            Replies::new(Arc::new(http), token, clock.clone(), Arc::default(), Arc::default());
         let job =
             Job::Followup { token: "tok".into(), channel: 5, content: "次".into(), rows: vec![] };
         let item = |created_at: u64| Queued {

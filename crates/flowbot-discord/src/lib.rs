@@ -147,6 +147,7 @@ impl Discord {
             inner.token.clone(),
             inner.clock.clone(),
             inner.responses.clone(),
+            inner.service.metrics().clone(),
         )
     }
 }

@@ -34,13 +34,16 @@ mod backend;
 mod batch;
 mod clock;
 mod mailbox;
+mod metrics;
 mod queue;
+mod secret;
 mod service;
 mod sql;
 
 pub use clock::{SystemClock, now};
 pub use mailbox::Mailbox;
+pub use metrics::{Metrics, Refused};
 pub use service::{
     Delivered, Handled, Outgoing, Planned, Service, ServiceError, ServiceOptions, Update,
 };
-pub use sql::{Backend, OpenError, SqlStore};
+pub use sql::{Backend, OpenError, SqlStore, Synchronous};

@@ -19,14 +19,16 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use flowbot_core::{
-    Claim, Clock, Commit, Committed, Conversation, ConversationKey, Expected, Flow, FlowVersion,
-    Handoff, Input, NewOutgoing, NewRequest, Outcome, Params, Problems, Prompt, Purged, Queued,
-    QueuedRequest, Store, StoreError, Stored, Timestamp, Transition, load_flow, reference,
+    Claim, Clock, Commit, Committed, Conversation, ConversationKey, Deployment, Expected, Flow,
+    FlowVersion, Handoff, Input, NewOutgoing, NewRequest, Outcome, ParamOrigins, Params, Problems,
+    Prompt, Purged, Queued, QueuedRequest, Store, StoreError, Stored, Timestamp, Transition,
+    load_flow_in, reference,
 };
 use serde_json::json;
 
 use crate::clock::SystemClock;
 use crate::mailbox::Mailbox;
+use crate::metrics::{Metrics, Refused};
 
 /// How many times a conflicting update is re-read and re-applied before giving up.
 const MAX_ATTEMPTS: usize = 64;
@@ -40,6 +42,8 @@ const CACHED: usize = 100_000;
 pub struct ServiceOptions {
     /// Values for the flow's parameters.
     pub params: Params,
+    /// Where the deployment set them, for problems with a value (on start and on a reload).
+    pub param_origins: ParamOrigins,
     /// After this pause (ms) a returning user is asked whether to resume; `None`: never.
     pub resume_after: Option<u64>,
     /// Conversations idle this long (ms) are over: the next update starts a new one, and
@@ -67,6 +71,7 @@ impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
             params: Params::new(),
+            param_origins: ParamOrigins::new(),
             resume_after: Some(flowbot_core::DEFAULT_RESUME_AFTER_MS),
             expire_after: 30 * DAY_MS,
             keep_events_for: 7 * DAY_MS,
@@ -174,6 +179,7 @@ pub struct Service {
     serving: RwLock<HashSet<String>>,
     /// Items claimed at commit, for this process's worker.
     mailbox: Arc<Mailbox>,
+    metrics: Arc<Metrics>,
 }
 
 impl Service {
@@ -188,6 +194,8 @@ impl Service {
         let flow = compile(source, origin, &options)?;
         store.save_flow(flow.id(), flow.version(), source, now).await?;
         let stripes = (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        let metrics = Arc::new(Metrics::new());
+        metrics.build_info(env!("CARGO_PKG_VERSION"), &flow.version().to_string());
         Ok(Service {
             store,
             options,
@@ -198,7 +206,13 @@ impl Service {
             owner: owner_id(),
             serving: RwLock::new(HashSet::new()),
             mailbox: Arc::new(Mailbox::new()),
+            metrics,
         })
+    }
+
+    /// The process's metrics, which the service, the platforms and the worker record.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Makes a changed flow the one new conversations use; running ones finish on theirs.
@@ -211,6 +225,7 @@ impl Service {
         let flow = compile(source, origin, &self.options)?;
         self.store.save_flow(flow.id(), flow.version(), source, now).await?;
         let version = flow.version();
+        self.metrics.build_info(env!("CARGO_PKG_VERSION"), &version.to_string());
         let previous = std::mem::replace(&mut *self.write_current(), Arc::new(flow));
         self.cache().insert((previous.id().to_owned(), previous.version()), previous);
         Ok(version)
@@ -268,7 +283,12 @@ impl Service {
     ) -> Result<Handled<R>, ServiceError> {
         let handled = self.run(update, |_, _| (Vec::new(), Vec::new()), render).await?;
         Ok(match handled {
-            Handled::Done((now, _, _)) => Handled::Done(now),
+            Handled::Done((now, _, _)) => {
+                // Answered inline (the caller returns it at once): the step's latency ends here.
+                let took = self.now().0.saturating_sub(update.now.0);
+                self.metrics.step_latency(&update.key.platform, Duration::from_millis(took));
+                Handled::Done(now)
+            }
             Handled::Duplicate => Handled::Duplicate,
         })
     }
@@ -317,8 +337,12 @@ impl Service {
         render: impl FnOnce(&Flow, &Outcome<'_>) -> R,
     ) -> Result<Handled<(R, Vec<Queued>, Vec<i64>)>, ServiceError> {
         let _turn = self.stripe(update.key).lock().await;
+        let platform = update.key.platform.as_str();
+        let kind = input_kind(&update.input);
+        self.metrics.update(platform, kind);
         for attempt in 0..MAX_ATTEMPTS {
             let cached = if attempt == 0 { self.cached(update.key) } else { None };
+            let from_cache = cached.is_some();
             let loaded = match cached {
                 Some(stored) => Some(stored),
                 None => self.store.load(update.key).await?,
@@ -335,6 +359,13 @@ impl Service {
                 }
             };
             let changed = fresh || outcome.changed;
+            if !changed && from_cache {
+                // A refusal (an old button, an unmatched answer) changes nothing, so no
+                // compare-and-swap would catch a cached state another replica has moved past:
+                // judge it again on the stored state.
+                self.forget(update.key);
+                continue;
+            }
             let session = match expected {
                 Expected::Revision { session, .. } | Expected::Replace { session, .. } => session,
                 Expected::Absent => 0,
@@ -393,6 +424,7 @@ impl Service {
                     if changed {
                         self.remember(update.key, Stored { session, ..stored });
                     }
+                    self.record(&flow, &update, &outcome, conversation.node(), changed);
                     let queued = queued(&later, request.as_ref(), destinations, &ids, update.now);
                     if !claimed.is_empty() {
                         let mine: Vec<Queued> =
@@ -403,10 +435,12 @@ impl Service {
                 }
                 Ok(Committed::Duplicate) => {
                     self.forget(update.key);
+                    self.metrics.duplicate(platform, kind);
                     return Ok(Handled::Duplicate);
                 }
                 Ok(Committed::Conflict) => {
                     self.forget(update.key);
+                    self.metrics.conflict(platform);
                     tokio::task::yield_now().await;
                 }
                 Err(err) => {
@@ -416,6 +450,39 @@ impl Service {
             }
         }
         Err(ServiceError::Contention(update.key.clone()))
+    }
+
+    /// The metrics of one committed step.
+    fn record(
+        &self,
+        flow: &Flow,
+        update: &Update<'_>,
+        outcome: &Outcome<'_>,
+        at: flowbot_core::NodeIx,
+        changed: bool,
+    ) {
+        let platform = update.key.platform.as_str();
+        let m = &self.metrics;
+        m.step(platform);
+        if matches!(outcome.event, Some(flowbot_core::Event::Started { .. })) {
+            m.started(platform);
+        }
+        let node = flow.node(at);
+        if changed && node.is_ending() {
+            m.ended(platform, node.id());
+        }
+        if outcome.handoff.is_some() {
+            m.handoff_request();
+        }
+        let stale = outcome.replies.iter().any(|r| {
+            matches!(r, flowbot_core::Reply::Notice { kind: flowbot_core::NoticeKind::Stale, .. })
+        });
+        if let (Input::Press(token) | Input::Answer { token, .. }, true) = (update.input, stale) {
+            // A token this flow could have printed is an old button; anything else is forged.
+            let plausible =
+                flowbot_core::Token::parse(token).is_some_and(|t| flow.find(t.node).is_some());
+            m.refused(platform, if plausible { Refused::Stale } else { Refused::Forged });
+        }
     }
 
     /// A claim for this process, if it serves every sink the step writes to.
@@ -448,6 +515,19 @@ impl Service {
         let loaded = self.store.load(key).await?;
         let (flow, conversation, _) = self.resolve(loaded, now).await?;
         Ok(conversation.map(|c| render(&flow, c.prompt(&flow))))
+    }
+
+    /// The live conversation under `key` with its flow, rendered, without changing it (its
+    /// prompt and the path that led there: a page's history); `None` when there is none.
+    pub async fn conversation<R>(
+        &self,
+        key: &ConversationKey,
+        now: Timestamp,
+        render: impl FnOnce(&Flow, &Conversation) -> R,
+    ) -> Result<Option<R>, ServiceError> {
+        let loaded = self.store.load(key).await?;
+        let (flow, conversation, _) = self.resolve(loaded, now).await?;
+        Ok(conversation.map(|c| render(&flow, &c)))
     }
 
     /// Deletes expired conversations, old event ids and unused flow versions.
@@ -552,7 +632,9 @@ impl Service {
 }
 
 fn compile(source: &str, origin: &str, options: &ServiceOptions) -> Result<Flow, ServiceError> {
-    let flow = load_flow(source, origin, &options.params)
+    let deployment =
+        Deployment { params: &options.params, origins: &options.param_origins, limits: &[] };
+    let flow = load_flow_in(source, origin, &deployment)
         .map(|f| {
             f.with_resume_after(options.resume_after)
                 .with_delivery(!options.destinations.is_empty())
@@ -561,6 +643,18 @@ fn compile(source: &str, origin: &str, options: &ServiceOptions) -> Result<Flow,
     let limits: Vec<&flowbot_core::Limits> = options.limits.iter().collect();
     flow.check_limits(&limits).map_err(ServiceError::Flow)?;
     Ok(flow)
+}
+
+/// The kind of an update, as metrics count it.
+fn input_kind(input: &Input<'_>) -> &'static str {
+    match input {
+        Input::Start { .. } => "start",
+        Input::Press(_) => "press",
+        Input::Text(t) if t.trim_start().starts_with('/') => "command",
+        Input::Text(_) => "text",
+        Input::Answer { .. } => "answer",
+        Input::Back | Input::Restart | Input::Help => "command",
+    }
 }
 
 /// The items a step wrote, as a worker would claim them: `ids` are those of `later`, then of

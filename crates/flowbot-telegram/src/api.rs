@@ -8,9 +8,11 @@
 //! result types.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flowbot_adapter::{Classify, Scope, Secret, Verdict};
+use flowbot_store::Metrics;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use teloxide::requests::Payload;
@@ -25,6 +27,8 @@ pub struct Api {
     /// `{api}/bot{token}/`: holds the token, so it is a secret too.
     base: Secret,
     token: Secret,
+    /// Where each call's outcome is counted (`flowbot_api_calls_total`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl fmt::Debug for Api {
@@ -119,11 +123,35 @@ impl Api {
             client,
             base: Secret::new(format!("{}/bot{token}/", root.trim_end_matches('/'))),
             token: Secret::new(token),
+            metrics: None,
         })
+    }
+
+    /// Counts every call in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Makes one call: `payload` as JSON to its method; the result as teloxide's type.
     pub async fn call<P>(&self, payload: &P) -> Result<P::Output, CallError>
+    where
+        P: Payload + serde::Serialize,
+        P::Output: DeserializeOwned,
+    {
+        let mut status = None;
+        let result = self.exchange(payload, &mut status).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.api_call(crate::SINK, &method_name(P::NAME), status);
+        }
+        result
+    }
+
+    async fn exchange<P>(
+        &self,
+        payload: &P,
+        status: &mut Option<u16>,
+    ) -> Result<P::Output, CallError>
     where
         P: Payload + serde::Serialize,
         P::Output: DeserializeOwned,
@@ -139,7 +167,7 @@ impl Api {
             .send()
             .await
             .map_err(|e| CallError::Network(kind(&e).to_owned()))?;
-        let status = response.status().as_u16();
+        let status = *status.insert(response.status().as_u16());
         let bytes = response.bytes().await.map_err(|e| CallError::Network(kind(&e).to_owned()))?;
         let envelope: Envelope<P::Output> = match serde_json::from_slice(&bytes) {
             Ok(envelope) => envelope,
@@ -162,6 +190,15 @@ impl Api {
         let description = envelope.description.unwrap_or_default();
         Err(CallError::Api { code, description: self.token.redact(&description) })
     }
+}
+
+/// The Bot API's name of a method (`sendMessage`) from teloxide's payload name (`SendMessage`).
+fn method_name(payload: &str) -> String {
+    let mut chars = payload.chars();
+    chars
+        .next()
+        .map(|first| first.to_ascii_lowercase().to_string() + chars.as_str())
+        .unwrap_or_default()
 }
 
 /// The kind of a transport failure, without its URL (which holds the token).

@@ -90,6 +90,7 @@ impl Telegram {
         // In a group, the bot's messages reply to their owner's message.
         let owner = message.regular_message().and_then(|m| m.reply_to_message());
         if group && owner.and_then(|o| o.from.as_ref()).is_some_and(|o| o.id != query.from.id) {
+            self.inner.service.metrics().refused(SINK, flowbot_store::Refused::Foreign);
             self.answer(query, self.inner.service.flow().texts().not_yours.clone());
             return Ok(());
         }

@@ -92,7 +92,8 @@ impl Telegram {
     /// Checks the token (`getMe`) and registers the commands (`setMyCommands`).
     pub async fn connect(config: &Config, service: Arc<Service>) -> Result<Self, Error> {
         let api = Api::new(config.token.expose(), config.api_url.as_ref())
-            .map_err(|source| Error::Api { call: "getMe", source })?;
+            .map_err(|source| Error::Api { call: "getMe", source })?
+            .with_metrics(service.metrics().clone());
         let get_me = GetMe::new();
         let me = RetryPolicy::CALL
             .run("getMe", || api.call(&get_me))

@@ -15,7 +15,11 @@ const MAX_LINE_BYTES: usize = 64 * 1024;
 pub fn run(flow: &Flow, entry: Option<&str>) -> anyhow::Result<ExitCode> {
     let (mut conv, outcome) = Conversation::start(flow, entry, now());
     let mut step = |line: &str, out: &mut dyn Write| -> io::Result<()> {
-        let outcome = conv.step(flow, Input::Text(line), now());
+        let mut outcome = conv.step(flow, Input::Text(line), now());
+        // Kept nowhere (no store): a reference no desk could look up is not shown.
+        if let Some(handoff) = outcome.handoff.as_mut() {
+            handoff.submission.reference.clear();
+        }
         write_view(out, &View::new(&outcome))
     };
     converse(Some(&View::new(&outcome)), &mut step)

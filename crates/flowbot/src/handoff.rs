@@ -149,14 +149,17 @@ pub fn start(
     names.sort_unstable();
     tracing::info!(sinks = ?names, "delivery: sending stored replies and requests");
     service.serve(&names);
-    let worker = Arc::new(Worker::new(
-        service.store().clone(),
-        routes,
-        config.worker_options(),
-        service.mailbox(),
-        service.clock(),
-        service.owner().to_owned(),
-    ));
+    let worker = Arc::new(
+        Worker::new(
+            service.store().clone(),
+            routes,
+            config.worker_options(),
+            service.mailbox(),
+            service.clock(),
+            service.owner().to_owned(),
+        )
+        .with_metrics(service.metrics().clone()),
+    );
     let task = tokio::spawn(worker.clone().run(shutdown));
     Some(Started { worker, task })
 }

@@ -5,10 +5,16 @@ mod chat;
 mod check;
 mod config;
 mod flows;
+#[cfg(test)]
+mod fuzz;
 mod handoff;
+mod health;
 mod link;
+mod logging;
+mod metrics;
 mod pipe;
 mod platforms;
+mod probe;
 mod render;
 mod run;
 mod scripts;
@@ -127,6 +133,8 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = flows::FLOWS_DIR)]
         flows: PathBuf,
     },
+    /// Exit 0 if URL answers 2xx, else 1 with the reason: a health check without shell tools.
+    Probe(probe::ProbeArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -150,7 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = config::Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Run(args) => {
-            init_logging();
+            logging::init(logging::Format::from_env()?);
             runtime()?.block_on(run::run(*args, &config))
         }
         Command::Check { paths } => check::run(&paths, &config),
@@ -201,6 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Test { files, flows } => scripts::run(&files, &flows, &config),
+        Command::Probe(args) => probe::run(&args),
         Command::Link { platform, entry, qr, flow, platforms } => {
             let flow = flows::load_or_default(flow.as_deref(), &config)?;
             let request =
@@ -208,20 +217,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             link::run(&flow, &platforms, &request)
         }
     }
-}
-
-/// Logs to standard error, filtered by `RUST_LOG` (default: `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        // A closed stderr must not panic the task that logs (the shutdown task among them).
-        .log_internal_errors(false)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -21,6 +21,11 @@ impl Platforms {
         [&self.telegram, &self.discord, &self.web]
     }
 
+    /// Hands the settings file's sections to the platforms that read one.
+    pub fn configure(&mut self, config: &crate::config::Config) {
+        self.web.settings = config.web.clone();
+    }
+
     /// The platform named `name`.
     pub fn find(&self, name: &str) -> Option<&dyn Platform> {
         self.all().into_iter().find(|p| p.about().name == name)

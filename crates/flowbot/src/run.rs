@@ -26,14 +26,20 @@ pub struct RunArgs {
     flow: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
-    /// The HTTP listener shared by webhooks and the health check (`GET /healthz`).
+    /// The HTTP listener shared by webhooks, pages and the health checks (`GET /livez`, alias
+    /// `/healthz`; `GET /readyz`).
     #[arg(long, env = "FLOWBOT_LISTEN", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// A second listener for `GET /metrics` (and the health checks), kept off the public side;
+    /// without it, `/metrics` is on `--listen`.
+    #[arg(long, env = "FLOWBOT_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
     #[command(flatten)]
     platforms: Platforms,
 }
 
-pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    args.platforms.configure(config);
     let enabled: Vec<&dyn Platform> =
         args.platforms.all().into_iter().filter(|p| p.enabled()).collect();
     if enabled.is_empty() {
@@ -58,7 +64,7 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     });
     tokio::spawn(reload_on_hangup(service.clone(), args.flow.clone()));
 
-    let mut router = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let mut router = axum::Router::new();
     let mut running: Vec<(&'static str, Arc<dyn Running>)> = Vec::new();
     let mut routes = crate::handoff::Routes::new();
     for platform in &enabled {
@@ -72,6 +78,28 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         running.push((platform.about().name, started));
     }
     routes.extend(crate::handoff::routes(config, &running, &service.clock())?);
+    let health = crate::health::Health { service: service.clone(), platforms: running.clone() };
+    router = router.merge(crate::health::routes(health.clone()));
+    let metrics = crate::metrics::routes(service.clone());
+    let admin = match args.admin_listen {
+        None => {
+            router = router.merge(metrics);
+            None
+        }
+        Some(address) => {
+            let admin = crate::health::routes(health).merge(metrics);
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (--admin-listen)"))?;
+            tracing::info!("http: metrics and health on {}", listener.local_addr()?);
+            let stop = shutdown.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, admin)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }))
+        }
+    };
     let delivery = crate::handoff::start(&service, config, routes, shutdown.clone());
     let tasks: Vec<_> = running
         .iter()
@@ -83,11 +111,15 @@ pub async fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     tracing::info!("http: listening on {address}");
-    let server = axum::serve(listener, router).with_graceful_shutdown({
-        let shutdown = shutdown.clone();
-        async move { shutdown.cancelled().await }
-    });
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown({
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        });
     server.await.context("the HTTP listener failed")?;
+    if let Some(admin) = admin {
+        admin.await.context("the admin listener failed")?.context("the admin listener failed")?;
+    }
     for task in tasks {
         task.await.context("a platform's task failed")??;
     }

@@ -19,10 +19,10 @@ pub struct StoreArgs {
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Idle conversations expire after this many days (and `flowbot purge` deletes them).
-    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    #[arg(long, env = "FLOWBOT_EXPIRE_AFTER_DAYS", value_name = "DAYS", default_value_t = 30)]
     pub expire_after_days: u64,
     /// A user back after this many hours is asked whether to resume or start again.
-    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    #[arg(long, env = "FLOWBOT_RESUME_AFTER_HOURS", value_name = "HOURS", default_value_t = 24)]
     pub resume_after_hours: u64,
 }
 
@@ -42,14 +42,17 @@ impl StoreArgs {
         Ok(format!("sqlite://{}", dir.join("flowbot.sqlite").display()))
     }
 
-    pub async fn open(&self) -> anyhow::Result<SqlStore> {
+    pub async fn open(&self, config: &Config) -> anyhow::Result<SqlStore> {
         let url = self.url()?;
-        SqlStore::open(&url).await.context("cannot open the conversation store")
+        SqlStore::open_with(&url, config.sqlite_synchronous())
+            .await
+            .context("cannot open the conversation store")
     }
 
     pub fn options(&self, config: &Config) -> ServiceOptions {
         ServiceOptions {
             params: config.params.clone(),
+            param_origins: config.param_origins().clone(),
             resume_after: (self.resume_after_hours > 0)
                 .then_some(self.resume_after_hours * HOUR_MS),
             expire_after: self.expire_after_days.max(1) * 24 * HOUR_MS,
@@ -77,7 +80,7 @@ impl StoreArgs {
         config: &Config,
         limits: Vec<flowbot_core::Limits>,
     ) -> anyhow::Result<Arc<Service>> {
-        let store = self.open().await?;
+        let store = self.open(config).await?;
         let options = ServiceOptions { limits, ..self.options(config) };
         let service = Service::new(Arc::new(store), &flow.text, &flow.origin, options, now())
             .await
