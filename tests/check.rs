@@ -65,7 +65,7 @@ fn broken_form_lists_every_problem() {
         format!("{form} field 2: `email` and `pattern` exclude each other"),
         format!("{form} field 2: `max_chars` must be 1 to 4096"),
         format!("{form} field 3: `invalid` explains a `pattern`, and there is none"),
-        format!("{f}:57: form `unused`: no node asks this form (`form:`)"),
+        format!("{f}:58: form `unused`: no node asks this form (`form:`)"),
     ];
     for line in &expected {
         assert!(text.contains(line.as_str()), "missing `{line}` in:\n{text}");

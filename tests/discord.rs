@@ -15,7 +15,7 @@ use flowbot_tests::{BotProcess, gmis, http_request};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "discord-test-token-do-not-print";
-const CHANNEL: &str = "1300000000000000001";
+pub(crate) const CHANNEL: &str = "1300000000000000001";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn key() -> SigningKey {
@@ -31,7 +31,7 @@ fn start(fake: &FakeDiscord, db: &std::path::Path) -> BotProcess {
 }
 
 /// [`start`] with more arguments for `flowbot run` (e.g. `--config FILE`).
-fn start_with(fake: &FakeDiscord, db: &std::path::Path, args: &[&str]) -> BotProcess {
+pub(crate) fn start_with(fake: &FakeDiscord, db: &std::path::Path, args: &[&str]) -> BotProcess {
     let public = hex(key().verifying_key().as_bytes());
     let url = fake.url();
     let mut all = vec!["--discord-guild-id", "1100000000000000001"];
@@ -688,6 +688,18 @@ fn assert_has(text: &str, lines: &[&str]) {
     for line in lines {
         assert!(text.contains(line), "{line:?} missing in:\n{text}");
     }
+}
+
+/// The user `owner` fills in the address-change form over the signed endpoint in [`CHANNEL`]
+/// and submits it; the request's reference (受付番号). For the other modules' tests.
+pub(crate) async fn submit_the_form(bot: &BotProcess, fake: &FakeDiscord, owner: &str) -> String {
+    let name = to_the_form(bot, fake, owner).await;
+    let code = type_in(bot, fake, &name, &button(&name, INPUT), "〇〇病院").await;
+    let old = choose(bot, fake, &code, "分からない").await;
+    let new = type_in(bot, fake, &old, &button(&old, INPUT), "old@example.jp").await;
+    let confirm = type_in(bot, fake, &new, &button(&new, INPUT), "new@example.jp").await;
+    let (text, _) = choose_all(bot, fake, &confirm, "確定する").await;
+    reference_in(&plain(&text))
 }
 
 const ASK_CODE: &str = "機関コードを入力してください。";

@@ -40,7 +40,7 @@ fn help_variables(args: &[&str]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The `"FLOWBOT_…"` names in the binary's code (tests excluded).
+/// The `"FLOWBOT_…"` and `"LINEWORKS_…"` names in the binary's code (tests excluded).
 fn source_variables() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let mut stack = vec![root().join("crates")];
@@ -57,11 +57,16 @@ fn source_variables() -> BTreeSet<String> {
                 }
                 let text = std::fs::read_to_string(&path).unwrap();
                 let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-                for piece in code.split("\"FLOWBOT_").skip(1) {
-                    let name: String =
-                        piece.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
-                    if piece[name.len()..].starts_with('"') {
-                        names.insert(format!("FLOWBOT_{name}"));
+                // (`LINEWORKS_…`: the LINE WORKS destination's endpoints.)
+                for prefix in ["FLOWBOT_", "LINEWORKS_"] {
+                    for piece in code.split(&format!("\"{prefix}")).skip(1) {
+                        let name: String = piece
+                            .chars()
+                            .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                            .collect();
+                        if piece[name.len()..].starts_with('"') {
+                            names.insert(format!("{prefix}{name}"));
+                        }
                     }
                 }
             }

@@ -202,12 +202,12 @@ async fn a_redelivered_event_changes_nothing(db: &TestDb) {
     again.transitions = &t;
     assert_eq!(store.commit(&again).await.unwrap(), Committed::Duplicate);
     assert_eq!(store.load(&k).await.unwrap().unwrap().state.node, "q1", "nothing written");
-    assert!(store.stats().await.unwrap().is_empty(), "no transition logged");
+    assert!(store.stats(None, None).await.unwrap().is_empty(), "no transition logged");
     // A different event applies.
     let mut other = again.clone();
     other.event = Some("tg:2");
     assert!(matches!(store.commit(&other).await.unwrap(), Committed::Applied { .. }));
-    assert_eq!(store.stats().await.unwrap()[0].edges, [("q1".to_owned(), 1, 1)]);
+    assert_eq!(store.stats(None, None).await.unwrap()[0].edges, [("q1".to_owned(), 1, 1)]);
 }
 
 async fn an_unchanged_step_still_records_its_event(db: &TestDb) {
@@ -466,7 +466,7 @@ async fn stats_count_endings_edges_and_drop_off_where_paths_merge(db: &TestDb) {
             say(&service, &k, line, 2).await;
         }
     }
-    let stats = service.store().stats().await.unwrap();
+    let stats = service.store().stats(None, None).await.unwrap();
     assert_eq!(stats.len(), 1);
     let s = &stats[0];
     assert_eq!(s.conversations, 6);

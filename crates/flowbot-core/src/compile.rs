@@ -16,9 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::bounds::{MAX_FILLED_BYTES, MAX_NODES};
 use crate::flow::{Flow, FlowVersion, Node, NodeKind, Texts, to_ix};
 use crate::limits::{Limits, Measured, over};
-use crate::loader::Deployment;
 use crate::problem::{Problem, ProblemKind, Problems};
-use crate::raw::{ParamOrigins, RawFlow, RawTexts, SourceMap};
+use crate::raw::{Deployment, ParamOrigins, RawFlow, RawTexts, SourceMap};
 use crate::text::normalize;
 use crate::token::max_token_len;
 

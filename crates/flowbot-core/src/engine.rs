@@ -200,6 +200,11 @@ impl Handoff<'_> {
         self.submission.text(self.form)
     }
 
+    /// The subject of the mail that carries the request.
+    pub fn subject(&self) -> String {
+        self.submission.subject(self.form)
+    }
+
     /// What the user is shown at [`Reply::Handoff`].
     pub fn message(&self) -> String {
         self.submission.message(self.form)

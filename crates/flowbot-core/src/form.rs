@@ -41,6 +41,26 @@ impl Form {
     pub fn texts(&self) -> &FormTexts {
         &self.texts
     }
+
+    /// The completion notice for the request `reference`, with the login id filled in; the
+    /// lines that show `{{login_id}}` are left out when there is none. `None`: the form has no
+    /// `completed` text.
+    pub fn completion(&self, reference: &str, login_id: Option<&str>) -> Option<String> {
+        let template = self.texts.completed.as_deref()?;
+        let kept: String = match login_id {
+            Some(_) => template.to_owned(),
+            None => template
+                .split_inclusive('\n')
+                .filter(|line| !line.replace(' ', "").contains("{{login_id}}"))
+                .collect(),
+        };
+        let values = [
+            ("title", self.title.as_str()),
+            ("reference", reference),
+            ("login_id", login_id.unwrap_or("")),
+        ];
+        Some(slots(&kept, &values).trim_end().to_owned())
+    }
 }
 
 /// The most fields a form may have (single-digit field numbers in button tokens).
@@ -165,6 +185,13 @@ pub struct FormTexts {
     pub handoff_sent: String,
     /// Above the hand-off when the user has to send it themselves.
     pub handoff_copy: String,
+    /// The subject of the mail a mail destination receives: `{{title}}`, `{{reference}}`,
+    /// `{{ending}}`; one line.
+    pub mail_subject: String,
+    /// The notice the desk sends the user once the request is done (`flowbot requests
+    /// complete`): `{{title}}`, `{{reference}}`, `{{login_id}}` (a line with it is dropped when
+    /// no login id is given). `None`: the flow has none.
+    pub completed: Option<String>,
     pub(crate) submit_key: String,
     pub(crate) fix_key: String,
 }
@@ -173,6 +200,8 @@ pub struct FormTexts {
 pub(crate) const ANSWER_LINE_SLOTS: &[&str] = &["label", "value"];
 pub(crate) const PATH_LINE_SLOTS: &[&str] = &["question", "answer"];
 pub(crate) const HANDOFF_SLOTS: &[&str] = &["title", "reference", "answers", "ending", "path"];
+pub(crate) const MAIL_SUBJECT_SLOTS: &[&str] = &["title", "reference", "ending"];
+pub(crate) const COMPLETED_SLOTS: &[&str] = &["title", "reference", "login_id"];
 
 /// NFKC (full-width letters, digits and ＠ become ASCII), whitespace folded, trimmed.
 pub fn normalize_answer(typed: &str) -> String {
@@ -483,6 +512,18 @@ impl Submission {
                 ("answers", &self.answer_lines),
                 ("ending", &self.ending_title),
                 ("path", &self.path_lines),
+            ],
+        )
+    }
+
+    /// The subject of the mail that carries the request (the `mail_subject` template filled in).
+    pub fn subject(&self, form: &Form) -> String {
+        slots(
+            &form.texts.mail_subject,
+            &[
+                ("title", &self.title),
+                ("reference", &self.reference),
+                ("ending", &self.ending_title),
             ],
         )
     }

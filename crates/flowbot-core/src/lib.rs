@@ -81,9 +81,9 @@ pub use form::{
     Submission, SubmittedAnswer, is_email, normalize_answer, reference,
 };
 pub use limits::Limits;
-pub use loader::{Deployment, load_flow, load_flow_for, load_flow_in};
+pub use loader::{load_flow, load_flow_for, load_flow_in};
 pub use problem::{OverLimit, Problem, ProblemKind, Problems};
-pub use raw::{ParamOrigins, Params, ValueOrigin};
+pub use raw::{Deployment, ParamOrigins, Params, ValueOrigin};
 pub use script::{
     Coverage, CoverageReport, Script, ScriptFailure, ScriptFile, ScriptStep, run_script,
 };
@@ -94,6 +94,7 @@ pub use store::{
     NewOutgoing, NewRequest, OutboxStore, Purged, Queued, QueuedRequest, Store, StoreError, Stored,
     VersionStats,
 };
+pub use store::{Completion, DeliveryRecord, RequestRecord, RequestState, RequestStore};
 pub use text::{Segment, normalize, segments};
 pub use token::{Action, Token, max_token_len};
 pub use view::{Answered, Paragraph, Part, PromptView, View};

@@ -11,7 +11,7 @@ use crate::compile::compile;
 use crate::flow::Flow;
 use crate::limits::Limits;
 use crate::problem::{Problem, ProblemKind, Problems};
-use crate::raw::{ParamOrigins, Params, RawFlow, SourceMap};
+use crate::raw::{Deployment, Params, RawFlow, SourceMap};
 
 /// Loads a flow from YAML source text.
 ///
@@ -33,25 +33,6 @@ pub fn load_flow_for(
     limits: &[&Limits],
 ) -> Result<Flow, Problems> {
     load_flow_in(source, origin, &Deployment { params, limits, ..Deployment::default() })
-}
-
-/// What a deployment brings to loading a flow: its parameter values, where it set them (so
-/// that a problem with a value names the settings file and line), and the limits of the
-/// platforms the flow will run on.
-#[derive(Debug, Clone, Copy)]
-pub struct Deployment<'a> {
-    pub params: &'a Params,
-    pub origins: &'a ParamOrigins,
-    pub limits: &'a [&'a Limits],
-}
-
-static NO_PARAMS: Params = Params::new();
-static NO_ORIGINS: ParamOrigins = ParamOrigins::new();
-
-impl Default for Deployment<'_> {
-    fn default() -> Self {
-        Deployment { params: &NO_PARAMS, origins: &NO_ORIGINS, limits: &[] }
-    }
 }
 
 /// Loads a flow for a deployment: [`load_flow_for`] with the origins of the parameter values.

@@ -8,12 +8,33 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::limits::Limits;
+
 /// Deployment values for a flow's declared `params`, by name.
 pub type Params = BTreeMap<String, String>;
 
 /// Where a deployment set its parameter values, by name: problems with a value are reported
 /// there (the settings file and line), not against the flow.
 pub type ParamOrigins = BTreeMap<String, ValueOrigin>;
+
+/// What a deployment brings to loading a flow: its parameter values, where it set them (so
+/// that a problem with a value names the settings file and line), and the limits of the
+/// platforms the flow will run on.
+#[derive(Debug, Clone, Copy)]
+pub struct Deployment<'a> {
+    pub params: &'a Params,
+    pub origins: &'a ParamOrigins,
+    pub limits: &'a [&'a Limits],
+}
+
+static NO_PARAMS: Params = Params::new();
+static NO_ORIGINS: ParamOrigins = ParamOrigins::new();
+
+impl Default for Deployment<'_> {
+    fn default() -> Self {
+        Deployment { params: &NO_PARAMS, origins: &NO_ORIGINS, limits: &[] }
+    }
+}
 
 /// A file (or "the environment (NAME)") and, where known, the 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +98,10 @@ pub(crate) struct RawForm {
     pub handoff: String,
     pub handoff_sent: String,
     pub handoff_copy: String,
+    pub mail_subject: String,
+    /// The desk's completion notice to the user (`flowbot requests complete`).
+    #[serde(default)]
+    pub completed: Option<String>,
     pub fields: Vec<RawField>,
 }
 

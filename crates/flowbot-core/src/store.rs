@@ -225,13 +225,17 @@ pub struct Purged {
 pub struct VersionStats {
     pub flow_id: String,
     pub flow_version: String,
-    /// Conversations (sessions) that started on this version.
+    /// Conversations (sessions) on this version with a transition in the time range.
     pub conversations: u64,
+    /// `(node, sessions that started there)`: the flow's first question, or an entry point's.
+    pub started: Vec<(String, u64)>,
     /// `(node, sessions that reached it)`, any node; endings are picked out by the caller.
     pub reached: Vec<(String, u64)>,
-    /// `(from, choice, count)` of answers.
+    /// `(from, choice, sessions that chose it)` of answers.
     pub edges: Vec<(String, u8, u64)>,
-    /// `(node, sessions whose last transition left them there)`.
+    /// `(form, sessions that submitted it)`.
+    pub submitted: Vec<(String, u64)>,
+    /// `(node, sessions whose last transition in the range left them there)`.
     pub stopped_at: Vec<(String, u64)>,
 }
 
@@ -278,8 +282,13 @@ pub trait ConversationStore: Send + Sync + fmt::Debug {
         keep: &[(String, FlowVersion)],
     ) -> Result<Purged, StoreError>;
 
-    /// Statistics from the event log, per flow version.
-    async fn stats(&self) -> Result<Vec<VersionStats>, StoreError>;
+    /// Statistics from the event log, per flow version, of the transitions at or after
+    /// `since` and before `until` (`None`: that side open).
+    async fn stats(
+        &self,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Vec<VersionStats>, StoreError>;
 
     /// Whether the store can serve: the database answers and its schema is the one this build
     /// expects (`/readyz`). An in-memory store is always ready.
@@ -339,6 +348,17 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
     /// cleared.
     async fn gave_up(&self, id: i64, now: Timestamp, error: &str) -> Result<(), StoreError>;
 
+    /// The pending items of one `(sink, lane)`, oldest first, at most `limit`, read without
+    /// claiming them: for a sink no worker delivers, whose items wait until their user comes
+    /// back (the web chat's notices), then are marked [`OutboxStore::done`] by whoever showed
+    /// them.
+    async fn pending_in(
+        &self,
+        sink: &str,
+        lane: &str,
+        limit: u32,
+    ) -> Result<Vec<Queued>, StoreError>;
+
     /// Whether an item of `(sink, lane)` written at or after `since` was given up (the current
     /// question was never delivered).
     async fn gave_up_since(
@@ -361,4 +381,140 @@ impl fmt::Display for ConversationKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.platform, self.conversation, self.user)
     }
+}
+
+/// A kept hand-off request as the desk sees it (personal data): `flowbot requests`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub reference: String,
+    pub flow_id: String,
+    /// The form's id in the flow.
+    pub form: String,
+    /// The ready-to-send text.
+    pub text: String,
+    /// The request as a JSON document (answers, ending, path).
+    pub payload: String,
+    pub created_at: Timestamp,
+    /// The conversation it came from; `None` for requests stored before it was kept.
+    pub key: Option<ConversationKey>,
+    /// When the desk marked it done.
+    pub completed_at: Option<Timestamp>,
+    /// One per destination, in the order they were written.
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// One destination's delivery of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// The destination's sink (`handoff:NAME`).
+    pub sink: String,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+    pub gave_up_at: Option<Timestamp>,
+    /// The last failure, without personal data.
+    pub last_error: Option<String>,
+}
+
+/// Where a request stands, for the desk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RequestState {
+    /// Kept with no destination to deliver to.
+    Kept,
+    /// A delivery is still to be made, and none has failed yet.
+    Pending,
+    /// A delivery was given up, or is being retried after a failure.
+    Failed,
+    /// Every destination has it.
+    Delivered,
+    /// The desk marked it done.
+    Completed,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Kept => "kept",
+            RequestState::Pending => "pending",
+            RequestState::Failed => "failed",
+            RequestState::Delivered => "delivered",
+            RequestState::Completed => "completed",
+        }
+    }
+}
+
+impl DeliveryRecord {
+    /// This delivery's own state (never `Completed` or `Kept`).
+    pub fn state(&self) -> RequestState {
+        if self.delivered_at.is_some() {
+            RequestState::Delivered
+        } else if self.gave_up_at.is_some() || self.last_error.is_some() {
+            RequestState::Failed
+        } else {
+            RequestState::Pending
+        }
+    }
+}
+
+impl RequestRecord {
+    /// Completed if marked so; else failed if any delivery failed, pending if any is still to
+    /// be made, delivered once all are, kept when there is none.
+    pub fn state(&self) -> RequestState {
+        if self.completed_at.is_some() {
+            return RequestState::Completed;
+        }
+        let states: Vec<RequestState> = self.deliveries.iter().map(DeliveryRecord::state).collect();
+        if states.is_empty() {
+            RequestState::Kept
+        } else if states.contains(&RequestState::Failed) {
+            RequestState::Failed
+        } else if states.contains(&RequestState::Pending) {
+            RequestState::Pending
+        } else {
+            RequestState::Delivered
+        }
+    }
+}
+
+/// What [`RequestStore::complete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Marked done now; the notice (if any) is queued, its outbox id given.
+    Completed { notice: Option<i64> },
+    /// It was marked done before: nothing written.
+    Already,
+    /// No request has that reference.
+    Unknown,
+}
+
+/// The desk's inbox over the kept requests: list, show, resend, complete. Every
+/// implementation passes the shared suite (`tests/requests.rs`).
+#[async_trait]
+pub trait RequestStore: Send + Sync + fmt::Debug {
+    /// The requests created at or after `since` (all: `None`), oldest first, with their
+    /// deliveries.
+    async fn requests(&self, since: Option<Timestamp>) -> Result<Vec<RequestRecord>, StoreError>;
+
+    /// The request with this reference.
+    async fn request(&self, reference: &str) -> Result<Option<RequestRecord>, StoreError>;
+
+    /// Queues the request's deliveries again, due at `now`: each existing one (delivered,
+    /// given up or pending) becomes pending, and a delivery is added for each sink of
+    /// `destinations` it has none for. Returns how many are queued; `None`: no such request.
+    async fn resend(
+        &self,
+        reference: &str,
+        destinations: &[String],
+        now: Timestamp,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Marks the request done at `now` and, in the same transaction, writes `notice` (the
+    /// completion notice to its user, a reply-like outbox item: deleted once delivered, purged
+    /// with the personal data otherwise). Nothing is written if it was done already.
+    async fn complete(
+        &self,
+        reference: &str,
+        now: Timestamp,
+        notice: Option<NewOutgoing<'_>>,
+    ) -> Result<Completion, StoreError>;
 }

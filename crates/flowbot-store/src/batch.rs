@@ -28,7 +28,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::{Backend, int, rows};
+use crate::backend::{Backend, int, list, rows};
 
 /// The most commits one transaction takes.
 pub(crate) const MAX_BATCH: usize = 64;
@@ -189,7 +189,7 @@ async fn apply(
     let results =
         if batch.is_empty() { Vec::new() } else { apply_commits(&mut tx, backend, batch).await? };
     for done in dones {
-        crate::queue::record_done(&mut tx, backend, &done.ids, done.now).await?;
+        record_done(&mut tx, backend, &done.ids, done.now).await?;
     }
     tx.commit().await?;
     Ok(results)
@@ -438,7 +438,7 @@ async fn apply_commits(
     // 8. The hand-off request of every applied commit, with one outbox item per destination.
     for (i, job) in batch.iter().enumerate() {
         if let (Committed::Applied { .. }, Some(request)) = (&results[i], &job.request) {
-            let ids = insert_request(tx, backend, request, job.now).await?;
+            let ids = insert_request(tx, backend, &job.key, request, job.now).await?;
             for (id, destination) in ids.into_iter().zip(&request.destinations) {
                 written[i].push((id, lanes.len()));
                 lanes.push((destination.as_str(), request.reference.as_str()));
@@ -540,12 +540,13 @@ fn returned_ids(rows: Vec<sqlx::any::AnyRow>, expected: usize) -> Result<Vec<i64
 async fn insert_request(
     tx: &mut sqlx::Transaction<'_, Any>,
     backend: Backend,
+    key: &ConversationKey,
     r: &OwnedRequest,
     now: Timestamp,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let row = sqlx::query(
-        "INSERT INTO requests (reference, flow_id, form, text, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO requests (reference, flow_id, form, text, payload, created_at, platform, \
+         chat, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(r.reference.as_str())
     .bind(r.flow_id.as_str())
@@ -553,6 +554,9 @@ async fn insert_request(
     .bind(r.text.as_str())
     .bind(r.payload.as_str())
     .bind(int(now.0))
+    .bind(key.platform.as_str())
+    .bind(key.conversation.as_str())
+    .bind(key.user.as_str())
     .fetch_one(&mut **tx)
     .await?;
     let id: i64 = row.try_get(0)?;
@@ -575,4 +579,37 @@ async fn insert_request(
             .bind(int(now.0));
     }
     returned_ids(q.fetch_all(&mut **tx).await?, r.destinations.len())
+}
+
+/// Records delivered items in `tx`: reply rows are deleted (their body may quote personal
+/// data); hand-off deliveries are kept, marked delivered.
+pub(crate) async fn record_done(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    ids: &[i64],
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "DELETE FROM outbox WHERE request IS NULL AND gave_up_at IS NULL AND id IN {}",
+        rows(backend, 1, ids.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.execute(&mut **tx).await?;
+    let sql = format!(
+        "UPDATE outbox SET delivered_at = $1, owner = NULL, lease_until = NULL \
+         WHERE request IS NOT NULL AND delivered_at IS NULL AND id IN ({})",
+        list(2, ids.len())
+    );
+    let mut q = sqlx::query(&sql).bind(int(now.0));
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }

@@ -6,13 +6,13 @@ use flowbot_core::{DeliveryCounts, OutboxStore, Queued, QueuedRequest, StoreErro
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::backend::{Backend, bounded, db, int, list, rows, uint};
+use crate::backend::{Backend, bounded, db, int, list, uint};
 use crate::sql::SqlStore;
 
 /// Pending: neither delivered nor given up (of the row `o`).
 const PENDING: &str = "o.delivered_at IS NULL AND o.gave_up_at IS NULL";
 
-fn queued(row: &AnyRow) -> Result<Queued, StoreError> {
+pub(crate) fn queued(row: &AnyRow) -> Result<Queued, StoreError> {
     let reference: Option<String> = row.try_get("reference").map_err(db)?;
     let request = match reference {
         Some(reference) => Some(QueuedRequest {
@@ -144,6 +144,15 @@ impl OutboxStore for SqlStore {
         self.release("gave_up_at = $1, body = '', last_error = $2", id, now, error).await
     }
 
+    async fn pending_in(
+        &self,
+        sink: &str,
+        lane: &str,
+        limit: u32,
+    ) -> Result<Vec<Queued>, StoreError> {
+        self.lane_pending(sink, lane, limit).await
+    }
+
     async fn gave_up_since(
         &self,
         sink: &str,
@@ -192,39 +201,6 @@ impl OutboxStore for SqlStore {
             oldest_pending: oldest.map(|t| Timestamp(uint(t))),
         })
     }
-}
-
-/// Records delivered items in `tx`: reply rows are deleted (their body may quote personal
-/// data); hand-off deliveries are kept, marked delivered.
-pub(crate) async fn record_done(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
-    ids: &[i64],
-    now: Timestamp,
-) -> Result<(), sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "DELETE FROM outbox WHERE request IS NULL AND gave_up_at IS NULL AND id IN {}",
-        rows(backend, 1, ids.len())
-    );
-    let mut q = sqlx::query(&sql);
-    for id in ids {
-        q = q.bind(*id);
-    }
-    q.execute(&mut **tx).await?;
-    let sql = format!(
-        "UPDATE outbox SET delivered_at = $1, owner = NULL, lease_until = NULL \
-         WHERE request IS NOT NULL AND delivered_at IS NULL AND id IN ({})",
-        list(2, ids.len())
-    );
-    let mut q = sqlx::query(&sql).bind(int(now.0));
-    for id in ids {
-        q = q.bind(*id);
-    }
-    q.execute(&mut **tx).await?;
-    Ok(())
 }
 
 impl SqlStore {

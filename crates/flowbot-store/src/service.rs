@@ -425,6 +425,10 @@ impl Service {
                         self.remember(update.key, Stored { session, ..stored });
                     }
                     self.record(&flow, &update, &outcome, conversation.node(), changed);
+                    if let Some(r) = &request {
+                        // The reference only: the request itself is personal data.
+                        tracing::info!(reference = %r.reference, "hand-off request stored");
+                    }
                     let queued = queued(&later, request.as_ref(), destinations, &ids, update.now);
                     if !claimed.is_empty() {
                         let mine: Vec<Queued> =
@@ -736,6 +740,8 @@ impl Request {
             "path": s.path.iter().map(|(q, a)| json!({"question": q, "answer": a}))
                 .collect::<Vec<_>>(),
             "text": text,
+            // The mail destination's subject, from the flow's `mail_subject`.
+            "subject": handoff.subject(),
         });
         Request {
             reference: s.reference.clone(),

@@ -47,7 +47,7 @@ pub struct SqlStore {
 }
 
 /// The migrations, in order: `(version, description, SQLite, PostgreSQL)`.
-const MIGRATIONS: [(i64, &str, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 5] = [
     (
         1,
         "init",
@@ -71,6 +71,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 4] = [
         "secrets",
         include_str!("../migrations/sqlite/0004_secrets.sql"),
         include_str!("../migrations/postgres/0004_secrets.sql"),
+    ),
+    (
+        5,
+        "requests inbox",
+        include_str!("../migrations/sqlite/0005_requests_inbox.sql"),
+        include_str!("../migrations/postgres/0005_requests_inbox.sql"),
     ),
 ];
 
@@ -425,15 +431,24 @@ impl ConversationStore for SqlStore {
         Ok(())
     }
 
-    async fn stats(&self) -> Result<Vec<VersionStats>, StoreError> {
+    async fn stats(
+        &self,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Vec<VersionStats>, StoreError> {
+        // Every query reads the transitions in `[since, until)` only ($1 and $2).
+        let (since, until) = (int(since.map_or(0, |t| t.0)), int(until.map_or(u64::MAX, |t| t.0)));
+        let rows = |sql: &'static str| {
+            let pool = &self.pool;
+            async move { sqlx::query(sql).bind(since).bind(until).fetch_all(pool).await.map_err(db) }
+        };
         let mut all: Vec<VersionStats> = Vec::new();
-        let conversations = sqlx::query(
+        let conversations = rows(
             "SELECT flow_id, flow_version, COUNT(DISTINCT session) AS n FROM transitions \
+             WHERE at >= $1 AND at < $2 \
              GROUP BY flow_id, flow_version ORDER BY flow_id, flow_version",
         )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        .await?;
         for row in conversations {
             all.push(VersionStats {
                 flow_id: row.try_get("flow_id").map_err(db)?,
@@ -449,26 +464,43 @@ impl ConversationStore for SqlStore {
                 StoreError::Corrupt(format!("stats for unknown version {id} {version}"))
             })
         };
-        let reached = sqlx::query(
-            "SELECT flow_id, flow_version, to_node, COUNT(DISTINCT session) AS n FROM transitions \
+        // `(node, sessions)` lists: started at, reached, submitted, stopped at.
+        let per_node = [
+            "SELECT flow_id, flow_version, to_node AS node, COUNT(DISTINCT session) AS n \
+             FROM transitions WHERE at >= $1 AND at < $2 AND kind = 'start' \
              GROUP BY flow_id, flow_version, to_node ORDER BY to_node",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        for row in &reached {
-            let i = find(&mut all, row)?;
-            let node: String = row.try_get("to_node").map_err(db)?;
-            all[i].reached.push((node, uint(row.try_get("n").map_err(db)?)));
+            "SELECT flow_id, flow_version, to_node AS node, COUNT(DISTINCT session) AS n \
+             FROM transitions WHERE at >= $1 AND at < $2 \
+             GROUP BY flow_id, flow_version, to_node ORDER BY to_node",
+            "SELECT flow_id, flow_version, from_node AS node, COUNT(DISTINCT session) AS n \
+             FROM transitions WHERE at >= $1 AND at < $2 AND kind = 'submit' \
+             GROUP BY flow_id, flow_version, from_node ORDER BY from_node",
+            "SELECT flow_id, flow_version, to_node AS node, COUNT(*) AS n FROM transitions t \
+             WHERE t.id = (SELECT MAX(u.id) FROM transitions u \
+             WHERE u.session = t.session AND u.at >= $1 AND u.at < $2) \
+             GROUP BY flow_id, flow_version, to_node ORDER BY to_node",
+        ];
+        for (which, sql) in per_node.into_iter().enumerate() {
+            for row in &rows(sql).await? {
+                let i = find(&mut all, row)?;
+                let node: String = row.try_get("node").map_err(db)?;
+                let n = uint(row.try_get("n").map_err(db)?);
+                let s = &mut all[i];
+                let list = match which {
+                    0 => &mut s.started,
+                    1 => &mut s.reached,
+                    2 => &mut s.submitted,
+                    _ => &mut s.stopped_at,
+                };
+                list.push((node, n));
+            }
         }
-        let edges = sqlx::query(
-            "SELECT flow_id, flow_version, from_node, choice, COUNT(*) AS n FROM transitions \
-             WHERE kind = 'answer' GROUP BY flow_id, flow_version, from_node, choice \
-             ORDER BY from_node, choice",
+        let edges = rows(
+            "SELECT flow_id, flow_version, from_node, choice, COUNT(DISTINCT session) AS n \
+             FROM transitions WHERE at >= $1 AND at < $2 AND kind = 'answer' \
+             GROUP BY flow_id, flow_version, from_node, choice ORDER BY from_node, choice",
         )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        .await?;
         for row in &edges {
             let i = find(&mut all, row)?;
             let from: String = row.try_get("from_node").map_err(db)?;
@@ -476,19 +508,6 @@ impl ConversationStore for SqlStore {
             let choice = u8::try_from(choice)
                 .map_err(|_| StoreError::Corrupt(format!("choice {choice}")))?;
             all[i].edges.push((from, choice, uint(row.try_get("n").map_err(db)?)));
-        }
-        let stopped = sqlx::query(
-            "SELECT flow_id, flow_version, to_node, COUNT(*) AS n FROM transitions t \
-             WHERE t.id = (SELECT MAX(u.id) FROM transitions u WHERE u.session = t.session) \
-             GROUP BY flow_id, flow_version, to_node ORDER BY to_node",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        for row in &stopped {
-            let i = find(&mut all, row)?;
-            let node: String = row.try_get("to_node").map_err(db)?;
-            all[i].stopped_at.push((node, uint(row.try_get("n").map_err(db)?)));
         }
         Ok(all)
     }

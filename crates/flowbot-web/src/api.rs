@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::session::Session;
-use crate::{Web, limit, render};
+use crate::{Web, limit, notices, render};
 
 /// The header every POST must carry: a cross-site form cannot set it, and a cross-site script
 /// would need a CORS preflight that is never granted.
@@ -103,9 +103,10 @@ fn no_session() -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, "cannot issue a session")
 }
 
-/// `GET /chat/api[?start=ENTRY]`: the flow's title, and the session's conversation as a reload
-/// shows it (the questions answered and the prompt it waits at); without one, what a start
-/// would show, as a preview: nothing is stored until the first input.
+/// `GET /chat/api[?start=ENTRY]`: the flow's title, the desk's notices waiting for this
+/// session (then marked done), and the session's conversation as a reload shows it (the
+/// questions answered and the prompt it waits at); without one, what a start would show, as a
+/// preview: nothing is stored until the first input.
 pub(crate) async fn current(
     State(web): State<Web>,
     peer: Peer,
@@ -139,13 +140,19 @@ pub(crate) async fn current(
         }
         Err(err) => return unavailable(&err, "cannot read a conversation"),
     };
+    let waiting = notices::waiting(service, &session).await;
+    let shown: Vec<Value> = waiting.iter().map(|n| render::notice(&n.body)).collect();
     let body = json!({
         "title": service.flow().title(),
+        "notices": shown,
         "history": history,
         "replies": replies,
         "preview": preview,
     });
-    session.attach(web.inner.secure, false, Json(body).into_response())
+    let response = session.attach(web.inner.secure, false, Json(body).into_response());
+    // Marked only now that the answer showing them is made (see `notices`).
+    notices::shown(service, &waiting).await;
+    response
 }
 
 /// `POST /chat/api`: one input, applied once per request id.

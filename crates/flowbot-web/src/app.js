@@ -179,6 +179,8 @@ form.addEventListener("submit", (event) => {
   const now = await call("GET", null, query);
   document.getElementById("title").textContent = now.title;
   document.title = now.title;
+  // The desk's notices (a completed request), above the conversation; shown once.
+  for (const n of now.notices || []) textNodes(bubble("notice desk"), n.text);
   if (now.preview) {
     // Nothing is stored until the first input; the address keeps ?start= until then, so a
     // reload previews the same entry.

@@ -9,7 +9,8 @@
 //! ```text
 //! GET  /                redirects to /chat
 //! GET  /chat            the page, titled with the flow's title (its script and style beside it)
-//! GET  /chat/api        the conversation so far, or a preview of the start (nothing stored)
+//! GET  /chat/api        the desk's waiting notices, and the conversation so far or a preview
+//!                       of the start (nothing stored but the notices marked shown)
 //! POST /chat/api        one input: {"id": "…", "start": "ENTRY" | null}, {"id", "press": TOKEN},
 //!                       {"id", "text": "…"}, {"id", "command": "back" | "restart" | "help"}
 //! ```
@@ -51,6 +52,7 @@
 
 mod api;
 mod limit;
+mod notices;
 mod platform;
 mod render;
 mod session;
@@ -69,6 +71,7 @@ use flowbot_store::Service;
 /// and a request body of 16 KiB holds any token).
 pub const LIMITS: Limits = Limits { platform: "the web chat", ..Limits::NONE };
 
+pub use notices::SINK as NOTICE_SINK;
 pub use platform::Options;
 pub use settings::Settings;
 

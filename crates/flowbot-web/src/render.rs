@@ -45,6 +45,11 @@ pub(crate) fn conversation(flow: &Flow, conversation: &Conversation) -> (Vec<Val
     (history, prompt(&conversation.prompt(flow)))
 }
 
+/// A desk's notice as the page draws it (`notices` of `GET /chat/api`).
+pub(crate) fn notice(body: &str) -> Value {
+    json!({"text": text(body)})
+}
+
 /// The replies of a view: one entry per paragraph, the prompt's text, note and buttons in one.
 fn replies(view: &View<'_>) -> Vec<Value> {
     let mut out = Vec::new();

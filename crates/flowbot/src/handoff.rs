@@ -1,5 +1,6 @@
 //! Help-desk destinations for the delivery worker: a signed HTTP webhook, a Telegram chat, a
-//! Discord channel; and starting the worker with the routes the configuration names.
+//! Discord channel, a mailbox (`flowbot_mail`), a LINE WORKS channel (`flowbot_lineworks`); and
+//! starting the worker with the routes the configuration names.
 //!
 //! A webhook receives the request's JSON (`type: flowbot.handoff`) as the body of a POST with
 //! `X-Flowbot-Timestamp` (Unix seconds), `X-Flowbot-Reference`, and
@@ -89,7 +90,8 @@ impl Deliver for Webhook {
 }
 
 /// The worker's routes for every configured destination, or which destination cannot be
-/// served here: a webhook anywhere, a chat only where its platform is `running`.
+/// served here: a webhook, a mailbox or LINE WORKS anywhere, a chat only where its platform is
+/// `running`.
 pub fn routes(
     config: &Config,
     running: &[(&'static str, Arc<dyn Running>)],
@@ -107,6 +109,23 @@ pub fn routes(
                 client: client.clone(),
                 clock: clock.clone(),
             }),
+            (Destination::Mail { .. }, _) => {
+                let settings = d.mail().unwrap_or_else(|| unreachable!());
+                let mail = flowbot_mail::Mail::new(settings).map_err(|err| {
+                    anyhow::anyhow!("the hand-off destination `{}`: {err}", d.name())
+                })?;
+                Arc::new(mail)
+            }
+            (Destination::Lineworks { .. }, _) => {
+                // The secret and the key were checked when the configuration loaded.
+                let Some(settings) = d.lineworks() else {
+                    anyhow::bail!("the hand-off destination `{}` is incomplete", d.name())
+                };
+                let sink = flowbot_lineworks::Lineworks::new(settings).map_err(|err| {
+                    anyhow::anyhow!("the hand-off destination `{}`: {err}", d.name())
+                })?;
+                Arc::new(sink)
+            }
             (_, Some((kind, target))) => {
                 let platform = running.iter().find(|(name, _)| *name == kind);
                 match platform.and_then(|(_, p)| p.handoff(target)) {

@@ -4,6 +4,7 @@ mod admin;
 mod chat;
 mod check;
 mod config;
+mod diagram;
 mod flows;
 #[cfg(test)]
 mod fuzz;
@@ -12,13 +13,17 @@ mod health;
 mod link;
 mod logging;
 mod metrics;
+mod notice;
 mod pipe;
 mod platforms;
 mod probe;
 mod render;
+mod requests;
 mod run;
 mod scripts;
 mod store;
+mod svg;
+mod traffic;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,12 +88,32 @@ enum Command {
         store: store::StoreArgs,
     },
     /// Per flow version: conversations, endings reached, answers chosen, and where
-    /// conversations stopped.
+    /// conversations stopped; or the flowchart with those counts on it.
     Stats {
         #[arg(long, value_name = "FILE")]
         flow: Option<PathBuf>,
+        /// text: the table; json: every version's nodes and edges with counts; mermaid, svg:
+        /// the flowchart of one version with its counts and drop-off (svg: a standalone
+        /// picture, Japanese fonts named).
+        #[arg(long, value_enum, default_value = "text")]
+        format: admin::StatsFormat,
+        /// Count only events on or after this day (YYYY-MM-DD, from 00:00 Japan time, +09:00).
+        #[arg(long, value_name = "DATE", value_parser = admin::parse_day)]
+        since: Option<admin::Day>,
+        /// Count only events on or before this day (YYYY-MM-DD, through 24:00 Japan time).
+        #[arg(long, value_name = "DATE", value_parser = admin::parse_day)]
+        until: Option<admin::Day>,
+        /// The flow version the mermaid and svg pictures draw, with that version's own
+        /// flowchart (default: the current one).
+        #[arg(long, value_name = "HEX")]
+        version: Option<String>,
         #[command(flatten)]
         store: store::StoreArgs,
+    },
+    /// The help desk's inbox: list, show, export, resend and complete hand-off requests.
+    Requests {
+        #[command(subcommand)]
+        command: requests::RequestsCommand,
     },
     /// Print the link (and optionally write a QR code) that opens the bot, at the start or at a
     /// named entry point.
@@ -193,11 +218,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?
                 .block_on(async { admin::purge(&*store.service(&source, &config).await?).await })
         }
-        Command::Stats { flow, store } => {
+        Command::Stats { flow, format, since, until, version, store } => {
             let source = flows::FlowSource::read(flow.as_deref())?;
-            runtime()?
-                .block_on(async { admin::stats(&*store.service(&source, &config).await?).await })
+            let query = admin::StatsQuery { format, since, until, version };
+            runtime()?.block_on(async {
+                admin::stats(&*store.service(&source, &config).await?, &query).await
+            })
         }
+        Command::Requests { command } => runtime()?.block_on(requests::run(command, &config)),
         Command::Render { flow, format, full, entries } => {
             let flow = flows::load_or_default(flow.as_deref(), &config)?;
             let options = render::Options { full, entries };

@@ -1,8 +1,12 @@
-//! `flowbot render`: a flow as a Mermaid or Graphviz diagram carrying its exact texts.
+//! `flowbot render`: a flow as a Mermaid or Graphviz diagram carrying its exact texts; with
+//! a `Traffic`, the Mermaid diagram of `flowbot stats --format mermaid`.
 
 use std::fmt::Write;
 
-use flowbot_core::{Flow, Node, NodeKind};
+use flowbot_core::Flow;
+
+use crate::diagram::{Shape, box_text, lines};
+use crate::traffic::Traffic;
 
 /// What a diagram shows beyond nodes and edges.
 #[derive(Debug, Clone, Copy)]
@@ -13,49 +17,49 @@ pub struct Options {
     pub entries: bool,
 }
 
-/// The text a node's box shows: the whole question (and note); a message's or ending's title,
-/// or its whole text with `full`.
-fn box_text(node: &Node, full: bool) -> String {
-    match node.kind() {
-        NodeKind::Question(q) => match q.note() {
-            Some(note) => format!("{}\n{note}", q.text()),
-            None => q.text().to_owned(),
-        },
-        NodeKind::Message { text, .. } | NodeKind::Ending { text } if full => text.clone(),
-        _ => node.title().to_owned(),
-    }
-}
-
-/// Edges as `(from id, label, to id)`; a message's edge has no label.
-fn edges(flow: &Flow) -> impl Iterator<Item = (&str, Option<&str>, &str)> {
-    flow.edges().map(move |e| {
-        let from = flow.node(e.from);
-        let label = match (from.kind(), e.choice) {
-            (NodeKind::Question(q), Some(c)) => Some(q.choices()[usize::from(c)].label()),
-            _ => None,
-        };
-        (from.id(), label, flow.node(e.to).id())
-    })
-}
-
 pub fn mermaid(flow: &Flow, options: Options) -> String {
+    mermaid_with(flow, options, None)
+}
+
+/// The Mermaid diagram, with each version's counts when `traffic` is given: `▶ n` on a node
+/// for the conversations that reached it, `■ n` (and a red border) for those that stopped there
+/// short of an ending, `(n)` on an edge for those that took it.
+pub fn mermaid_with(flow: &Flow, options: Options, traffic: Option<&Traffic>) -> String {
     let mut s = String::from("flowchart TD\n");
     let start = flow.node(flow.start()).id();
-    let _ = writeln!(s, "  start((\"/start\")) --> {start}");
-    for node in flow.nodes() {
-        let text = mermaid_text(&box_text(node, options.full));
-        let (open, close) = match node.kind() {
-            NodeKind::Question(_) => ("{{\"", "\"}}"),
-            NodeKind::Message { .. } => ("[/\"", "\"/]"),
-            NodeKind::Ending { .. } => ("([\"", "\"])"),
-            NodeKind::Form { .. } => ("[[\"", "\"]]"),
+    match traffic {
+        Some(t) => writeln!(s, "  start((\"/start\")) -->|\"({})\"| {start}", t.started),
+        None => writeln!(s, "  start((\"/start\")) --> {start}"),
+    }
+    .unwrap_or(());
+    for (i, node) in flow.nodes().iter().enumerate() {
+        let mut text = box_text(node, options.full);
+        if let Some(t) = traffic {
+            let _ = write!(text, "\n▶ {}", t.reached[i]);
+            let dropped = t.dropped(flow, i);
+            if dropped > 0 {
+                let _ = write!(text, "  ■ {dropped}");
+            }
+        }
+        let text = mermaid_text(&text);
+        let (open, close) = match Shape::of(node) {
+            Shape::Question => ("{{\"", "\"}}"),
+            Shape::Message => ("[/\"", "\"/]"),
+            Shape::Ending => ("([\"", "\"])"),
+            Shape::Form => ("[[\"", "\"]]"),
         };
         let _ = writeln!(s, "  {}{open}{text}{close}", node.id());
     }
-    for (from, label, to) in edges(flow) {
-        match label {
-            Some(label) => writeln!(s, "  {from} -->|\"{}\"| {to}", mermaid_text(label)),
-            None => writeln!(s, "  {from} --> {to}"),
+    for (i, line) in lines(flow).enumerate() {
+        let (from, to) = (flow.node(line.from).id(), flow.node(line.to).id());
+        let count = traffic.map(|t| t.edges[i]);
+        match (line.label, count) {
+            (Some(label), Some(n)) => {
+                writeln!(s, "  {from} -->|\"{} ({n})\"| {to}", mermaid_text(label))
+            }
+            (Some(label), None) => writeln!(s, "  {from} -->|\"{}\"| {to}", mermaid_text(label)),
+            (None, Some(n)) => writeln!(s, "  {from} -->|\"({n})\"| {to}"),
+            (None, None) => writeln!(s, "  {from} --> {to}"),
         }
         .unwrap_or(());
     }
@@ -64,6 +68,20 @@ pub fn mermaid(flow: &Flow, options: Options) -> String {
             let entry = name.replace('-', "_");
             let _ = writeln!(s, "  entry_{entry}>\"?start={name}\"] -.-> {}", flow.node(ix).id());
         }
+    }
+    if let Some(t) = traffic {
+        let dropped: Vec<&str> = (0..flow.nodes().len())
+            .filter(|&i| t.dropped(flow, i) > 0)
+            .map(|i| flow.nodes()[i].id())
+            .collect();
+        s.push_str("  classDef dropped stroke:#d00000,stroke-width:4px,color:#900000\n");
+        if !dropped.is_empty() {
+            let _ = writeln!(s, "  class {} dropped", dropped.join(","));
+        }
+        s.push_str(
+            "  legend[\"▶ n: conversations that reached the node<br/>■ n: conversations that \
+             stopped there, short of an ending<br/>(n): conversations that took the edge\"]\n",
+        );
     }
     s
 }
@@ -89,11 +107,11 @@ pub fn dot(flow: &Flow, options: Options) -> String {
     let _ = writeln!(s, "digraph \"{}\" {{", dot_text(flow.id()));
     s.push_str("  node [fontname=\"Noto Sans CJK JP\"];\n");
     for node in flow.nodes() {
-        let shape = match node.kind() {
-            NodeKind::Question(_) => "diamond",
-            NodeKind::Message { .. } => "note",
-            NodeKind::Ending { .. } => "box, style=rounded",
-            NodeKind::Form { .. } => "box3d",
+        let shape = match Shape::of(node) {
+            Shape::Question => "diamond",
+            Shape::Message => "note",
+            Shape::Ending => "box, style=rounded",
+            Shape::Form => "box3d",
         };
         let _ = writeln!(
             s,
@@ -102,8 +120,9 @@ pub fn dot(flow: &Flow, options: Options) -> String {
             dot_text(&box_text(node, options.full))
         );
     }
-    for (from, label, to) in edges(flow) {
-        match label {
+    for line in lines(flow) {
+        let (from, to) = (flow.node(line.from).id(), flow.node(line.to).id());
+        match line.label {
             Some(label) => writeln!(s, "  \"{from}\" -> \"{to}\" [label=\"{}\"];", dot_text(label)),
             None => writeln!(s, "  \"{from}\" -> \"{to}\";"),
         }

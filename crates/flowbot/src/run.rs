@@ -78,6 +78,7 @@ pub async fn run(mut args: RunArgs, config: &Config) -> anyhow::Result<ExitCode>
         running.push((platform.about().name, started));
     }
     routes.extend(crate::handoff::routes(config, &running, &service.clock())?);
+    routes.extend(crate::notice::routes(&running, config.handoff_route()));
     let health = crate::health::Health { service: service.clone(), platforms: running.clone() };
     router = router.merge(crate::health::routes(health.clone()));
     let metrics = crate::metrics::routes(service.clone());

@@ -6,8 +6,8 @@ use super::fill::{Values, fill};
 use crate::compile::is_payload;
 use crate::flow::Texts;
 use crate::form::{
-    ANSWER_LINE_SLOTS, Check, DEFAULT_MAX_CHARS, Field, Form, FormTexts, HANDOFF_SLOTS,
-    MAX_ANSWER_CHARS, MAX_FIELDS, PATH_LINE_SLOTS,
+    ANSWER_LINE_SLOTS, COMPLETED_SLOTS, Check, DEFAULT_MAX_CHARS, Field, Form, FormTexts,
+    HANDOFF_SLOTS, MAIL_SUBJECT_SLOTS, MAX_ANSWER_CHARS, MAX_FIELDS, PATH_LINE_SLOTS,
 };
 use crate::limits::{form_measures, over};
 use crate::problem::ProblemKind;
@@ -66,6 +66,8 @@ pub(super) fn compile_form(
         handoff: text(r, "handoff", &raw.handoff, HANDOFF_SLOTS),
         handoff_sent: text(r, "handoff_sent", &raw.handoff_sent, &[]),
         handoff_copy: text(r, "handoff_copy", &raw.handoff_copy, &[]),
+        mail_subject: text(r, "mail_subject", &raw.mail_subject, MAIL_SUBJECT_SLOTS),
+        completed: raw.completed.as_ref().map(|c| text(r, "completed", c, COMPLETED_SLOTS)),
         submit_key: String::new(),
         fix_key: String::new(),
     };
@@ -73,6 +75,9 @@ pub(super) fn compile_form(
     t.fix_key = normalize(&t.fix);
     if !t.handoff.contains("{{answers}}") || !t.handoff.contains("{{reference}}") {
         problem(r, "`handoff` must show `{{answers}}` and `{{reference}}`".to_owned());
+    }
+    if !t.mail_subject.contains("{{reference}}") || t.mail_subject.trim().contains('\n') {
+        problem(r, "`mail_subject` must be one line showing `{{reference}}`".to_owned());
     }
     // Buttons: the confirmation's two, the input button; and the fields' labels, which are the
     // buttons for picking the answer to fix.

@@ -23,7 +23,8 @@
 //! [store]
 //! sqlite_synchronous = "normal" # or "full": a committed step survives a power cut too
 //! [[handoff.destinations]]
-//! kind = "webhook"            # or "telegram" (chat_id) or "discord" (channel_id)
+//! kind = "webhook"            # or "telegram" (chat_id), "discord" (channel_id), "mail",
+//!                             # "lineworks" (bot_id, channel_id, client_id, …)
 //! url = "https://desk.example.jp/flowbot"
 //! secret_env = "DESK_WEBHOOK_SECRET"
 //! ```
@@ -232,7 +233,97 @@ pub enum Destination {
     Telegram { name: Option<String>, chat_id: i64 },
     /// A Discord channel the bot may post in (needs `DISCORD_TOKEN`).
     Discord { name: Option<String>, channel_id: u64 },
+    /// A mailbox: the request's text sent over SMTP (`flowbot_mail`).
+    Mail {
+        name: Option<String>,
+        /// One address or a list.
+        #[serde(deserialize_with = "one_or_many")]
+        to: Vec<String>,
+        from: String,
+        /// `smtps://HOST:465`, `smtp://HOST:587` (STARTTLS), `smtp://127.0.0.1:25?tls=none`.
+        smtp_url: String,
+        user: Option<String>,
+        /// The environment variable holding the SMTP password (default
+        /// `FLOWBOT_SMTP_PASSWORD`).
+        password_env: Option<String>,
+        /// The password, read from the environment when the settings load.
+        #[serde(skip)]
+        password: Option<flowbot_adapter::Secret>,
+    },
+    /// A LINE WORKS channel (or one member) the desk's bot posts in (`flowbot_lineworks`).
+    Lineworks {
+        name: Option<String>,
+        #[serde(deserialize_with = "text_or_number")]
+        bot_id: String,
+        /// Exactly one of the two.
+        #[serde(default, deserialize_with = "some_text_or_number")]
+        channel_id: Option<String>,
+        #[serde(default, deserialize_with = "some_text_or_number")]
+        user_id: Option<String>,
+        /// The app's Client ID (Developer Console).
+        client_id: String,
+        /// The environment variable holding the app's Client Secret.
+        client_secret_env: String,
+        /// The app's service account.
+        service_account: String,
+        /// The service account's private key (PEM), read and checked when the settings load.
+        private_key_file: String,
+        /// The secret, the key and the endpoints, read when the settings load.
+        #[serde(skip)]
+        loaded: LineworksLoaded,
+    },
 }
+
+/// What a LINE WORKS destination takes from outside the settings file.
+#[derive(Default)]
+pub struct LineworksLoaded {
+    client_secret: Option<flowbot_adapter::Secret>,
+    /// The key, or why the file cannot be used (`None` before loading).
+    key: Option<Result<std::sync::Arc<flowbot_lineworks::PrivateKey>, String>>,
+    api_url: String,
+    auth_url: String,
+}
+
+/// `bot_id = 2000001` or `bot_id = "2000001"`.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrNumber {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match TextOrNumber::deserialize(d)? {
+        TextOrNumber::Text(text) => text,
+        TextOrNumber::Number(n) => n.to_string(),
+    })
+}
+
+fn some_text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    text_or_number(d).map(Some)
+}
+
+/// The LINE WORKS endpoints, for a test's fake (or a proxy).
+const LINEWORKS_API_URL: &str = "LINEWORKS_API_URL";
+const LINEWORKS_AUTH_URL: &str = "LINEWORKS_AUTH_URL";
+/// The largest private key file read.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// `to = "a@b.jp"` or `to = ["a@b.jp", "c@d.jp"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+/// The mail destination's password, unless its `password_env` names another variable.
+const SMTP_PASSWORD: &str = "FLOWBOT_SMTP_PASSWORD";
 
 impl Destination {
     /// The destination's name in the store and the logs: `name`, or its kind.
@@ -247,6 +338,8 @@ impl Destination {
             Destination::Webhook { name, .. } => (name, "webhook"),
             Destination::Telegram { name, .. } => (name, "telegram"),
             Destination::Discord { name, .. } => (name, "discord"),
+            Destination::Mail { name, .. } => (name, "mail"),
+            Destination::Lineworks { name, .. } => (name, "lineworks"),
         };
         name.as_deref().unwrap_or(kind)
     }
@@ -254,7 +347,9 @@ impl Destination {
     /// A destination on a messenger: the platform's name (its `kind`) and the chat or channel.
     pub fn platform_target(&self) -> Option<(&'static str, i64)> {
         match self {
-            Destination::Webhook { .. } => None,
+            Destination::Webhook { .. }
+            | Destination::Mail { .. }
+            | Destination::Lineworks { .. } => None,
             Destination::Telegram { chat_id, .. } => Some((self.kind(), *chat_id)),
             Destination::Discord { channel_id, .. } => {
                 Some((self.kind(), i64::try_from(*channel_id).unwrap_or(i64::MAX)))
@@ -267,7 +362,55 @@ impl Destination {
             Destination::Webhook { .. } => "webhook",
             Destination::Telegram { .. } => "telegram",
             Destination::Discord { .. } => "discord",
+            Destination::Mail { .. } => "mail",
+            Destination::Lineworks { .. } => "lineworks",
         }
+    }
+
+    /// A mail destination's settings for its sink (the password read when the settings loaded).
+    pub fn mail(&self) -> Option<flowbot_mail::Settings> {
+        let Destination::Mail { to, from, smtp_url, user, password, .. } = self else {
+            return None;
+        };
+        Some(flowbot_mail::Settings {
+            to: to.clone(),
+            from: from.clone(),
+            smtp_url: smtp_url.clone(),
+            user: user.clone(),
+            password: password.clone(),
+        })
+    }
+
+    /// A LINE WORKS destination's settings for its sink, once the secret and the key loaded.
+    pub fn lineworks(&self) -> Option<flowbot_lineworks::Settings> {
+        let Destination::Lineworks {
+            bot_id,
+            channel_id,
+            user_id,
+            client_id,
+            service_account,
+            loaded,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let target = match (channel_id, user_id) {
+            (Some(channel), None) => flowbot_lineworks::Target::Channel(channel.clone()),
+            (None, Some(user)) => flowbot_lineworks::Target::User(user.clone()),
+            _ => return None,
+        };
+        let Some(Ok(key)) = &loaded.key else { return None };
+        Some(flowbot_lineworks::Settings {
+            bot_id: bot_id.clone(),
+            target,
+            client_id: client_id.clone(),
+            client_secret: loaded.client_secret.clone()?,
+            service_account: service_account.clone(),
+            key: key.clone(),
+            api_url: loaded.api_url.clone(),
+            auth_url: loaded.auth_url.clone(),
+        })
     }
 
     /// The webhook's signing key, from the file or the environment.
@@ -296,8 +439,56 @@ impl fmt::Debug for Destination {
                 .field("name", name)
                 .field("channel_id", channel_id)
                 .finish(),
+            Destination::Mail { name, to, from, smtp_url, user, password_env, .. } => f
+                .debug_struct("Mail")
+                .field("name", name)
+                .field("to", to)
+                .field("from", from)
+                .field("smtp_url", smtp_url)
+                .field("user", user)
+                .field("password", &"<redacted>")
+                .field("password_env", password_env)
+                .finish(),
+            Destination::Lineworks {
+                name,
+                bot_id,
+                channel_id,
+                user_id,
+                client_id,
+                client_secret_env,
+                service_account,
+                private_key_file,
+                ..
+            } => f
+                .debug_struct("Lineworks")
+                .field("name", name)
+                .field("bot_id", bot_id)
+                .field("channel_id", channel_id)
+                .field("user_id", user_id)
+                .field("client_id", client_id)
+                .field("client_secret", &"<redacted>")
+                .field("client_secret_env", client_secret_env)
+                .field("service_account", service_account)
+                .field("private_key_file", private_key_file)
+                .finish(),
         }
     }
+}
+
+/// The private key in `path`, or why it cannot be used (never quoting the file).
+fn read_key(path: &str) -> Result<std::sync::Arc<flowbot_lineworks::PrivateKey>, String> {
+    use std::io::Read;
+    let cannot = |err: std::io::Error| format!("cannot read the private key file {path}: {err}");
+    let mut bytes = Vec::new();
+    std::fs::File::open(path.trim())
+        .map_err(cannot)?
+        .take(MAX_KEY_FILE)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    // A binary (DER) file has no PEM block, and says so.
+    flowbot_lineworks::PrivateKey::from_pem(&String::from_utf8_lossy(&bytes))
+        .map(std::sync::Arc::new)
+        .map_err(|err| format!("the private key file {path}: {err}"))
 }
 
 impl fmt::Debug for Config {
@@ -353,6 +544,7 @@ impl Config {
     /// `FLOWBOT_HANDOFF_TELEGRAM_CHAT`, `FLOWBOT_HANDOFF_DISCORD_CHANNEL`.
     fn override_from(&mut self, env: &impl Fn(&str) -> Option<String>) -> Vec<Problem> {
         let mut problems = Vec::new();
+        let lookup = env;
         // Every value the environment gives is bounded like the file's.
         let env = |name: &'static str| -> Result<Option<String>, Problem> {
             match env(name) {
@@ -384,6 +576,13 @@ impl Config {
         let synchronous = read("FLOWBOT_SQLITE_SYNCHRONOUS");
         let webhook_url = read("FLOWBOT_HANDOFF_WEBHOOK_URL");
         let webhook_secret = read("FLOWBOT_HANDOFF_WEBHOOK_SECRET");
+        let mail = [
+            "FLOWBOT_HANDOFF_MAIL_TO",
+            "FLOWBOT_HANDOFF_MAIL_FROM",
+            "FLOWBOT_SMTP_URL",
+            "FLOWBOT_SMTP_USER",
+        ]
+        .map(|var| (var, read(var)));
         let mut raw = BTreeMap::new();
         for var in [
             "FLOWBOT_RETENTION_DAYS",
@@ -467,6 +666,112 @@ impl Config {
             )),
             None => {}
         }
+        problems.extend(self.mail_from(mail, lookup));
+        problems.extend(self.lineworks_from(lookup));
+        problems
+    }
+
+    /// The LINE WORKS endpoints (`LINEWORKS_API_URL`, `LINEWORKS_AUTH_URL`), and every LINE
+    /// WORKS destination's client secret (from its `client_secret_env`) and private key (from
+    /// its `private_key_file`, checked here so that a bad key is refused at start).
+    fn lineworks_from(&mut self, env: &impl Fn(&str) -> Option<String>) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut url = |var: &'static str, default: &str| match env(var) {
+            None => default.to_owned(),
+            Some(v) if v.len() > MAX_VALUE_BYTES => {
+                problems.push(Problem::env(
+                    var,
+                    format!("{var} is longer than {MAX_VALUE_BYTES} bytes"),
+                ));
+                default.to_owned()
+            }
+            Some(v) => {
+                if let Err(err) = flowbot_lineworks::send::check_url(&v) {
+                    problems.push(Problem::env(var, err.to_string()));
+                }
+                v.trim().to_owned()
+            }
+        };
+        let api_url = url(LINEWORKS_API_URL, flowbot_lineworks::DEFAULT_API_URL);
+        let auth_url = url(LINEWORKS_AUTH_URL, flowbot_lineworks::DEFAULT_AUTH_URL);
+        for d in &mut self.handoff.destinations {
+            if let Destination::Lineworks { client_secret_env, private_key_file, loaded, .. } = d {
+                loaded.client_secret = env(client_secret_env.trim())
+                    .filter(|s| !s.trim().is_empty())
+                    .map(flowbot_adapter::Secret::from);
+                loaded.key = Some(read_key(private_key_file));
+                loaded.api_url = api_url.clone();
+                loaded.auth_url = auth_url.clone();
+            }
+        }
+        problems
+    }
+
+    /// The mail destination of the environment (`FLOWBOT_HANDOFF_MAIL_TO`, `…_MAIL_FROM`,
+    /// `FLOWBOT_SMTP_URL`, `FLOWBOT_SMTP_USER`), replacing the file's; and every mail
+    /// destination's password, read from its `password_env` or `FLOWBOT_SMTP_PASSWORD`.
+    fn mail_from(
+        &mut self,
+        vars: [(&'static str, Option<String>); 4],
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let [(to_var, to), (from_var, from), (url_var, url), (_, user)] = vars;
+        match (to, from, url) {
+            (Some(to), Some(from), Some(smtp_url)) => {
+                let to = to.split(',').map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
+                let destination = Destination::Mail {
+                    name: None,
+                    to: to.collect(),
+                    from,
+                    smtp_url,
+                    user,
+                    password_env: None,
+                    password: None,
+                };
+                let mut kept = Vec::new();
+                for (d, origin) in
+                    self.handoff.destinations.drain(..).zip(self.destination_env.drain(..))
+                {
+                    if d.kind() != "mail" {
+                        kept.push((d, origin));
+                    }
+                }
+                kept.push((destination, Some(to_var)));
+                (self.handoff.destinations, self.destination_env) = kept.into_iter().unzip();
+            }
+            (Some(_), from, url) => {
+                for (var, value) in [(from_var, from), (url_var, url)] {
+                    if value.is_none() {
+                        problems.push(Problem::env(
+                            to_var,
+                            format!(
+                                "{to_var} is set, and {var} is not: a mail destination needs both"
+                            ),
+                        ));
+                    }
+                }
+            }
+            (None, from, url) => {
+                let set = [
+                    (from_var, from.is_some()),
+                    (url_var, url.is_some()),
+                    ("FLOWBOT_SMTP_USER", user.is_some()),
+                ];
+                for (var, _) in set.into_iter().filter(|(_, set)| *set) {
+                    problems.push(Problem::env(
+                        var,
+                        format!("{var} is set, and {to_var} is not: it is for the mail destination {to_var} makes"),
+                    ));
+                }
+            }
+        }
+        for d in &mut self.handoff.destinations {
+            if let Destination::Mail { user: Some(_), password_env, password, .. } = d {
+                let var = password_env.as_deref().unwrap_or(SMTP_PASSWORD);
+                *password = env(var).filter(|p| !p.is_empty()).map(flowbot_adapter::Secret::from);
+            }
+        }
         problems
     }
 
@@ -549,6 +854,7 @@ impl Config {
                     None => Problem::key(format!("handoff.destinations.{i}"), message),
                 });
             };
+            let lineworks = self.lineworks_problems(i, d);
             let name = d.name();
             if names.contains(&name) {
                 problem(format!("two destinations are named `{name}`: give each a `name`"));
@@ -579,6 +885,32 @@ impl Config {
                         _ => {}
                     }
                 }
+                Destination::Mail { to, from, smtp_url, user, password_env, password, .. } => {
+                    if to.is_empty() {
+                        problem(format!("`{name}`: `to` names no recipient"));
+                    }
+                    for address in to.iter().chain([from]) {
+                        if let Err(err) = flowbot_mail::check_address(address) {
+                            problem(format!("`{name}`: {err}"));
+                        }
+                    }
+                    if let Err(err) = flowbot_mail::Server::parse(smtp_url) {
+                        problem(format!("`{name}`: {err}"));
+                    }
+                    match (user, password_env, password) {
+                        (Some(user), _, _) if user.trim().is_empty() => {
+                            problem(format!("`{name}`: `user` is empty"))
+                        }
+                        (Some(_), var, None) => problem(format!(
+                            "`{name}`: the environment variable {} (the SMTP password) is not set",
+                            var.as_deref().unwrap_or(SMTP_PASSWORD)
+                        )),
+                        (None, Some(_), _) => {
+                            problem(format!("`{name}`: `password_env` is given without `user`"))
+                        }
+                        _ => {}
+                    }
+                }
                 Destination::Telegram { chat_id, .. } if *chat_id == 0 => {
                     problem(format!("`{name}`: chat_id 0 is not a chat"))
                 }
@@ -587,6 +919,66 @@ impl Config {
                 }
                 _ => {}
             }
+            problems.extend(lineworks);
+        }
+        problems
+    }
+
+    /// What is wrong with the `i`-th destination if it is a LINE WORKS one, each at its key.
+    fn lineworks_problems(&self, i: usize, d: &Destination) -> Vec<Problem> {
+        let Destination::Lineworks {
+            bot_id,
+            channel_id,
+            user_id,
+            client_id,
+            client_secret_env,
+            service_account,
+            private_key_file,
+            loaded,
+            ..
+        } = d
+        else {
+            return Vec::new();
+        };
+        let name = d.name();
+        let mut problems = Vec::new();
+        let mut at = |field: &str, message: String| {
+            let message = format!("[[handoff.destinations]] `{name}`: {message}");
+            problems.push(Problem::key(format!("handoff.destinations.{i}.{field}"), message));
+        };
+        for (field, value) in [
+            ("bot_id", Some(bot_id)),
+            ("channel_id", channel_id.as_ref()),
+            ("user_id", user_id.as_ref()),
+            ("client_id", Some(client_id)),
+            ("client_secret_env", Some(client_secret_env)),
+            ("service_account", Some(service_account)),
+            ("private_key_file", Some(private_key_file)),
+        ] {
+            if value.is_some_and(|v| v.trim().is_empty()) {
+                at(field, format!("`{field}` is empty"));
+            }
+        }
+        match (channel_id, user_id) {
+            (Some(_), Some(_)) => at("user_id", "give `channel_id` or `user_id`, not both".into()),
+            (None, None) => at(
+                "bot_id",
+                "LINE WORKS needs `channel_id` (a channel the bot is in) or `user_id` (one member)"
+                    .into(),
+            ),
+            _ => {}
+        }
+        if loaded.client_secret.is_none() && !client_secret_env.trim().is_empty() {
+            at(
+                "client_secret_env",
+                format!(
+                    "the environment variable {} (the Client Secret) is not set",
+                    client_secret_env.trim()
+                ),
+            );
+        }
+        if let Some(Err(err)) = &loaded.key {
+            at("private_key_file", err.clone());
         }
         problems
     }
@@ -831,6 +1223,109 @@ mod tests {
         assert!(timing.handoff_route().park);
         assert!(load("[delivery]\ngive_up_after_seconds = 0\n", &[]).is_err());
         assert!(load("[handoff]\nlease_seconds = 0\n", &[]).is_err());
+    }
+
+    #[test]
+    fn mail_destinations_are_checked_and_keep_their_password_out_of_sight() {
+        let file = "[[handoff.destinations]]\nkind = \"mail\"\nto = \"desk@pref.example.jp\"\n\
+                    from = \"bot@pref.example.jp\"\nsmtp_url = \"smtps://mail.example.jp\"\n\
+                    user = \"bot\"\npassword_env = \"DESK_SMTP_PW\"\n";
+        let c = load(file, &[("DESK_SMTP_PW", "pw-0123456789")]).unwrap();
+        let settings = c.handoff.destinations[0].mail().unwrap();
+        assert_eq!(settings.to, ["desk@pref.example.jp"]);
+        assert_eq!(settings.password.as_ref().map(|p| p.expose()), Some("pw-0123456789"));
+        assert!(!format!("{c:?}").contains("pw-0123456789"));
+        let err = format!("{:#}", load(file, &[]).unwrap_err());
+        assert!(err.contains("flowbot.toml:1:") && err.contains("DESK_SMTP_PW"), "{err}");
+
+        let bad = "[[handoff.destinations]]\nkind = \"mail\"\nto = [\"desk@pref.example.jp\", \"desk\"]\n\
+                   from = \"bot@\"\nsmtp_url = \"smtp://example.org:25?tls=none\"\npassword_env = \"X\"\n";
+        let err = format!("{:#}", load(bad, &[]).unwrap_err());
+        for want in [
+            "`desk` is not an e-mail address",
+            "`bot@` is not an e-mail address",
+            "only for a relay on this machine",
+            "`password_env` is given without `user`",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in {err}");
+        }
+
+        let env = [
+            ("FLOWBOT_HANDOFF_MAIL_TO", "a@pref.example.jp, b@pref.example.jp"),
+            ("FLOWBOT_HANDOFF_MAIL_FROM", "bot@pref.example.jp"),
+            ("FLOWBOT_SMTP_URL", "smtp://127.0.0.1:2525?tls=none"),
+            ("FLOWBOT_SMTP_USER", "bot"),
+            ("FLOWBOT_SMTP_PASSWORD", "env-pw-0123456789"),
+        ];
+        let c = load(file, &env).unwrap();
+        assert_eq!(c.handoff.destinations.len(), 1);
+        let settings = c.handoff.destinations[0].mail().unwrap();
+        assert_eq!(settings.to, ["a@pref.example.jp", "b@pref.example.jp"]);
+        assert_eq!(settings.smtp_url, "smtp://127.0.0.1:2525?tls=none");
+        assert_eq!(settings.password.as_ref().map(|p| p.expose()), Some("env-pw-0123456789"));
+        let err = format!(
+            "{:#}",
+            load("", &[("FLOWBOT_SMTP_URL", "smtp://example.org?tls=none"), env[0]]).unwrap_err()
+        );
+        assert!(err.contains("environment variable FLOWBOT_HANDOFF_MAIL_TO"), "{err}");
+        assert!(err.contains("FLOWBOT_HANDOFF_MAIL_FROM is not"), "{err}");
+        let err = format!("{:#}", load("", &[env[2]]).unwrap_err());
+        assert!(err.contains("environment variable FLOWBOT_SMTP_URL"), "{err}");
+    }
+
+    #[test]
+    fn lineworks_destinations_load_their_key_and_secret_and_print_neither() {
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/lineworks-test-key.pem");
+        let file = format!(
+            "[[handoff.destinations]]\nkind = \"lineworks\"\nbot_id = 2000001\nchannel_id = \"ch-1\"\n\
+             client_id = \"client-1\"\nclient_secret_env = \"DESK_LW_SECRET\"\n\
+             service_account = \"svc@example\"\nprivate_key_file = \"{key}\"\n"
+        );
+        let c = load(&file, &[("DESK_LW_SECRET", "lw-secret-0123456789")]).unwrap();
+        let d = &c.handoff.destinations[0];
+        assert_eq!(d.sink(), "handoff:lineworks");
+        let settings = d.lineworks().unwrap();
+        assert_eq!(settings.bot_id, "2000001");
+        assert_eq!(settings.target, flowbot_lineworks::Target::Channel("ch-1".into()));
+        assert_eq!(settings.client_secret.expose(), "lw-secret-0123456789");
+        assert_eq!(settings.api_url, "https://www.worksapis.com");
+        assert_eq!(settings.auth_url, "https://auth.worksmobile.com");
+        assert!(!format!("{c:?}").contains("lw-secret-0123456789"));
+        let fake = [
+            ("DESK_LW_SECRET", "lw-secret-0123456789"),
+            ("LINEWORKS_API_URL", "http://127.0.0.1:9/"),
+            ("LINEWORKS_AUTH_URL", "http://127.0.0.1:10"),
+        ];
+        let settings = load(&file, &fake).unwrap().handoff.destinations[0].lineworks().unwrap();
+        assert_eq!((settings.api_url.as_str(), settings.auth_url.as_str()), (fake[1].1, fake[2].1));
+
+        // No secret, a plain-text API off this machine, both targets, a file that is no key.
+        let not_a_key = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let bad = file.replace(key, not_a_key).replace(
+            "channel_id = \"ch-1\"\n",
+            "channel_id = \"ch-1\"\nuser_id = \"desk@example\"\n",
+        );
+        let err = format!(
+            "{:#}",
+            load(&bad, &[("LINEWORKS_API_URL", "http://worksapis.example")]).unwrap_err()
+        );
+        for want in [
+            "flowbot.toml:5: [[handoff.destinations]] `lineworks`: give `channel_id` or `user_id`, not both",
+            "flowbot.toml:7: [[handoff.destinations]] `lineworks`: the environment variable DESK_LW_SECRET",
+            "flowbot.toml:9: [[handoff.destinations]] `lineworks`: the private key file",
+            "no PEM block",
+            "environment variable LINEWORKS_API_URL: `http://worksapis.example`: plain http",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in {err}");
+        }
+        let missing =
+            file.replace(key, "/nonexistent/lineworks.key").replace("channel_id = \"ch-1\"\n", "");
+        let err = format!("{:#}", load(&missing, &[("DESK_LW_SECRET", "x")]).unwrap_err());
+        assert!(
+            err.contains("cannot read the private key file /nonexistent/lineworks.key"),
+            "{err}"
+        );
+        assert!(err.contains("needs `channel_id`"), "{err}");
     }
 
     #[test]

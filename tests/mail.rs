@@ -1,0 +1,508 @@
+//! The mail hand-off destination against an SMTP server on 127.0.0.1 that the test runs.
+//!
+//! The server speaks SMTP as a real one checks it: a greeting, EHLO, AUTH PLAIN or LOGIN
+//! checked against its one account (and required before MAIL), MAIL FROM, RCPT TO refusing
+//! unknown recipients with 550, DATA that must be 7-bit (no 8BITMIME is offered), CRLF-ended
+//! lines of at most 998 characters, dot-unstuffed, and QUIT. It can refuse a number of
+//! transactions first (421 at the greeting, 550 to the recipient, 451 after the data). What it
+//! accepts is parsed by a MIME parser (`mailparse`): the subject and body decoded.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use flowbot_tests::{TestDb, flowbot};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The SMTP password: it must never be printed or logged.
+const PASSWORD: &str = "smtp-pw-4e1c9a77-never-log";
+const USER: &str = "flowbot";
+const DESK: &str = "madoguchi@pref.example.jp";
+const DESK2: &str = "kakari@pref.example.jp";
+const FROM: &str = "flowbot@pref.example.jp";
+/// The bound on every wait for something that should happen within a second or two.
+const WAIT: Duration = Duration::from_secs(30);
+/// The longest line a client may send (RFC 5321: 1000 octets with the CRLF).
+const MAX_LINE: u64 = 1000;
+
+// ---- The SMTP server -------------------------------------------------------------------------
+
+/// How the server answers one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// `421` instead of the greeting, then the connection is closed.
+    Greeting,
+    /// `550` to every recipient.
+    Recipient,
+    /// `451` after the data.
+    Data,
+}
+
+/// A mail the server accepted.
+#[derive(Debug, Clone)]
+struct Received {
+    from: String,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Smtp {
+    /// The refusals still to make, one per connection, in order.
+    refusals: Mutex<Vec<Refusal>>,
+    accepted: Mutex<Vec<Received>>,
+    /// Every reply code the server sent, in order.
+    codes: Mutex<Vec<u16>>,
+    /// What broke the protocol (the test fails on any).
+    violations: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Smtp {
+    /// Starts the server on 127.0.0.1; it serves until the test ends.
+    async fn start(refusals: Vec<Refusal>) -> (Arc<Smtp>, u16) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let smtp = Arc::new(Smtp { refusals: Mutex::new(refusals), ..Smtp::default() });
+        let server = smtp.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    // A connection that outlives the test's bound is a failure, not a hang.
+                    let served = tokio::time::timeout(WAIT, server.serve(stream)).await;
+                    if served.is_err() {
+                        lock(&server.violations).push("a connection did not end".into());
+                    }
+                });
+            }
+        });
+        (smtp, port)
+    }
+
+    async fn wait(&self, timeout: Duration) -> Received {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(mail) = lock(&self.accepted).first() {
+                return mail.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no mail in {timeout:?}; codes {:?}",
+                lock(&self.codes)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn serve(&self, stream: TcpStream) {
+        let (read, mut write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        let refusal = {
+            let mut refusals = lock(&self.refusals);
+            (!refusals.is_empty()).then(|| refusals.remove(0))
+        };
+        // A reply of one line or more (`250-…` then `250 …`).
+        let mut reply = async |code: u16, lines: &[&str]| {
+            lock(&self.codes).push(code);
+            let mut text = String::new();
+            for (i, line) in lines.iter().enumerate() {
+                let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+                text += &format!("{code}{sep}{line}\r\n");
+            }
+            let _ = write.write_all(text.as_bytes()).await;
+        };
+        if refusal == Some(Refusal::Greeting) {
+            reply(421, &["4.3.2 Service not available, try again later"]).await;
+            return;
+        }
+        reply(220, &["127.0.0.1 ESMTP test"]).await;
+        let mut hello = false;
+        let mut authenticated = false;
+        let mut from: Option<String> = None;
+        let mut to: Vec<String> = Vec::new();
+        loop {
+            let Some(line) = self.line(&mut read).await else { return };
+            let upper = line.to_ascii_uppercase();
+            let verb = upper.split(' ').next().unwrap_or_default().to_owned();
+            match verb.as_str() {
+                "EHLO" => {
+                    hello = true;
+                    // No 8BITMIME: the data must be 7-bit.
+                    reply(250, &["127.0.0.1", "AUTH PLAIN LOGIN", "HELP"]).await;
+                }
+                "HELO" => {
+                    hello = true;
+                    reply(250, &["127.0.0.1"]).await;
+                }
+                "AUTH" if !hello => reply(503, &["5.5.1 EHLO first"]).await,
+                "AUTH" => {
+                    let words: Vec<&str> = line.split(' ').collect();
+                    let (user, password) =
+                        match words.get(1).map(|m| m.to_ascii_uppercase()).as_deref() {
+                            Some("PLAIN") => {
+                                let token = match words.get(2) {
+                                    Some(t) => (*t).to_owned(),
+                                    None => {
+                                        reply(334, &[""]).await;
+                                        let Some(t) = self.line(&mut read).await else { return };
+                                        t
+                                    }
+                                };
+                                let plain = base64(&token).unwrap_or_default();
+                                let parts: Vec<&[u8]> = plain.split(|b| *b == 0).collect();
+                                match parts.as_slice() {
+                                    [_, user, password] => (user.to_vec(), password.to_vec()),
+                                    _ => (Vec::new(), Vec::new()),
+                                }
+                            }
+                            Some("LOGIN") => {
+                                reply(334, &["VXNlcm5hbWU6"]).await;
+                                let Some(user) = self.line(&mut read).await else { return };
+                                reply(334, &["UGFzc3dvcmQ6"]).await;
+                                let Some(password) = self.line(&mut read).await else { return };
+                                (
+                                    base64(&user).unwrap_or_default(),
+                                    base64(&password).unwrap_or_default(),
+                                )
+                            }
+                            _ => {
+                                reply(504, &["5.5.4 mechanism not supported"]).await;
+                                continue;
+                            }
+                        };
+                    if user == USER.as_bytes() && password == PASSWORD.as_bytes() {
+                        authenticated = true;
+                        reply(235, &["2.7.0 Authentication successful"]).await;
+                    } else {
+                        reply(535, &["5.7.8 Authentication credentials invalid"]).await;
+                    }
+                }
+                "MAIL" if !hello => reply(503, &["5.5.1 EHLO first"]).await,
+                "MAIL" if !authenticated => reply(530, &["5.7.0 Authentication required"]).await,
+                "MAIL" => match angle(&line, "MAIL FROM:") {
+                    Some(address) => {
+                        from = Some(address);
+                        to.clear();
+                        reply(250, &["2.1.0 Ok"]).await;
+                    }
+                    None => reply(501, &["5.5.4 Syntax: MAIL FROM:<address>"]).await,
+                },
+                "RCPT" if from.is_none() => reply(503, &["5.5.1 MAIL first"]).await,
+                "RCPT" => match angle(&line, "RCPT TO:") {
+                    Some(address)
+                        if refusal != Some(Refusal::Recipient)
+                            && [DESK, DESK2].contains(&address.as_str()) =>
+                    {
+                        to.push(address);
+                        reply(250, &["2.1.5 Ok"]).await;
+                    }
+                    Some(_) => {
+                        reply(550, &["5.1.1 Recipient address rejected: User unknown"]).await
+                    }
+                    None => reply(501, &["5.5.4 Syntax: RCPT TO:<address>"]).await,
+                },
+                "DATA" if to.is_empty() => reply(554, &["5.5.1 No valid recipients"]).await,
+                "DATA" => {
+                    reply(354, &["End data with <CR><LF>.<CR><LF>"]).await;
+                    let Some(data) = self.data(&mut read).await else { return };
+                    if refusal == Some(Refusal::Data) {
+                        reply(451, &["4.3.0 Try again later"]).await;
+                    } else {
+                        let mail = Received {
+                            from: from.take().unwrap_or_default(),
+                            to: to.clone(),
+                            data,
+                        };
+                        lock(&self.accepted).push(mail);
+                        reply(250, &["2.0.0 Ok: queued"]).await;
+                    }
+                    from = None;
+                    to.clear();
+                }
+                "RSET" => {
+                    from = None;
+                    to.clear();
+                    reply(250, &["2.0.0 Ok"]).await;
+                }
+                "NOOP" => reply(250, &["2.0.0 Ok"]).await,
+                "QUIT" => {
+                    reply(221, &["2.0.0 Bye"]).await;
+                    return;
+                }
+                _ => reply(502, &["5.5.2 Command not recognized"]).await,
+            }
+        }
+    }
+
+    /// One command line without its CRLF; `None` at the end of the stream or a broken line.
+    async fn line(&self, read: &mut (impl AsyncRead + Unpin + AsyncBufReadExt)) -> Option<String> {
+        let mut bytes = Vec::new();
+        let n = read.take(MAX_LINE).read_until(b'\n', &mut bytes).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        let Some(line) = bytes.strip_suffix(b"\r\n") else {
+            lock(&self.violations)
+                .push(format!("a line without CRLF: {:?}", String::from_utf8_lossy(&bytes)));
+            return None;
+        };
+        match String::from_utf8(line.to_vec()) {
+            Ok(line) if line.is_ascii() => Some(line),
+            _ => {
+                lock(&self.violations).push("a command that is not ASCII".into());
+                None
+            }
+        }
+    }
+
+    /// The message after DATA, dot-unstuffed, up to the lone dot; each line 7-bit and CRLF-ended.
+    async fn data(&self, read: &mut (impl AsyncRead + Unpin + AsyncBufReadExt)) -> Option<Vec<u8>> {
+        let mut data = Vec::new();
+        for _ in 0..100_000 {
+            let line = self.line(read).await?;
+            if line == "." {
+                return Some(data);
+            }
+            let line = line.strip_prefix('.').unwrap_or(&line);
+            data.extend_from_slice(line.as_bytes());
+            data.extend_from_slice(b"\r\n");
+        }
+        lock(&self.violations).push("a message without its end".into());
+        None
+    }
+}
+
+/// `<address>` after `prefix` (case-insensitive), parameters after it ignored.
+fn angle(line: &str, prefix: &str) -> Option<String> {
+    let head = line.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let rest = line[prefix.len()..].trim_start();
+    let inner = rest.strip_prefix('<')?;
+    let end = inner.find('>')?;
+    Some(inner[..end].to_owned())
+}
+
+/// Standard base64 (with padding), as SMTP AUTH sends it.
+fn base64(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let text = text.trim().trim_end_matches('=');
+    let mut out = Vec::new();
+    let (mut bits, mut n) = (0u32, 0);
+    for c in text.bytes() {
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    Some(out)
+}
+
+// ---- flowbot chat --user as a child, output collected -------------------------------------------
+
+/// A `flowbot chat --user` child with standard input kept open; killed on drop.
+struct Chat {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Chat {
+    fn start(config: &Path, db: &TestDb, env: &[(&str, &str)]) -> Self {
+        let mut cmd = flowbot();
+        cmd.arg("--config").arg(config);
+        cmd.args([
+            "chat",
+            "--user",
+            "user-mail-1",
+            "--database-url",
+            &db.url(),
+            "--entry",
+            "taiou3",
+        ]);
+        cmd.envs(env.iter().copied()).env("RUST_LOG", "trace");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let collect = |mut from: Box<dyn Read + Send>| {
+            let sink = Arc::new(Mutex::new(Vec::new()));
+            let to = Arc::clone(&sink);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = from.read(&mut buf) {
+                    lock(&to).extend_from_slice(&buf[..n]);
+                }
+            });
+            sink
+        };
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        Chat { stdin: child.stdin.take(), child, stdout, stderr }
+    }
+
+    fn write_lines(&mut self, lines: &[&str]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        for line in lines {
+            stdin.write_all(line.as_bytes()).unwrap();
+            stdin.write_all(b"\n").unwrap();
+        }
+        stdin.flush().unwrap();
+    }
+
+    /// Closes standard input, waits (at most `timeout`) for the exit; standard output and error.
+    async fn finish(&mut self, timeout: Duration) -> (String, String) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + timeout;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "flowbot did not exit in {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&lock(b)).into_owned();
+        (text(&self.stdout), text(&self.stderr))
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The settings: the mail destination on the test's server, retries after 0.2 s doubling to 1 s.
+fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let toml = format!(
+        "[prefecture]\nname = \"福島県\"\n[desk]\nname = \"地域医療課\"\n\
+         [handoff]\nretry_first_seconds = 0.2\nretry_max_seconds = 1.0\nlease_seconds = 2\n\
+         [[handoff.destinations]]\nkind = \"mail\"\nto = [\"{DESK}\", \"窓口 <{DESK2}>\"]\n\
+         from = \"{FROM}\"\nsmtp_url = \"smtp://127.0.0.1:{port}?tls=none\"\n\
+         user = \"{USER}\"\npassword_env = \"DESK_SMTP_PASSWORD\"\n"
+    );
+    let path = dir.join("flowbot.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+const ANSWERS: [&str; 7] = [
+    "「送信完了」だった",
+    "変更依頼を入力する",
+    "福島中央病院",
+    "0700123",
+    "old.user@example.jp",
+    "new-user@hospital.example.jp",
+    "確定する",
+];
+
+// ---- The tests -------------------------------------------------------------------------------
+
+/// A request from `flowbot chat --user` reaches the desk's mailbox after the server refused
+/// three attempts (at the greeting, the recipient, the data), with the subject and the body in
+/// Japanese decoded by a MIME parser; the password is in no output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_mailed_after_the_server_refused_three_attempts() {
+    let (smtp, port) =
+        Smtp::start(vec![Refusal::Greeting, Refusal::Recipient, Refusal::Data]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), port);
+    let db = TestDb::sqlite();
+    let mut chat = Chat::start(&config, &db, &[("DESK_SMTP_PASSWORD", PASSWORD)]);
+    chat.write_lines(&ANSWERS);
+    let mail = smtp.wait(WAIT).await;
+    let (out, err) = chat.finish(WAIT).await;
+
+    assert!(lock(&smtp.violations).is_empty(), "{:?}", lock(&smtp.violations));
+    let codes = lock(&smtp.codes).clone();
+    for refused in [421, 550, 451, 235] {
+        assert!(codes.contains(&refused), "no {refused} in {codes:?}");
+    }
+    assert_eq!(lock(&smtp.accepted).len(), 1, "one mail: {codes:?}");
+    assert_eq!(mail.from, FROM);
+    assert_eq!(mail.to, [DESK, DESK2]);
+
+    let reference = crate::handoff::reference_in(&out);
+    let parsed = mailparse::parse_mail(&mail.data).expect("a MIME message");
+    let header =
+        |name: &str| parsed.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case(name));
+    let subject = header("Subject").expect("a subject").get_value();
+    assert_eq!(subject, format!("【メールアドレスの変更依頼】受付番号 {reference}"));
+    assert!(header("From").unwrap().get_value().contains(FROM));
+    let to = header("To").unwrap().get_value();
+    assert!(to.contains(DESK) && to.contains(DESK2) && to.contains("窓口"), "{to}");
+    assert!(header("Date").is_some());
+    let id = header("Message-ID").expect("a Message-ID").get_value();
+    assert_eq!(id, format!("<flowbot.{reference}@pref.example.jp>"));
+    assert_eq!(parsed.ctype.mimetype, "text/plain");
+    assert_eq!(parsed.ctype.charset.to_ascii_lowercase(), "utf-8");
+    let body = parsed.get_body().expect("a decoded body");
+    for line in [
+        "【メールアドレスの変更依頼】",
+        &format!("受付番号：{reference}"),
+        "報告機関名：福島中央病院",
+        "機関コード：0700123",
+        "変更前メールアドレス：old.user@example.jp",
+        "変更後メールアドレス：new-user@hospital.example.jp",
+        "該当した対応方法：対応方法3（メールが「送信完了」となっている場合）",
+    ] {
+        assert!(body.contains(line), "no {line} in the body:\n{body}");
+    }
+    // What the desk reads is what the user was shown.
+    let first_line = body.lines().next().unwrap_or_default();
+    assert!(out.contains(first_line), "{out}");
+    for text in [&out, &err] {
+        assert!(!text.contains(PASSWORD), "the password reached the output:\n{text}");
+    }
+}
+
+/// With the password's variable unset, or a plain-text server off this machine, `flowbot`
+/// refuses to start and names the problem, never the password.
+#[test]
+fn bad_mail_settings_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), 2525);
+    let check = |config: &Path, env: &[(&str, &str)]| {
+        let out = flowbot()
+            .arg("--config")
+            .arg(config)
+            .args(["check", "flows/gmis-mail-trouble.yaml"])
+            .envs(env.iter().copied())
+            .env_remove("DESK_SMTP_PASSWORD")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = check(&config, &[]);
+    assert!(!ok && err.contains("DESK_SMTP_PASSWORD"), "{err}");
+    let (ok, err) = check(
+        &config,
+        &[
+            ("FLOWBOT_HANDOFF_MAIL_TO", DESK),
+            ("FLOWBOT_HANDOFF_MAIL_FROM", FROM),
+            ("FLOWBOT_SMTP_URL", "smtp://mail.example.org:25?tls=none"),
+            ("FLOWBOT_SMTP_USER", USER),
+            ("FLOWBOT_SMTP_PASSWORD", PASSWORD),
+        ],
+    );
+    assert!(
+        !ok && err.contains("FLOWBOT_HANDOFF_MAIL_TO")
+            && err.contains("only for a relay on this machine"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+}
