@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use flowbot_tests::{TestDb, flowbot};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 /// The SMTP password: it must never be printed or logged.
 const PASSWORD: &str = "smtp-pw-4e1c9a77-never-log";
@@ -49,10 +51,47 @@ struct Received {
     data: Vec<u8>,
 }
 
+/// How the server secures its connections.
+#[derive(Default)]
+enum Mode {
+    /// Never: no STARTTLS is offered.
+    #[default]
+    Plain,
+    /// TLS from the first byte (port 465).
+    Implicit(TlsAcceptor),
+    /// STARTTLS offered, and required before AUTH and MAIL (port 587).
+    StartTls(TlsAcceptor),
+}
+
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Plain => "Plain",
+            Mode::Implicit(_) => "Implicit",
+            Mode::StartTls(_) => "StartTls",
+        })
+    }
+}
+
+/// Which part of a connection a conversation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Session {
+    Plain,
+    Tls,
+    BeforeStartTls,
+    AfterStartTls,
+}
+
 #[derive(Debug, Default)]
 struct Smtp {
+    tls: Mode,
     /// The refusals still to make, one per connection, in order.
     refusals: Mutex<Vec<Refusal>>,
+    /// Connections accepted, and TLS handshakes that failed.
+    connections: Mutex<usize>,
+    failed_handshakes: Mutex<usize>,
+    /// Every command's verb, in order; `/tls` after those sent over TLS.
+    verbs: Mutex<Vec<String>>,
     accepted: Mutex<Vec<Received>>,
     /// Every reply code the server sent, in order.
     codes: Mutex<Vec<u16>>,
@@ -67,9 +106,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Smtp {
     /// Starts the server on 127.0.0.1; it serves until the test ends.
     async fn start(refusals: Vec<Refusal>) -> (Arc<Smtp>, u16) {
+        Self::start_with(refusals, Mode::Plain).await
+    }
+
+    async fn start_with(refusals: Vec<Refusal>, tls: Mode) -> (Arc<Smtp>, u16) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let smtp = Arc::new(Smtp { refusals: Mutex::new(refusals), ..Smtp::default() });
+        let smtp = Arc::new(Smtp { tls, refusals: Mutex::new(refusals), ..Smtp::default() });
         let server = smtp.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -101,47 +144,126 @@ impl Smtp {
         }
     }
 
+    /// One connection: plain, TLS from the first byte, or plain until STARTTLS.
+    /// Waits (at most `WAIT`) until `what` of the server holds.
+    async fn until(&self, what: &str, done: impl Fn(&Smtp) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !done(self) {
+            assert!(
+                Instant::now() < deadline,
+                "not {what} in {WAIT:?}: {} connections, verbs {:?}",
+                lock(&self.connections),
+                lock(&self.verbs)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn serve(&self, stream: TcpStream) {
-        let (read, mut write) = stream.into_split();
-        let mut read = BufReader::new(read);
+        *lock(&self.connections) += 1;
         let refusal = {
             let mut refusals = lock(&self.refusals);
             (!refusals.is_empty()).then(|| refusals.remove(0))
         };
-        // A reply of one line or more (`250-…` then `250 …`).
-        let mut reply = async |code: u16, lines: &[&str]| {
-            lock(&self.codes).push(code);
-            let mut text = String::new();
-            for (i, line) in lines.iter().enumerate() {
-                let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-                text += &format!("{code}{sep}{line}\r\n");
+        match &self.tls {
+            Mode::Plain => {
+                self.session(BufReader::new(stream), refusal, Session::Plain).await;
             }
-            let _ = write.write_all(text.as_bytes()).await;
-        };
-        if refusal == Some(Refusal::Greeting) {
-            reply(421, &["4.3.2 Service not available, try again later"]).await;
-            return;
+            Mode::Implicit(acceptor) => {
+                let Some(tls) = self.handshake(acceptor, stream).await else { return };
+                self.session(BufReader::new(tls), refusal, Session::Tls).await;
+            }
+            Mode::StartTls(acceptor) => {
+                let plain = BufReader::new(stream);
+                let Some(plain) = self.session(plain, refusal, Session::BeforeStartTls).await
+                else {
+                    return;
+                };
+                // What the client sent after STARTTLS before the handshake would be injected.
+                if !plain.buffer().is_empty() {
+                    lock(&self.violations).push("data after STARTTLS before TLS".into());
+                    return;
+                }
+                let Some(tls) = self.handshake(acceptor, plain.into_inner()).await else { return };
+                self.session(BufReader::new(tls), None, Session::AfterStartTls).await;
+            }
         }
-        reply(220, &["127.0.0.1 ESMTP test"]).await;
+    }
+
+    /// The server side of a TLS handshake; a failure is counted.
+    async fn handshake(
+        &self,
+        acceptor: &TlsAcceptor,
+        stream: TcpStream,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        match acceptor.accept(stream).await {
+            Ok(tls) => Some(tls),
+            Err(_) => {
+                *lock(&self.failed_handshakes) += 1;
+                None
+            }
+        }
+    }
+
+    /// A reply of one line or more (`250-…` then `250 …`).
+    async fn reply(&self, io: &mut (impl AsyncWrite + Unpin), code: u16, lines: &[&str]) {
+        lock(&self.codes).push(code);
+        let mut text = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+            text += &format!("{code}{sep}{line}\r\n");
+        }
+        let _ = io.write_all(text.as_bytes()).await;
+        let _ = io.flush().await;
+    }
+
+    /// The SMTP conversation on one stream; the stream back if the client asked for STARTTLS.
+    async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut io: BufReader<S>,
+        refusal: Option<Refusal>,
+        session: Session,
+    ) -> Option<BufReader<S>> {
+        let secure = matches!(session, Session::Tls | Session::AfterStartTls);
+        let must_start_tls = session == Session::BeforeStartTls;
+        if session != Session::AfterStartTls {
+            if refusal == Some(Refusal::Greeting) {
+                self.reply(&mut io, 421, &["4.3.2 Service not available, try again later"]).await;
+                return None;
+            }
+            self.reply(&mut io, 220, &["127.0.0.1 ESMTP test"]).await;
+        }
         let mut hello = false;
         let mut authenticated = false;
         let mut from: Option<String> = None;
         let mut to: Vec<String> = Vec::new();
         loop {
-            let Some(line) = self.line(&mut read).await else { return };
+            let line = self.line(&mut io).await?;
             let upper = line.to_ascii_uppercase();
             let verb = upper.split(' ').next().unwrap_or_default().to_owned();
+            lock(&self.verbs).push(if secure { format!("{verb}/tls") } else { verb.clone() });
             match verb.as_str() {
+                "EHLO" if must_start_tls => {
+                    hello = true;
+                    self.reply(&mut io, 250, &["127.0.0.1", "STARTTLS", "HELP"]).await;
+                }
                 "EHLO" => {
                     hello = true;
                     // No 8BITMIME: the data must be 7-bit.
-                    reply(250, &["127.0.0.1", "AUTH PLAIN LOGIN", "HELP"]).await;
+                    self.reply(&mut io, 250, &["127.0.0.1", "AUTH PLAIN LOGIN", "HELP"]).await;
+                }
+                "STARTTLS" if must_start_tls => {
+                    self.reply(&mut io, 220, &["2.0.0 Ready to start TLS"]).await;
+                    return Some(io);
+                }
+                "AUTH" | "MAIL" if must_start_tls => {
+                    self.reply(&mut io, 530, &["5.7.0 Must issue a STARTTLS command first"]).await
                 }
                 "HELO" => {
                     hello = true;
-                    reply(250, &["127.0.0.1"]).await;
+                    self.reply(&mut io, 250, &["127.0.0.1"]).await;
                 }
-                "AUTH" if !hello => reply(503, &["5.5.1 EHLO first"]).await,
+                "AUTH" if !hello => self.reply(&mut io, 503, &["5.5.1 EHLO first"]).await,
                 "AUTH" => {
                     let words: Vec<&str> = line.split(' ').collect();
                     let (user, password) =
@@ -150,9 +272,8 @@ impl Smtp {
                                 let token = match words.get(2) {
                                     Some(t) => (*t).to_owned(),
                                     None => {
-                                        reply(334, &[""]).await;
-                                        let Some(t) = self.line(&mut read).await else { return };
-                                        t
+                                        self.reply(&mut io, 334, &[""]).await;
+                                        self.line(&mut io).await?
                                     }
                                 };
                                 let plain = base64(&token).unwrap_or_default();
@@ -163,57 +284,67 @@ impl Smtp {
                                 }
                             }
                             Some("LOGIN") => {
-                                reply(334, &["VXNlcm5hbWU6"]).await;
-                                let Some(user) = self.line(&mut read).await else { return };
-                                reply(334, &["UGFzc3dvcmQ6"]).await;
-                                let Some(password) = self.line(&mut read).await else { return };
+                                self.reply(&mut io, 334, &["VXNlcm5hbWU6"]).await;
+                                let user = self.line(&mut io).await?;
+                                self.reply(&mut io, 334, &["UGFzc3dvcmQ6"]).await;
+                                let password = self.line(&mut io).await?;
                                 (
                                     base64(&user).unwrap_or_default(),
                                     base64(&password).unwrap_or_default(),
                                 )
                             }
                             _ => {
-                                reply(504, &["5.5.4 mechanism not supported"]).await;
+                                self.reply(&mut io, 504, &["5.5.4 mechanism not supported"]).await;
                                 continue;
                             }
                         };
                     if user == USER.as_bytes() && password == PASSWORD.as_bytes() {
                         authenticated = true;
-                        reply(235, &["2.7.0 Authentication successful"]).await;
+                        self.reply(&mut io, 235, &["2.7.0 Authentication successful"]).await;
                     } else {
-                        reply(535, &["5.7.8 Authentication credentials invalid"]).await;
+                        self.reply(&mut io, 535, &["5.7.8 Authentication credentials invalid"])
+                            .await;
                     }
                 }
-                "MAIL" if !hello => reply(503, &["5.5.1 EHLO first"]).await,
-                "MAIL" if !authenticated => reply(530, &["5.7.0 Authentication required"]).await,
+                "MAIL" if !hello => self.reply(&mut io, 503, &["5.5.1 EHLO first"]).await,
+                "MAIL" if !authenticated => {
+                    self.reply(&mut io, 530, &["5.7.0 Authentication required"]).await
+                }
                 "MAIL" => match angle(&line, "MAIL FROM:") {
                     Some(address) => {
                         from = Some(address);
                         to.clear();
-                        reply(250, &["2.1.0 Ok"]).await;
+                        self.reply(&mut io, 250, &["2.1.0 Ok"]).await;
                     }
-                    None => reply(501, &["5.5.4 Syntax: MAIL FROM:<address>"]).await,
+                    None => self.reply(&mut io, 501, &["5.5.4 Syntax: MAIL FROM:<address>"]).await,
                 },
-                "RCPT" if from.is_none() => reply(503, &["5.5.1 MAIL first"]).await,
+                "RCPT" if from.is_none() => self.reply(&mut io, 503, &["5.5.1 MAIL first"]).await,
                 "RCPT" => match angle(&line, "RCPT TO:") {
                     Some(address)
                         if refusal != Some(Refusal::Recipient)
                             && [DESK, DESK2].contains(&address.as_str()) =>
                     {
                         to.push(address);
-                        reply(250, &["2.1.5 Ok"]).await;
+                        self.reply(&mut io, 250, &["2.1.5 Ok"]).await;
                     }
                     Some(_) => {
-                        reply(550, &["5.1.1 Recipient address rejected: User unknown"]).await
+                        self.reply(
+                            &mut io,
+                            550,
+                            &["5.1.1 Recipient address rejected: User unknown"],
+                        )
+                        .await
                     }
-                    None => reply(501, &["5.5.4 Syntax: RCPT TO:<address>"]).await,
+                    None => self.reply(&mut io, 501, &["5.5.4 Syntax: RCPT TO:<address>"]).await,
                 },
-                "DATA" if to.is_empty() => reply(554, &["5.5.1 No valid recipients"]).await,
+                "DATA" if to.is_empty() => {
+                    self.reply(&mut io, 554, &["5.5.1 No valid recipients"]).await
+                }
                 "DATA" => {
-                    reply(354, &["End data with <CR><LF>.<CR><LF>"]).await;
-                    let Some(data) = self.data(&mut read).await else { return };
+                    self.reply(&mut io, 354, &["End data with <CR><LF>.<CR><LF>"]).await;
+                    let data = self.data(&mut io).await?;
                     if refusal == Some(Refusal::Data) {
-                        reply(451, &["4.3.0 Try again later"]).await;
+                        self.reply(&mut io, 451, &["4.3.0 Try again later"]).await;
                     } else {
                         let mail = Received {
                             from: from.take().unwrap_or_default(),
@@ -221,7 +352,7 @@ impl Smtp {
                             data,
                         };
                         lock(&self.accepted).push(mail);
-                        reply(250, &["2.0.0 Ok: queued"]).await;
+                        self.reply(&mut io, 250, &["2.0.0 Ok: queued"]).await;
                     }
                     from = None;
                     to.clear();
@@ -229,14 +360,14 @@ impl Smtp {
                 "RSET" => {
                     from = None;
                     to.clear();
-                    reply(250, &["2.0.0 Ok"]).await;
+                    self.reply(&mut io, 250, &["2.0.0 Ok"]).await;
                 }
-                "NOOP" => reply(250, &["2.0.0 Ok"]).await,
+                "NOOP" => self.reply(&mut io, 250, &["2.0.0 Ok"]).await,
                 "QUIT" => {
-                    reply(221, &["2.0.0 Bye"]).await;
-                    return;
+                    self.reply(&mut io, 221, &["2.0.0 Bye"]).await;
+                    return None;
                 }
-                _ => reply(502, &["5.5.2 Command not recognized"]).await,
+                _ => self.reply(&mut io, 502, &["5.5.2 Command not recognized"]).await,
             }
         }
     }
@@ -388,12 +519,21 @@ impl Drop for Chat {
 
 /// The settings: the mail destination on the test's server, retries after 0.2 s doubling to 1 s.
 fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    write_config_with(dir, &format!("smtp://127.0.0.1:{port}?tls=none"), None)
+}
+
+/// The settings with this `smtp_url` and, if given, a `ca_file`.
+fn write_config_with(dir: &Path, smtp_url: &str, ca_file: Option<&Path>) -> std::path::PathBuf {
+    let ca_file = match ca_file {
+        Some(path) => format!("ca_file = \"{}\"\n", path.display()),
+        None => String::new(),
+    };
     let toml = format!(
         "[prefecture]\nname = \"福島県\"\n[desk]\nname = \"地域医療課\"\n\
          [handoff]\nretry_first_seconds = 0.2\nretry_max_seconds = 1.0\nlease_seconds = 2\n\
          [[handoff.destinations]]\nkind = \"mail\"\nto = [\"{DESK}\", \"窓口 <{DESK2}>\"]\n\
-         from = \"{FROM}\"\nsmtp_url = \"smtp://127.0.0.1:{port}?tls=none\"\n\
-         user = \"{USER}\"\npassword_env = \"DESK_SMTP_PASSWORD\"\n"
+         from = \"{FROM}\"\nsmtp_url = \"{smtp_url}\"\n\
+         user = \"{USER}\"\npassword_env = \"DESK_SMTP_PASSWORD\"\n{ca_file}"
     );
     let path = dir.join("flowbot.toml");
     std::fs::write(&path, toml).unwrap();
@@ -505,4 +645,154 @@ fn bad_mail_settings_are_refused_before_anything_starts() {
         "{err}"
     );
     assert!(!err.contains(PASSWORD), "{err}");
+}
+
+// ---- TLS: a test CA made when the test runs --------------------------------------------------
+
+/// A CA made for one test, and a certificate for `localhost` and 127.0.0.1 it signed.
+struct TestCa {
+    /// The CA certificate, PEM (what `ca_file` names).
+    pem: String,
+    /// The server's TLS settings: its certificate and key.
+    acceptor: TlsAcceptor,
+}
+
+impl TestCa {
+    fn new() -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "flowbot test CA");
+        ca_params.key_usages =
+            vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone(), ca_cert.der().clone()],
+                rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            )
+            .unwrap();
+        TestCa { pem: ca_cert.pem(), acceptor: TlsAcceptor::from(Arc::new(config)) }
+    }
+
+    /// Writes the CA certificate into `dir`; its path.
+    fn write(&self, dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, &self.pem).unwrap();
+        path
+    }
+}
+
+/// Runs `flowbot chat --user` to a submitted request with this mail destination.
+fn submit(dir: &Path, smtp_url: &str, ca: &TestCa, db: &TestDb) -> Chat {
+    let config = write_config_with(dir, smtp_url, Some(&ca.write(dir)));
+    let mut chat = Chat::start(&config, db, &[("DESK_SMTP_PASSWORD", PASSWORD)]);
+    chat.write_lines(&ANSWERS);
+    chat
+}
+
+/// The mail's subject, decoded, and that the body holds the reference.
+fn check_mail(mail: &Received, out: &str) {
+    let reference = crate::handoff::reference_in(out);
+    let parsed = mailparse::parse_mail(&mail.data).expect("a MIME message");
+    let subject = parsed.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case("Subject"));
+    assert_eq!(
+        subject.expect("a subject").get_value(),
+        format!("【メールアドレスの変更依頼】受付番号 {reference}")
+    );
+    let body = parsed.get_body().expect("a decoded body");
+    assert!(body.contains(&format!("受付番号：{reference}")), "{body}");
+    assert_eq!(mail.to, [DESK, DESK2]);
+}
+
+/// `smtps://` (TLS from the first byte, port 465 in production) to a server whose certificate
+/// the `ca_file` CA signed: the mail arrives, every command over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_mailed_over_implicit_tls_to_a_private_ca_server() {
+    let ca = TestCa::new();
+    let (smtp, port) = Smtp::start_with(Vec::new(), Mode::Implicit(ca.acceptor.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let mut chat = submit(dir.path(), &format!("smtps://127.0.0.1:{port}"), &ca, &db);
+    let mail = smtp.wait(WAIT).await;
+    let (out, err) = chat.finish(WAIT).await;
+
+    assert!(lock(&smtp.violations).is_empty(), "{:?}", lock(&smtp.violations));
+    check_mail(&mail, &out);
+    let verbs = lock(&smtp.verbs).clone();
+    assert!(verbs.iter().all(|v| v.ends_with("/tls")), "{verbs:?}");
+    assert!(verbs.contains(&"AUTH/tls".to_owned()), "{verbs:?}");
+    assert_eq!(*lock(&smtp.failed_handshakes), 0);
+    for text in [&out, &err] {
+        assert!(!text.contains(PASSWORD), "the password reached the output:\n{text}");
+    }
+}
+
+/// `smtp://` (port 587 in production): STARTTLS first, then AUTH and the mail over TLS only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_mailed_after_starttls() {
+    let ca = TestCa::new();
+    let (smtp, port) = Smtp::start_with(Vec::new(), Mode::StartTls(ca.acceptor.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let mut chat = submit(dir.path(), &format!("smtp://127.0.0.1:{port}"), &ca, &db);
+    let mail = smtp.wait(WAIT).await;
+    let (out, _) = chat.finish(WAIT).await;
+
+    assert!(lock(&smtp.violations).is_empty(), "{:?}", lock(&smtp.violations));
+    check_mail(&mail, &out);
+    let verbs = lock(&smtp.verbs).clone();
+    let plain: Vec<&String> = verbs.iter().filter(|v| !v.ends_with("/tls")).collect();
+    assert_eq!(plain, ["EHLO", "STARTTLS"], "only these before TLS: {verbs:?}");
+    for verb in ["EHLO/tls", "AUTH/tls", "MAIL/tls", "DATA/tls"] {
+        assert!(verbs.contains(&verb.to_owned()), "no {verb} in {verbs:?}");
+    }
+}
+
+/// `smtp://` to a server that does not offer STARTTLS: nothing is sent in clear (no AUTH, no
+/// MAIL FROM), and the delivery is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_starttls_gets_no_mail_in_clear_and_is_retried() {
+    let ca = TestCa::new();
+    let (smtp, port) = Smtp::start_with(Vec::new(), Mode::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let chat = submit(dir.path(), &format!("smtp://127.0.0.1:{port}"), &ca, &db);
+    smtp.until("retried", |s| *lock(&s.connections) >= 3).await;
+    // The attempt under way when the third connection came is given time to misbehave.
+    smtp.until("three greetings answered", |s| {
+        lock(&s.verbs).iter().filter(|v| v.starts_with("EHLO")).count() >= 3
+    })
+    .await;
+    drop(chat);
+
+    let verbs = lock(&smtp.verbs).clone();
+    assert!(verbs.iter().all(|v| v == "EHLO" || v == "QUIT"), "sent in clear: {verbs:?}");
+    assert!(lock(&smtp.accepted).is_empty());
+    assert!(lock(&smtp.violations).is_empty(), "{:?}", lock(&smtp.violations));
+}
+
+/// A server whose certificate another CA signed is refused at the handshake, and retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_the_configured_ca_did_not_sign_is_refused() {
+    let (trusted, other) = (TestCa::new(), TestCa::new());
+    let (smtp, port) = Smtp::start_with(Vec::new(), Mode::Implicit(other.acceptor.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let chat = submit(dir.path(), &format!("smtps://127.0.0.1:{port}"), &trusted, &db);
+    smtp.until("refused twice", |s| *lock(&s.failed_handshakes) >= 2).await;
+    drop(chat);
+
+    assert!(lock(&smtp.verbs).is_empty(), "{:?}", lock(&smtp.verbs));
+    assert!(lock(&smtp.accepted).is_empty());
 }

@@ -272,3 +272,30 @@ async fn metrics_count_updates_steps_refusals_and_calls_without_user_data() {
     let (status, _) = http_request(&admin, "GET /readyz HTTP/1.1", "", b"").await;
     assert_eq!(status, 200);
 }
+
+/// Long polling that fails makes the bot not ready, with the reason; it is ready again once
+/// updates come in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_when_telegram_polling_fails() {
+    use crate::telegram::{Bot, WAIT, say};
+    use flowbot_tests::fake_telegram::{Failure, FakeTelegram};
+
+    let fake = FakeTelegram::start(crate::telegram::TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = Bot::start(&fake, &dir.path().join("db.sqlite"), &[]);
+    let ready = wait_status(&bot.address, "/readyz", 200, WAIT).await;
+    assert_eq!(ready["platforms"], serde_json::json!(["telegram"]));
+
+    // The next getUpdates calls are refused; a message ends the long poll in flight.
+    fake.fail_next("getUpdates", 4, Failure::Refused);
+    fake.user_message(5, 5, "/start");
+    let not_ready = wait_status(&bot.address, "/readyz", 503, WAIT).await;
+    let failed = not_ready["failed"].to_string();
+    assert!(failed.contains("telegram: getUpdates failed"), "{failed}");
+    assert!(!failed.contains(crate::telegram::SECRET_PART), "{failed}");
+
+    // Polling recovers: the message is answered and the bot is ready again.
+    let q1 = say(&fake, 5, 5, "/help").await;
+    assert!(!q1.buttons.is_empty());
+    wait_status(&bot.address, "/readyz", 200, WAIT).await;
+}

@@ -18,6 +18,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use thiserror::Error;
 
+use crate::ca::Ca;
 use crate::server::{Security, Server, UrlError};
 
 /// How long one SMTP conversation may wait for the server at each step.
@@ -33,6 +34,9 @@ pub struct Settings {
     /// The SMTP user, if the server wants one (AUTH PLAIN or LOGIN); then `password` too.
     pub user: Option<String>,
     pub password: Option<Secret>,
+    /// A private CA (`ca_file`) the server's certificate may be signed by, besides the public
+    /// roots.
+    pub ca: Option<Ca>,
 }
 
 /// Why a mail destination cannot be made.
@@ -85,8 +89,11 @@ impl Mail {
             to.push(check_address(address)?);
         }
         let tls = |server: &Server| {
-            TlsParameters::new(server.host.clone())
-                .map_err(|e| MailError::Tls(server.to_string(), e.to_string()))
+            let parameters = match &settings.ca {
+                Some(ca) => ca.tls_parameters(server.host.clone()),
+                None => TlsParameters::new(server.host.clone()),
+            };
+            parameters.map_err(|e| MailError::Tls(server.to_string(), e.to_string()))
         };
         let tls = match server.security {
             Security::Tls => Tls::Wrapper(tls(&server)?),
@@ -194,6 +201,7 @@ mod tests {
             smtp_url: "smtp://127.0.0.1:2525?tls=none".into(),
             user: None,
             password: None,
+            ca: None,
         }
     }
 

@@ -80,6 +80,9 @@ struct Inner {
     service: Arc<Service>,
     bot_id: u64,
     username: String,
+    /// Why long polling is not receiving updates now (its last `getUpdates` failed, or it has
+    /// not started); `None` while it is. Webhook mode never sets it.
+    polling: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Telegram {
@@ -89,6 +92,20 @@ impl std::fmt::Debug for Telegram {
 }
 
 impl Telegram {
+    /// Whether updates are coming in (`/readyz`): `Err` with the reason while long polling
+    /// fails.
+    pub fn ready(&self) -> Result<(), String> {
+        let polling = self.inner.polling.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match polling.as_ref() {
+            None => Ok(()),
+            Some(reason) => Err(reason.clone()),
+        }
+    }
+
+    fn set_polling(&self, state: Option<String>) {
+        *self.inner.polling.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = state;
+    }
+
     /// Checks the token (`getMe`) and registers the commands (`setMyCommands`).
     pub async fn connect(config: &Config, service: Arc<Service>) -> Result<Self, Error> {
         let api = Api::new(config.token.expose(), config.api_url.as_ref())
@@ -105,6 +122,7 @@ impl Telegram {
                 service,
                 bot_id: me.user.id.0,
                 username: me.user.username.clone().unwrap_or_default(),
+                polling: std::sync::Mutex::new(None),
             }),
         };
         telegram.register_commands().await?;

@@ -135,6 +135,10 @@ impl Running for Started {
         Some(Arc::new(self.telegram.handoff_chat(chat)))
     }
 
+    fn ready(&self) -> Result<(), String> {
+        if self.webhook.is_some() { Ok(()) } else { self.telegram.ready() }
+    }
+
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), PlatformError> {
         if self.webhook.is_some() {
             shutdown.cancelled().await;

@@ -39,10 +39,10 @@ impl Telegram {
     ) -> Result<(), Error> {
         let api = &self.inner.api;
         let delete = DeleteWebhook::new();
-        RetryPolicy::CALL
-            .run("deleteWebhook", || api.call(&delete))
-            .await
-            .map_err(|source| Error::Api { call: "deleteWebhook", source })?;
+        RetryPolicy::CALL.run("deleteWebhook", || api.call(&delete)).await.map_err(|source| {
+            self.set_polling(Some(format!("long polling could not start: {source}")));
+            Error::Api { call: "deleteWebhook", source }
+        })?;
         let timeout = u32::try_from(poll_timeout.as_secs()).unwrap_or(10);
         let mut offset: i32 = 0;
         tracing::info!(bot = %self.inner.username, "telegram: long polling");
@@ -54,8 +54,13 @@ impl Telegram {
                 fetched = RetryPolicy::CALL.run("getUpdates", || api.call(&request)) => fetched,
             };
             let updates = match fetched {
-                Ok(updates) => updates,
+                Ok(updates) => {
+                    self.set_polling(None);
+                    updates
+                }
                 Err(err) => {
+                    // The error names the call and the status, never the token.
+                    self.set_polling(Some(format!("getUpdates failed: {err}")));
                     tracing::warn!(error = %err, "telegram: getUpdates failed; trying again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;

@@ -249,6 +249,12 @@ pub enum Destination {
         /// The password, read from the environment when the settings load.
         #[serde(skip)]
         password: Option<flowbot_adapter::Secret>,
+        /// A private CA (PEM) the server's certificate may be signed by, besides the public
+        /// roots; read and checked when the settings load.
+        ca_file: Option<String>,
+        /// The CA, or why `ca_file` cannot be used (`None` without `ca_file`).
+        #[serde(skip)]
+        ca: Option<Result<flowbot_mail::Ca, String>>,
     },
     /// A LINE WORKS channel (or one member) the desk's bot posts in (`flowbot_lineworks`).
     Lineworks {
@@ -324,6 +330,8 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 
 /// The mail destination's password, unless its `password_env` names another variable.
 const SMTP_PASSWORD: &str = "FLOWBOT_SMTP_PASSWORD";
+/// The `ca_file` of the mail destination the environment makes.
+const SMTP_CA_FILE: &str = "FLOWBOT_SMTP_CA_FILE";
 
 impl Destination {
     /// The destination's name in the store and the logs: `name`, or its kind.
@@ -369,7 +377,7 @@ impl Destination {
 
     /// A mail destination's settings for its sink (the password read when the settings loaded).
     pub fn mail(&self) -> Option<flowbot_mail::Settings> {
-        let Destination::Mail { to, from, smtp_url, user, password, .. } = self else {
+        let Destination::Mail { to, from, smtp_url, user, password, ca, .. } = self else {
             return None;
         };
         Some(flowbot_mail::Settings {
@@ -378,6 +386,7 @@ impl Destination {
             smtp_url: smtp_url.clone(),
             user: user.clone(),
             password: password.clone(),
+            ca: ca.clone().and_then(Result::ok),
         })
     }
 
@@ -439,7 +448,7 @@ impl fmt::Debug for Destination {
                 .field("name", name)
                 .field("channel_id", channel_id)
                 .finish(),
-            Destination::Mail { name, to, from, smtp_url, user, password_env, .. } => f
+            Destination::Mail { name, to, from, smtp_url, user, password_env, ca_file, .. } => f
                 .debug_struct("Mail")
                 .field("name", name)
                 .field("to", to)
@@ -448,6 +457,7 @@ impl fmt::Debug for Destination {
                 .field("user", user)
                 .field("password", &"<redacted>")
                 .field("password_env", password_env)
+                .field("ca_file", ca_file)
                 .finish(),
             Destination::Lineworks {
                 name,
@@ -581,6 +591,7 @@ impl Config {
             "FLOWBOT_HANDOFF_MAIL_FROM",
             "FLOWBOT_SMTP_URL",
             "FLOWBOT_SMTP_USER",
+            SMTP_CA_FILE,
         ]
         .map(|var| (var, read(var)));
         let mut raw = BTreeMap::new();
@@ -708,15 +719,16 @@ impl Config {
     }
 
     /// The mail destination of the environment (`FLOWBOT_HANDOFF_MAIL_TO`, `…_MAIL_FROM`,
-    /// `FLOWBOT_SMTP_URL`, `FLOWBOT_SMTP_USER`), replacing the file's; and every mail
-    /// destination's password, read from its `password_env` or `FLOWBOT_SMTP_PASSWORD`.
+    /// `FLOWBOT_SMTP_URL`, `FLOWBOT_SMTP_USER`, `FLOWBOT_SMTP_CA_FILE`), replacing the file's;
+    /// and every mail destination's password, read from its `password_env` or
+    /// `FLOWBOT_SMTP_PASSWORD`, and CA, read from its `ca_file`.
     fn mail_from(
         &mut self,
-        vars: [(&'static str, Option<String>); 4],
+        vars: [(&'static str, Option<String>); 5],
         env: &impl Fn(&str) -> Option<String>,
     ) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let [(to_var, to), (from_var, from), (url_var, url), (_, user)] = vars;
+        let [(to_var, to), (from_var, from), (url_var, url), (_, user), (_, ca_file)] = vars;
         match (to, from, url) {
             (Some(to), Some(from), Some(smtp_url)) => {
                 let to = to.split(',').map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
@@ -728,6 +740,8 @@ impl Config {
                     user,
                     password_env: None,
                     password: None,
+                    ca_file,
+                    ca: None,
                 };
                 let mut kept = Vec::new();
                 for (d, origin) in
@@ -757,6 +771,7 @@ impl Config {
                     (from_var, from.is_some()),
                     (url_var, url.is_some()),
                     ("FLOWBOT_SMTP_USER", user.is_some()),
+                    (SMTP_CA_FILE, ca_file.is_some()),
                 ];
                 for (var, _) in set.into_iter().filter(|(_, set)| *set) {
                     problems.push(Problem::env(
@@ -770,6 +785,10 @@ impl Config {
             if let Destination::Mail { user: Some(_), password_env, password, .. } = d {
                 let var = password_env.as_deref().unwrap_or(SMTP_PASSWORD);
                 *password = env(var).filter(|p| !p.is_empty()).map(flowbot_adapter::Secret::from);
+            }
+            if let Destination::Mail { ca_file: Some(file), ca, .. } = d {
+                let read = flowbot_mail::Ca::read(Path::new(file.trim()));
+                *ca = Some(read.map_err(|err| err.to_string()));
             }
         }
         problems
@@ -855,6 +874,7 @@ impl Config {
                 });
             };
             let lineworks = self.lineworks_problems(i, d);
+            let ca = self.mail_ca_problem(i, d);
             let name = d.name();
             if names.contains(&name) {
                 problem(format!("two destinations are named `{name}`: give each a `name`"));
@@ -920,8 +940,29 @@ impl Config {
                 _ => {}
             }
             problems.extend(lineworks);
+            problems.extend(ca);
         }
         problems
+    }
+
+    /// What is wrong with the `i`-th destination's `ca_file` if it is a mail one, at that key
+    /// (or `FLOWBOT_SMTP_CA_FILE`).
+    fn mail_ca_problem(&self, i: usize, d: &Destination) -> Option<Problem> {
+        let Destination::Mail { smtp_url, ca_file: Some(_), ca, .. } = d else { return None };
+        let message = match ca {
+            Some(Err(err)) => err.clone(),
+            _ if flowbot_mail::Server::parse(smtp_url)
+                .is_ok_and(|s| s.security == flowbot_mail::Security::None) =>
+            {
+                "`ca_file` is given, and smtp_url uses no TLS (`tls=none`)".to_owned()
+            }
+            _ => return None,
+        };
+        let message = format!("[[handoff.destinations]] `{}`: {message}", d.name());
+        Some(match self.destination_env.get(i).copied().flatten() {
+            Some(_) => Problem::env(SMTP_CA_FILE, message),
+            None => Problem::key(format!("handoff.destinations.{i}.ca_file"), message),
+        })
     }
 
     /// What is wrong with the `i`-th destination if it is a LINE WORKS one, each at its key.
@@ -1223,6 +1264,37 @@ mod tests {
         assert!(timing.handoff_route().park);
         assert!(load("[delivery]\ngive_up_after_seconds = 0\n", &[]).is_err());
         assert!(load("[handoff]\nlease_seconds = 0\n", &[]).is_err());
+    }
+
+    #[test]
+    fn a_mail_ca_file_is_read_at_load_and_refused_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (url, file, want) in [
+            ("smtps://mail.example.jp", &not_pem, "holds no PEM certificate"),
+            ("smtp://mail.example.jp", &missing, "cannot read the CA file"),
+            ("smtp://127.0.0.1?tls=none", &not_pem, "holds no PEM certificate"),
+        ] {
+            let file = format!(
+                "[[handoff.destinations]]\nkind = \"mail\"\nto = \"desk@pref.example.jp\"\n\
+                 from = \"bot@pref.example.jp\"\nsmtp_url = \"{url}\"\nca_file = \"{}\"\n",
+                file.display()
+            );
+            let err = format!("{:#}", load(&file, &[]).unwrap_err());
+            assert!(err.contains("flowbot.toml:6:") && err.contains(want), "{err}");
+        }
+        let env = [
+            ("FLOWBOT_HANDOFF_MAIL_TO", "a@pref.example.jp"),
+            ("FLOWBOT_HANDOFF_MAIL_FROM", "bot@pref.example.jp"),
+            ("FLOWBOT_SMTP_URL", "smtps://mail.example.jp"),
+            ("FLOWBOT_SMTP_CA_FILE", missing.to_str().unwrap()),
+        ];
+        let err = format!("{:#}", load("", &env).unwrap_err());
+        assert!(err.contains("environment variable FLOWBOT_SMTP_CA_FILE"), "{err}");
+        let err = format!("{:#}", load("", &env[3..]).unwrap_err());
+        assert!(err.contains("FLOWBOT_SMTP_CA_FILE is set, and FLOWBOT_HANDOFF_MAIL_TO"), "{err}");
     }
 
     #[test]
