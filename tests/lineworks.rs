@@ -9,9 +9,7 @@
 //! with 403 `UNAUTHORIZED` (a token it has "expired") and the first send with a good token with
 //! a 429 and its rate-limit headers, then 201.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use flowbot_tests::{TestDb, flowbot, root};
+use flowbot_tests::{ChatChild, TestDb, flowbot, root};
 use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use serde_json::{Value, json};
 
@@ -241,74 +239,6 @@ async fn send(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: String) -
     StatusCode::CREATED.into_response()
 }
 
-// ---- flowbot chat --user as a child ------------------------------------------------------------
-
-/// A `flowbot chat --user` child with standard input kept open; killed on drop.
-struct Chat {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Chat {
-    fn start(config: &Path, db: &TestDb, env: &[(&str, &str)]) -> Self {
-        let mut cmd = flowbot();
-        cmd.arg("--config").arg(config);
-        cmd.args(["chat", "--user", "user-lw-1", "--database-url", &db.url(), "--entry", "taiou3"]);
-        cmd.envs(env.iter().copied()).env("RUST_LOG", "trace");
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let collect = |mut from: Box<dyn Read + Send>| {
-            let sink = Arc::new(Mutex::new(Vec::new()));
-            let to = Arc::clone(&sink);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = from.read(&mut buf) {
-                    lock(&to).extend_from_slice(&buf[..n]);
-                }
-            });
-            sink
-        };
-        let stdout = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
-        Chat { stdin: child.stdin.take(), child, stdout, stderr }
-    }
-
-    fn write_lines(&mut self, lines: &[&str]) {
-        let stdin = self.stdin.as_mut().unwrap();
-        for line in lines {
-            stdin.write_all(line.as_bytes()).unwrap();
-            stdin.write_all(b"\n").unwrap();
-        }
-        stdin.flush().unwrap();
-    }
-
-    /// Closes standard input, waits (at most `timeout`) for the exit; standard output and error.
-    async fn finish(&mut self, timeout: Duration) -> (String, String) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + timeout;
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "flowbot did not exit in {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&lock(b)).into_owned();
-        (text(&self.stdout), text(&self.stderr))
-    }
-}
-
-impl Drop for Chat {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The settings: the LINE WORKS destination with the test's key.
 fn write_config(dir: &Path, key: &Path) -> PathBuf {
     let toml = format!(
@@ -357,7 +287,7 @@ async fn a_request_reaches_the_channel_after_an_expired_token_and_a_429() {
         ("LINEWORKS_API_URL", url.as_str()),
         ("LINEWORKS_AUTH_URL", url.as_str()),
     ];
-    let mut chat = Chat::start(&config, &db, &env);
+    let mut chat = ChatChild::start(&config, "user-lw-1", &db.url(), &env);
     chat.write_lines(&ANSWERS);
     let text = fake.wait_message(WAIT).await;
     let (out, err) = chat.finish(WAIT).await;

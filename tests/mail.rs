@@ -7,13 +7,11 @@
 //! transactions first (421 at the greeting, 550 to the recipient, 451 after the data). What it
 //! accepts is parsed by a MIME parser (`mailparse`): the subject and body decoded.
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use flowbot_tests::{TestDb, flowbot};
+use flowbot_tests::{ChatChild, TestDb, flowbot};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -441,82 +439,6 @@ fn base64(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-// ---- flowbot chat --user as a child, output collected -------------------------------------------
-
-/// A `flowbot chat --user` child with standard input kept open; killed on drop.
-struct Chat {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Chat {
-    fn start(config: &Path, db: &TestDb, env: &[(&str, &str)]) -> Self {
-        let mut cmd = flowbot();
-        cmd.arg("--config").arg(config);
-        cmd.args([
-            "chat",
-            "--user",
-            "user-mail-1",
-            "--database-url",
-            &db.url(),
-            "--entry",
-            "taiou3",
-        ]);
-        cmd.envs(env.iter().copied()).env("RUST_LOG", "trace");
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let collect = |mut from: Box<dyn Read + Send>| {
-            let sink = Arc::new(Mutex::new(Vec::new()));
-            let to = Arc::clone(&sink);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = from.read(&mut buf) {
-                    lock(&to).extend_from_slice(&buf[..n]);
-                }
-            });
-            sink
-        };
-        let stdout = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
-        Chat { stdin: child.stdin.take(), child, stdout, stderr }
-    }
-
-    fn write_lines(&mut self, lines: &[&str]) {
-        let stdin = self.stdin.as_mut().unwrap();
-        for line in lines {
-            stdin.write_all(line.as_bytes()).unwrap();
-            stdin.write_all(b"\n").unwrap();
-        }
-        stdin.flush().unwrap();
-    }
-
-    /// Closes standard input, waits (at most `timeout`) for the exit; standard output and error.
-    async fn finish(&mut self, timeout: Duration) -> (String, String) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + timeout;
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "flowbot did not exit in {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&lock(b)).into_owned();
-        (text(&self.stdout), text(&self.stderr))
-    }
-}
-
-impl Drop for Chat {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The settings: the mail destination on the test's server, retries after 0.2 s doubling to 1 s.
 fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
     write_config_with(dir, &format!("smtp://127.0.0.1:{port}?tls=none"), None)
@@ -562,7 +484,8 @@ async fn a_request_is_mailed_after_the_server_refused_three_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), port);
     let db = TestDb::sqlite();
-    let mut chat = Chat::start(&config, &db, &[("DESK_SMTP_PASSWORD", PASSWORD)]);
+    let mut chat =
+        ChatChild::start(&config, "user-mail-1", &db.url(), &[("DESK_SMTP_PASSWORD", PASSWORD)]);
     chat.write_lines(&ANSWERS);
     let mail = smtp.wait(WAIT).await;
     let (out, err) = chat.finish(WAIT).await;
@@ -694,9 +617,10 @@ impl TestCa {
 }
 
 /// Runs `flowbot chat --user` to a submitted request with this mail destination.
-fn submit(dir: &Path, smtp_url: &str, ca: &TestCa, db: &TestDb) -> Chat {
+fn submit(dir: &Path, smtp_url: &str, ca: &TestCa, db: &TestDb) -> ChatChild {
     let config = write_config_with(dir, smtp_url, Some(&ca.write(dir)));
-    let mut chat = Chat::start(&config, db, &[("DESK_SMTP_PASSWORD", PASSWORD)]);
+    let mut chat =
+        ChatChild::start(&config, "user-mail-1", &db.url(), &[("DESK_SMTP_PASSWORD", PASSWORD)]);
     chat.write_lines(&ANSWERS);
     chat
 }

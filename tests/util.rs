@@ -414,3 +414,76 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         data = data.get(size + 2..)?;
     }
 }
+
+/// A `flowbot chat --user` child at 対応方法3 (`--entry taiou3`) with `--config CONFIG`, standard
+/// input kept open and its output collected; killed on drop. For destinations whose tests submit
+/// the address-change form and watch what arrives.
+#[derive(Debug)]
+pub struct ChatChild {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    readers: Vec<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl ChatChild {
+    /// `flowbot --config CONFIG chat --user USER --database-url URL --entry taiou3`, with `env`
+    /// and `RUST_LOG=trace` (so a secret that reached any log line would show).
+    pub fn start(config: &Path, user: &str, url: &str, env: &[(&str, &str)]) -> Self {
+        let mut cmd = flowbot();
+        cmd.arg("--config").arg(config);
+        cmd.args(["chat", "--user", user, "--database-url", url, "--entry", "taiou3"]);
+        cmd.envs(env.iter().copied()).env("RUST_LOG", "trace");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn flowbot chat");
+        let read = |mut from: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                // Ends when the child closes its end (it exits, or is killed on drop).
+                let _ = from.read_to_end(&mut all);
+                all
+            })
+        };
+        let stdout = read(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = read(Box::new(child.stderr.take().expect("stderr")));
+        ChatChild { stdin: child.stdin.take(), child, readers: vec![stdout, stderr] }
+    }
+
+    /// Types `lines`, one answer each.
+    pub fn write_lines(&mut self, lines: &[&str]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        for line in lines {
+            stdin.write_all(line.as_bytes()).expect("write");
+            stdin.write_all(b"\n").expect("write");
+        }
+        stdin.flush().expect("flush");
+    }
+
+    /// Closes standard input, waits (at most `timeout`) for the exit, and returns everything it
+    /// wrote to standard output and standard error.
+    pub async fn finish(&mut self, timeout: std::time::Duration) -> (String, String) {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + timeout;
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(std::time::Instant::now() < deadline, "flowbot did not exit in {timeout:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let mut texts = self
+            .readers
+            .drain(..)
+            .map(|r| String::from_utf8_lossy(&r.join().expect("reader")).into_owned());
+        let out = texts.next().unwrap_or_default();
+        let err = texts.next().unwrap_or_default();
+        (out, err)
+    }
+}
+
+impl Drop for ChatChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
