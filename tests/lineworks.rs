@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use flowbot_tests::{ChatChild, TestDb, flowbot, root};
+use flowbot_tests::{ADDRESS_CHANGE, ChatChild, TestDb, flowbot, root};
 use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use serde_json::{Value, json};
 
@@ -259,16 +259,6 @@ fn test_key() -> PathBuf {
     root().join("tests/data/lineworks-test-key.pem")
 }
 
-const ANSWERS: [&str; 7] = [
-    "「送信完了」だった",
-    "変更依頼を入力する",
-    "福島中央病院",
-    "0700123",
-    "old.user@example.jp",
-    "new-user@hospital.example.jp",
-    "確定する",
-];
-
 // ---- The tests ---------------------------------------------------------------------------------
 
 /// A request from `flowbot chat --user` reaches the desk's LINE WORKS channel: the JWT verifies
@@ -288,7 +278,7 @@ async fn a_request_reaches_the_channel_after_an_expired_token_and_a_429() {
         ("LINEWORKS_AUTH_URL", url.as_str()),
     ];
     let mut chat = ChatChild::start(&config, "user-lw-1", &db.url(), &env);
-    chat.write_lines(&ANSWERS);
+    chat.write_lines(&ADDRESS_CHANGE);
     let text = fake.wait_message(WAIT).await;
     let (out, err) = chat.finish(WAIT).await;
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use flowbot_tests::{ChatChild, TestDb, flowbot};
+use flowbot_tests::{ADDRESS_CHANGE, ChatChild, TestDb, flowbot};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -462,16 +462,6 @@ fn write_config_with(dir: &Path, smtp_url: &str, ca_file: Option<&Path>) -> std:
     path
 }
 
-const ANSWERS: [&str; 7] = [
-    "「送信完了」だった",
-    "変更依頼を入力する",
-    "福島中央病院",
-    "0700123",
-    "old.user@example.jp",
-    "new-user@hospital.example.jp",
-    "確定する",
-];
-
 // ---- The tests -------------------------------------------------------------------------------
 
 /// A request from `flowbot chat --user` reaches the desk's mailbox after the server refused
@@ -486,7 +476,7 @@ async fn a_request_is_mailed_after_the_server_refused_three_attempts() {
     let db = TestDb::sqlite();
     let mut chat =
         ChatChild::start(&config, "user-mail-1", &db.url(), &[("DESK_SMTP_PASSWORD", PASSWORD)]);
-    chat.write_lines(&ANSWERS);
+    chat.write_lines(&ADDRESS_CHANGE);
     let mail = smtp.wait(WAIT).await;
     let (out, err) = chat.finish(WAIT).await;
 
@@ -621,7 +611,7 @@ fn submit(dir: &Path, smtp_url: &str, ca: &TestCa, db: &TestDb) -> ChatChild {
     let config = write_config_with(dir, smtp_url, Some(&ca.write(dir)));
     let mut chat =
         ChatChild::start(&config, "user-mail-1", &db.url(), &[("DESK_SMTP_PASSWORD", PASSWORD)]);
-    chat.write_lines(&ANSWERS);
+    chat.write_lines(&ADDRESS_CHANGE);
     chat
 }
 

@@ -415,6 +415,18 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// What a [`ChatChild`] types to submit the address-change form from 対応方法3: the choices to
+/// the form, its four answers, and 確定する.
+pub const ADDRESS_CHANGE: [&str; 7] = [
+    "「送信完了」だった",
+    "変更依頼を入力する",
+    "福島中央病院",
+    "0700123",
+    "old.user@example.jp",
+    "new-user@hospital.example.jp",
+    "確定する",
+];
+
 /// A `flowbot chat --user` child at 対応方法3 (`--entry taiou3`) with `--config CONFIG`, standard
 /// input kept open and its output collected; killed on drop. For destinations whose tests submit
 /// the address-change form and watch what arrives.

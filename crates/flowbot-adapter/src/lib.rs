@@ -19,4 +19,4 @@ pub use delivery::{Counters, Deliver, Failed, Route, Worker, WorkerOptions};
 pub use platform::{About, Link, Platform, PlatformError, Running};
 pub use retry::{Classify, RetryPolicy, Scope, Verdict};
 pub use secret::{Secret, redact};
-pub use text::{parse_hex, truncate};
+pub use text::{escape_markup, parse_hex, truncate};

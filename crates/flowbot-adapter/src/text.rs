@@ -1,5 +1,6 @@
 //! Small conversions every adapter needs at a platform's edge: cutting a text to a length the
-//! platform accepts ([`truncate`]) and reading a hex-encoded key or id ([`parse_hex`]).
+//! platform accepts ([`truncate`]), reading a hex-encoded key or id ([`parse_hex`]), and
+//! escaping a text for HTML or XML ([`escape_markup`]).
 
 /// The first `max_chars` characters (Unicode scalar values) of `s`: for one-line texts a
 /// platform caps in characters (a toast, a command description, a modal's title). Never cuts
@@ -13,6 +14,27 @@ pub fn truncate(s: &str, max_chars: usize) -> String {
         Some((end, _)) => s[..end].to_owned(),
         None => s.to_owned(),
     }
+}
+
+/// Text for HTML or XML element content and quoted attribute values: `& < > " '` as
+/// references (`&#39;`, which both HTML and XML read).
+///
+/// ```
+/// assert_eq!(flowbot_adapter::escape_markup("<a&'\">"), "&lt;a&amp;&#39;&quot;&gt;");
+/// ```
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `N` bytes from exactly `2 * N` hex digits (either case, surrounding whitespace ignored);

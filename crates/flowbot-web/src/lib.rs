@@ -193,7 +193,7 @@ async fn root(uri: Uri) -> Redirect {
 
 /// `GET /chat`: the page, titled with the flow's title.
 async fn page(State(web): State<Web>) -> Response {
-    let title = escape_html(web.inner.service.flow().title());
+    let title = flowbot_adapter::escape_markup(web.inner.service.flow().title());
     let mut response = asset("", "text/html; charset=utf-8");
     *response.body_mut() = PAGE.replace("{{title}}", &title).into();
     // Only our own script and style; no framing by other sites.
@@ -216,22 +216,6 @@ fn asset(body: &'static str, kind: &'static str) -> Response {
     response
 }
 
-/// Text for an HTML element's content.
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +232,7 @@ mod tests {
     #[test]
     fn titles_are_escaped() {
         assert_eq!(
-            escape_html("A&B <i>\"x\"</i> 'y'"),
+            flowbot_adapter::escape_markup("A&B <i>\"x\"</i> 'y'"),
             "A&amp;B &lt;i&gt;&quot;x&quot;&lt;/i&gt; &#39;y&#39;"
         );
     }

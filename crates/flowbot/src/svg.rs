@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use flowbot_adapter::escape_markup;
 use flowbot_core::Flow;
 
 use crate::diagram::{Shape, lines};
@@ -116,7 +117,7 @@ pub fn svg(flow: &Flow, traffic: &Traffic, caption: &str) -> String {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" \
          width=\"{total_w:.0}\" height=\"{total_h:.0}\" viewBox=\"0 0 {total_w:.0} {total_h:.0}\" \
          font-family=\"{}\" font-size=\"{FONT_SIZE}\">",
-        escape(FONTS)
+        escape_markup(FONTS)
     );
     s.push_str(
         "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" \
@@ -375,7 +376,7 @@ fn legend(s: &mut String, caption: &str) {
         "<g class=\"legend\"><text x=\"{MARGIN}\" y=\"{:.0}\" font-size=\"15\" \
          font-weight=\"bold\">{}</text>",
         MARGIN + 14.0,
-        escape(caption)
+        escape_markup(caption)
     );
     let items = [
         "▶ n: conversations that reached the node",
@@ -387,7 +388,7 @@ fn legend(s: &mut String, caption: &str) {
             s,
             "<text x=\"{MARGIN}\" y=\"{:.0}\" fill=\"#333\">{}</text>",
             MARGIN + 36.0 + 17.0 * k as f64,
-            escape(item)
+            escape_markup(item)
         );
     }
     s.push_str("</g>\n");
@@ -404,8 +405,8 @@ fn node_box(
     let (l, t, h) = (cx - w / 2.0, cy - NODE_H / 2.0, NODE_H);
     let (stroke, sw) = if dropped > 0 { (DROPPED, 3.0) } else { ("#444", 1.2) };
     let paint = format!("stroke=\"{stroke}\" stroke-width=\"{sw}\"");
-    let _ = writeln!(s, "<g class=\"node\" id=\"node-{}\">", escape(node.id()));
-    let _ = writeln!(s, "<title>{}</title>", escape(&crate::diagram::box_text(node, false)));
+    let _ = writeln!(s, "<g class=\"node\" id=\"node-{}\">", escape_markup(node.id()));
+    let _ = writeln!(s, "<title>{}</title>", escape_markup(&crate::diagram::box_text(node, false)));
     match Shape::of(node) {
         Shape::Question => {
             let k = 14.0;
@@ -459,20 +460,20 @@ fn node_box(
         s,
         "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-weight=\"bold\">{}</text>",
         t + 19.0,
-        escape(title)
+        escape_markup(title)
     );
     let _ = writeln!(
         s,
         "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\" \
          fill=\"#666\">{}</text>",
         t + 34.0,
-        escape(node.id())
+        escape_markup(node.id())
     );
     let _ = writeln!(
         s,
         "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" class=\"reached\">{}</text>",
         t + 50.0,
-        escape(count)
+        escape_markup(count)
     );
     if dropped > 0 {
         let text = dropped.to_string();
@@ -504,7 +505,7 @@ fn edge_label(s: &mut String, label: &Label) {
          y=\"{:.1}\" text-anchor=\"middle\" font-size=\"12\">{}</text></g>",
         l + w / 2.0,
         t + h / 2.0 + 4.0,
-        escape(&label.text)
+        escape_markup(&label.text)
     );
 }
 
@@ -647,22 +648,6 @@ fn cut(text: &str, max: f64) -> String {
     out
 }
 
-/// Escapes text for XML content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -777,6 +762,6 @@ mod tests {
         assert_eq!(ems("ab"), 1.2);
         assert_eq!(ems("対応"), 2.0);
         assert_eq!(cut("対応方法1（メールボックス）", 6.0), "対応方法1…");
-        assert_eq!(escape("<a&'\">"), "&lt;a&amp;&apos;&quot;&gt;");
+        assert_eq!(escape_markup("<a&'\">"), "&lt;a&amp;&#39;&quot;&gt;");
     }
 }
