@@ -40,6 +40,18 @@ pub trait Deliver: Send + Sync + fmt::Debug {
     async fn deliver(&self, item: &Queued) -> Result<(), Failed>;
 }
 
+/// A deliverer for a target that names nothing on its platform (a notice's chat that is not
+/// a chat id): every item is given up at once, with this reason.
+#[derive(Debug, Clone, Copy)]
+pub struct Refuse(pub &'static str);
+
+#[async_trait]
+impl Deliver for Refuse {
+    async fn deliver(&self, _item: &Queued) -> Result<(), Failed> {
+        Err(Failed::new(Verdict::GiveUp, self.0))
+    }
+}
+
 /// Why a delivery failed, and what that means for trying again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {

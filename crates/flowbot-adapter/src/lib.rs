@@ -15,7 +15,7 @@ pub mod retry;
 pub mod secret;
 pub mod text;
 
-pub use delivery::{Counters, Deliver, Failed, Route, Worker, WorkerOptions};
+pub use delivery::{Counters, Deliver, Failed, Refuse, Route, Worker, WorkerOptions};
 pub use platform::{About, Link, Platform, PlatformError, Running};
 pub use retry::{Classify, RetryPolicy, Scope, Verdict};
 pub use secret::{Secret, redact};

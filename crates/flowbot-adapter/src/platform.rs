@@ -81,8 +81,11 @@ pub trait Running: Send + Sync + fmt::Debug {
         None
     }
 
-    /// A hand-off destination on this platform: the chat or channel `target`.
-    fn handoff(&self, target: i64) -> Option<Arc<dyn Deliver>> {
+    /// A hand-off destination on this platform: the chat, channel or user `target`, as the
+    /// platform writes its ids. `None` when the platform has no such destinations (its
+    /// completion notices then have no route either); a `target` that names nothing gives a
+    /// deliverer that refuses every item ([`crate::Refuse`]), never `None`.
+    fn handoff(&self, target: &str) -> Option<Arc<dyn Deliver>> {
         let _ = target;
         None
     }

@@ -111,9 +111,11 @@ impl Running for Started {
         Some(Arc::new(self.discord.replies()))
     }
 
-    fn handoff(&self, channel: i64) -> Option<Arc<dyn Deliver>> {
-        let channel = u64::try_from(channel).ok()?;
-        Some(Arc::new(HandoffChannel { discord: self.discord.clone(), channel }))
+    fn handoff(&self, channel: &str) -> Option<Arc<dyn Deliver>> {
+        Some(match channel.parse() {
+            Ok(channel) => Arc::new(HandoffChannel { discord: self.discord.clone(), channel }),
+            Err(_) => Arc::new(flowbot_adapter::Refuse("not a Discord channel id")),
+        })
     }
 
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), PlatformError> {

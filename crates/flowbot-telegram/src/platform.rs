@@ -131,8 +131,11 @@ impl Running for Started {
         Some(Arc::new(self.telegram.replies()))
     }
 
-    fn handoff(&self, chat: i64) -> Option<Arc<dyn Deliver>> {
-        Some(Arc::new(self.telegram.handoff_chat(chat)))
+    fn handoff(&self, chat: &str) -> Option<Arc<dyn Deliver>> {
+        Some(match chat.parse() {
+            Ok(chat) => Arc::new(self.telegram.handoff_chat(chat)),
+            Err(_) => Arc::new(flowbot_adapter::Refuse("not a Telegram chat id")),
+        })
     }
 
     fn ready(&self) -> Result<(), String> {

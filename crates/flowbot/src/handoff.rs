@@ -128,7 +128,7 @@ pub fn routes(
             }
             (_, Some((kind, target))) => {
                 let platform = running.iter().find(|(name, _)| *name == kind);
-                match platform.and_then(|(_, p)| p.handoff(target)) {
+                match platform.and_then(|(_, p)| p.handoff(&target)) {
                     Some(sink) => sink,
                     None => anyhow::bail!(
                         "the hand-off destination `{}` is on {kind}, and {kind} is not running here",

@@ -27,7 +27,7 @@ pub fn routes(running: &[(&'static str, Arc<dyn Running>)], route: Route) -> Rou
     running
         .iter()
         // Whether the platform offers chats as destinations at all (the target is not used).
-        .filter(|(_, platform)| platform.handoff(0).is_some())
+        .filter(|(_, platform)| platform.handoff("").is_some())
         .map(|(name, platform)| {
             let deliver: Arc<dyn Deliver> = Arc::new(Notice { platform: platform.clone() });
             (sink(name), (deliver, route))
@@ -44,9 +44,8 @@ struct Notice {
 #[async_trait]
 impl Deliver for Notice {
     async fn deliver(&self, item: &Queued) -> Result<(), Failed> {
-        let Some(chat) = item.lane.parse::<i64>().ok().and_then(|c| self.platform.handoff(c))
-        else {
-            return Err(Failed::new(Verdict::GiveUp, "the notice's chat is not a chat id"));
+        let Some(chat) = self.platform.handoff(&item.lane) else {
+            return Err(Failed::new(Verdict::GiveUp, "the platform writes to no chat"));
         };
         let notice = Queued {
             request: Some(QueuedRequest {

@@ -1,6 +1,7 @@
 //! Hand-off destinations as the settings file names them (`[[handoff.destinations]]`): webhook,
-//! Telegram chat, Discord channel, mail and LINE WORKS, their serde shape, what each hands to its
-//! delivery crate, and their `Debug` without secrets. Their checks are in the parent module.
+//! Telegram chat, Discord channel, Slack channel, LINE user or group, mail and LINE WORKS, their
+//! serde shape, what each hands to its delivery crate, and their `Debug` without secrets. Their
+//! checks are in the parent module.
 
 use std::fmt;
 
@@ -22,6 +23,10 @@ pub enum Destination {
     Telegram { name: Option<String>, chat_id: i64 },
     /// A Discord channel the bot may post in (needs `DISCORD_TOKEN`).
     Discord { name: Option<String>, channel_id: u64 },
+    /// A Slack channel the bot is a member of (needs `SLACK_BOT_TOKEN`).
+    Slack { name: Option<String>, channel_id: String },
+    /// A LINE user or group the bot pushes to (needs the LINE channel's settings).
+    Line { name: Option<String>, to: String },
     /// A mailbox: the request's text sent over SMTP (`flowbot_mail`).
     Mail {
         name: Option<String>,
@@ -135,23 +140,27 @@ impl Destination {
             Destination::Webhook { name, .. } => (name, "webhook"),
             Destination::Telegram { name, .. } => (name, "telegram"),
             Destination::Discord { name, .. } => (name, "discord"),
+            Destination::Slack { name, .. } => (name, "slack"),
+            Destination::Line { name, .. } => (name, "line"),
             Destination::Mail { name, .. } => (name, "mail"),
             Destination::Lineworks { name, .. } => (name, "lineworks"),
         };
         name.as_deref().unwrap_or(kind)
     }
 
-    /// A destination on a messenger: the platform's name (its `kind`) and the chat or channel.
-    pub fn platform_target(&self) -> Option<(&'static str, i64)> {
-        match self {
+    /// A destination on a messenger: the platform's name (its `kind`) and the chat, channel
+    /// or user, as that platform writes its ids.
+    pub fn platform_target(&self) -> Option<(&'static str, String)> {
+        let target = match self {
             Destination::Webhook { .. }
             | Destination::Mail { .. }
-            | Destination::Lineworks { .. } => None,
-            Destination::Telegram { chat_id, .. } => Some((self.kind(), *chat_id)),
-            Destination::Discord { channel_id, .. } => {
-                Some((self.kind(), i64::try_from(*channel_id).unwrap_or(i64::MAX)))
-            }
-        }
+            | Destination::Lineworks { .. } => return None,
+            Destination::Telegram { chat_id, .. } => chat_id.to_string(),
+            Destination::Discord { channel_id, .. } => channel_id.to_string(),
+            Destination::Slack { channel_id, .. } => channel_id.clone(),
+            Destination::Line { to, .. } => to.clone(),
+        };
+        Some((self.kind(), target))
     }
 
     pub(super) fn kind(&self) -> &'static str {
@@ -159,6 +168,8 @@ impl Destination {
             Destination::Webhook { .. } => "webhook",
             Destination::Telegram { .. } => "telegram",
             Destination::Discord { .. } => "discord",
+            Destination::Slack { .. } => "slack",
+            Destination::Line { .. } => "line",
             Destination::Mail { .. } => "mail",
             Destination::Lineworks { .. } => "lineworks",
         }
@@ -237,6 +248,12 @@ impl fmt::Debug for Destination {
                 .field("name", name)
                 .field("channel_id", channel_id)
                 .finish(),
+            Destination::Slack { name, channel_id } => {
+                f.debug_struct("Slack").field("name", name).field("channel_id", channel_id).finish()
+            }
+            Destination::Line { name, to } => {
+                f.debug_struct("Line").field("name", name).field("to", to).finish()
+            }
             Destination::Mail { name, to, from, smtp_url, user, password_env, ca_file, .. } => f
                 .debug_struct("Mail")
                 .field("name", name)

@@ -55,6 +55,23 @@ const DEFAULT_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60
 const DEFAULT_GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// The settings file's text: at most [`MAX_SETTINGS_BYTES`] read, and UTF-8.
+/// A Slack channel id as Slack writes it: `C`, `G` or `D`, then capital letters and digits.
+fn slack_channel(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some('C' | 'G' | 'D'))
+        && (2..=20).contains(&chars.clone().count())
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// A LINE push target: a user (`U…`), group (`C…`) or room (`R…`) id, 32 hexadecimal digits
+/// after its letter.
+fn line_target(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some('U' | 'C' | 'R'))
+        && id.len() == 33
+        && chars.all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
 fn read_settings(path: &Path) -> anyhow::Result<String> {
     use std::io::Read;
     let cannot = || format!("cannot read the configuration file {}", path.display());
@@ -270,7 +287,8 @@ impl Config {
     /// `FLOWBOT_PREFECTURE`, `FLOWBOT_DESK_{NAME,PHONE,MAIL,HOURS}`, `FLOWBOT_RETENTION_DAYS`,
     /// `FLOWBOT_HANDOFF_RETRY_SECONDS`, and one destination of a kind replacing the file's:
     /// `FLOWBOT_HANDOFF_WEBHOOK_URL` (+ `FLOWBOT_HANDOFF_WEBHOOK_SECRET`),
-    /// `FLOWBOT_HANDOFF_TELEGRAM_CHAT`, `FLOWBOT_HANDOFF_DISCORD_CHANNEL`.
+    /// `FLOWBOT_HANDOFF_TELEGRAM_CHAT`, `FLOWBOT_HANDOFF_DISCORD_CHANNEL`,
+    /// `FLOWBOT_HANDOFF_SLACK_CHANNEL`, `FLOWBOT_HANDOFF_LINE_TO`.
     fn override_from(&mut self, env: &impl Fn(&str) -> Option<String>) -> Vec<Problem> {
         let mut problems = Vec::new();
         let lookup = env;
@@ -305,6 +323,8 @@ impl Config {
         let synchronous = read("FLOWBOT_SQLITE_SYNCHRONOUS");
         let webhook_url = read("FLOWBOT_HANDOFF_WEBHOOK_URL");
         let webhook_secret = read("FLOWBOT_HANDOFF_WEBHOOK_SECRET");
+        let slack_channel = read("FLOWBOT_HANDOFF_SLACK_CHANNEL");
+        let line_to = read("FLOWBOT_HANDOFF_LINE_TO");
         let mail = [
             "FLOWBOT_HANDOFF_MAIL_TO",
             "FLOWBOT_HANDOFF_MAIL_FROM",
@@ -395,6 +415,15 @@ impl Config {
                 format!("{channel_var} is not a Discord channel id"),
             )),
             None => {}
+        }
+        if let Some(channel_id) = slack_channel {
+            let channel_id = channel_id.trim().to_owned();
+            let destination = Destination::Slack { name: None, channel_id };
+            replace("slack", "FLOWBOT_HANDOFF_SLACK_CHANNEL", destination);
+        }
+        if let Some(to) = line_to {
+            let destination = Destination::Line { name: None, to: to.trim().to_owned() };
+            replace("line", "FLOWBOT_HANDOFF_LINE_TO", destination);
         }
         problems.extend(self.mail_from(mail, lookup));
         problems.extend(self.lineworks_from(lookup));
@@ -656,6 +685,14 @@ impl Config {
                 Destination::Discord { channel_id, .. } if *channel_id == 0 => {
                     problem(format!("`{name}`: channel_id 0 is not a channel"))
                 }
+                Destination::Slack { channel_id, .. } if !slack_channel(channel_id) => {
+                    problem(format!(
+                        "`{name}`: channel_id `{channel_id}` is not a Slack channel id (C…, G… or D…, as the channel's details show it)"
+                    ))
+                }
+                Destination::Line { to, .. } if !line_target(to) => problem(format!(
+                    "`{name}`: to `{to}` is not a LINE user, group or room id (U…, C… or R… and 32 hexadecimal digits)"
+                )),
                 _ => {}
             }
             problems.extend(lineworks);
@@ -983,6 +1020,39 @@ mod tests {
         assert!(timing.handoff_route().park);
         assert!(load("[delivery]\ngive_up_after_seconds = 0\n", &[]).is_err());
         assert!(load("[handoff]\nlease_seconds = 0\n", &[]).is_err());
+    }
+
+    #[test]
+    fn slack_and_line_destinations_are_checked_and_set_from_the_environment() {
+        let c = load(
+            "",
+            &[
+                ("FLOWBOT_HANDOFF_SLACK_CHANNEL", " C0123ABCD "),
+                ("FLOWBOT_HANDOFF_LINE_TO", "Cabcdef0123456789abcdef0123456789"),
+            ],
+        )
+        .unwrap();
+        let targets: Vec<_> =
+            c.handoff.destinations.iter().filter_map(Destination::platform_target).collect();
+        assert_eq!(
+            targets,
+            [
+                ("slack", "C0123ABCD".to_owned()),
+                ("line", "Cabcdef0123456789abcdef0123456789".into())
+            ]
+        );
+        let bad = load(
+            "[[handoff.destinations]]\nkind = \"slack\"\nchannel_id = \"#desk\"\n\n\
+             [[handoff.destinations]]\nkind = \"line\"\nto = \"@desk\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let text = format!("{bad:#}");
+        assert!(
+            text.contains("flowbot.toml:1:") && text.contains("not a Slack channel id"),
+            "{text}"
+        );
+        assert!(text.contains("flowbot.toml:5:") && text.contains("not a LINE user"), "{text}");
     }
 
     #[test]
