@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flowbot_core::Limits;
+use flowbot_core::{Flow, Limits};
 use flowbot_store::Service;
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +66,13 @@ pub trait Platform: Send + Sync + fmt::Debug {
     /// The link that opens the bot at `entry` (already checked to be one of the flow's
     /// entries), or at its start.
     fn link(&self, entry: Option<&str>) -> Result<Link, PlatformError>;
+
+    /// [`Platform::link`] for a platform whose link carries the flow's own words (LINE's start
+    /// phrase, typed into the chat); `flowbot link` calls this one.
+    fn link_in(&self, flow: &Flow, entry: Option<&str>) -> Result<Link, PlatformError> {
+        let _ = flow;
+        self.link(entry)
+    }
 }
 
 /// A started platform.

@@ -246,6 +246,7 @@ fn compile_texts(
         command_back: fill_text("command_back", &t.command_back),
         command_restart: fill_text("command_restart", &t.command_restart),
         command_help: fill_text("command_help", &t.command_help),
+        start_phrase: fill_text("start_phrase", &t.start_phrase),
         back_key: String::new(),
         restart_key: String::new(),
         resume_key: String::new(),

@@ -407,6 +407,9 @@ pub struct Texts {
     pub command_back: String,
     pub command_restart: String,
     pub command_help: String,
+    /// The words a link types before `#ENTRY` on a platform without start payloads (LINE);
+    /// empty when the flow sets none.
+    pub start_phrase: String,
     /// `back`, `restart` and `resume` normalised, for typed navigation.
     pub(crate) back_key: String,
     pub(crate) restart_key: String,

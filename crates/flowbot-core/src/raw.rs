@@ -156,6 +156,10 @@ pub(crate) struct RawTexts {
     pub command_back: String,
     pub command_restart: String,
     pub command_help: String,
+    /// The words before `#ENTRY` in a typed start phrase (LINE links, which carry no start
+    /// payload). Optional: without it a link's phrase is just `#ENTRY`.
+    #[serde(default)]
+    pub start_phrase: String,
 }
 
 #[derive(Debug, Deserialize)]

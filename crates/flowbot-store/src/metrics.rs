@@ -38,6 +38,7 @@ pub struct Metrics {
     oldest_pending: Gauge<f64, std::sync::atomic::AtomicU64>,
     replies_pending: Gauge,
     build: Family<Two, Gauge>,
+    quota: Family<One, Counter>,
 }
 
 /// Why a press did nothing.
@@ -134,6 +135,12 @@ impl Metrics {
             "1 for the running version and the flow version new conversations start on",
             build.clone(),
         );
+        let quota = Family::<One, Counter>::default();
+        registry.register(
+            "quota_exhausted",
+            "Messages refused because the platform's monthly message quota is used up (not retried), by platform",
+            quota.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             updates,
@@ -151,6 +158,7 @@ impl Metrics {
             oldest_pending,
             replies_pending,
             build,
+            quota,
         }
     }
 
@@ -216,6 +224,11 @@ impl Metrics {
             ("status", class.to_owned()),
         ];
         self.api_calls.get_or_create(&labels).inc();
+    }
+
+    /// A message the platform refused for its monthly quota (LINE's push messages).
+    pub fn quota_exhausted(&self, platform: &str) {
+        self.quota.get_or_create(&[("platform", platform.to_owned())]).inc();
     }
 
     pub fn handoff_request(&self) {

@@ -39,7 +39,7 @@ pub fn run(flow: &Flow, platforms: &Platforms, request: &Request<'_>) -> anyhow:
             known.join(", ")
         );
     }
-    let link = platform.link(request.entry)?;
+    let link = platform.link_in(flow, request.entry)?;
     println!("{}", link.url);
     if let Some(note) = link.note {
         println!("{note}");

@@ -13,12 +13,14 @@ pub struct Platforms {
     discord: flowbot_discord::Options,
     #[command(flatten, next_help_heading = "Web chat")]
     web: flowbot_web::Options,
+    #[command(flatten, next_help_heading = "LINE")]
+    line: flowbot_line::Options,
 }
 
 impl Platforms {
     /// Every platform, in the order they start.
-    pub fn all(&self) -> [&dyn Platform; 3] {
-        [&self.telegram, &self.discord, &self.web]
+    pub fn all(&self) -> [&dyn Platform; 4] {
+        [&self.telegram, &self.discord, &self.web, &self.line]
     }
 
     /// Hands the settings file's sections to the platforms that read one.
