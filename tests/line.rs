@@ -450,3 +450,46 @@ async fn the_form_by_typed_answers_and_buttons_reaches_the_line_desk_group() {
     assert!(push.retry_key.is_some());
     drop(bot);
 }
+
+#[test]
+fn links_type_the_flows_start_phrase_and_their_qr_codes_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("taiou3.png");
+    let link = |args: &[&str]| {
+        flowbot_tests::flowbot().arg("link").args(args).env_remove("LINE_ID").output().unwrap()
+    };
+    let out = link(&[
+        "--platform",
+        "line",
+        "--line-id",
+        "@abc1234d",
+        "--entry",
+        "taiou3",
+        "--qr",
+        png.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = "https://line.me/R/oaMessage/%40abc1234d/?G-MIS%E6%A1%88%E5%86%85%20%23taiou3";
+    let phrase = format!("{} #taiou3", gmis().texts().start_phrase);
+    assert_eq!(flowbot_tests::stdout(&out), format!("{url}\n{phrase}\n"));
+    // The phrase the link types starts that entry (the e2e test sends the same words).
+    assert_eq!(phrase, "G-MIS案内 #taiou3");
+    assert_eq!(flowbot_line::start_entry(&gmis(), &phrase), Some("taiou3"));
+    let mut image = rqrr::PreparedImage::prepare(image::open(&png).unwrap().to_luma8());
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1);
+    assert_eq!(grids[0].decode().unwrap().1, url);
+
+    // Without an entry: the add-friend link; the id from LINE_ID.
+    let out = flowbot_tests::flowbot()
+        .args(["link", "--platform", "line"])
+        .env("LINE_ID", "@abc1234d")
+        .output()
+        .unwrap();
+    assert_eq!(flowbot_tests::stdout(&out), "https://line.me/R/ti/p/@abc1234d\n");
+    let out = link(&["--platform", "line", "--entry", "taiou3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--line-id"));
+    let out = link(&["--platform", "line", "--line-id", "@abc", "--entry", "nosuch"]);
+    assert!(!out.status.success());
+}

@@ -118,7 +118,7 @@ enum Command {
     /// Print the link (and optionally write a QR code) that opens the bot, at the start or at a
     /// named entry point.
     Link {
-        /// The platform: telegram, discord or web.
+        /// The platform: telegram, discord, web or line.
         #[arg(long, value_name = "NAME")]
         platform: String,
         /// The entry point to open (one of the flow's `entries:`).
