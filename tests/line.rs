@@ -398,7 +398,8 @@ async fn the_form_by_typed_answers_and_buttons_reaches_the_line_desk_group() {
         ),
     )
     .unwrap();
-    let bot = start(&fake, &dir.path().join("db.sqlite"), &["--config", config.to_str().unwrap()]);
+    let db = dir.path().join("db.sqlite");
+    let bot = start(&fake, &db, &["--config", config.to_str().unwrap()]);
     let u = user(30);
 
     let m3 = say(&fake, &bot, &u, &u, "G-MIS案内 #taiou3").await;
@@ -448,6 +449,20 @@ async fn the_form_by_typed_answers_and_buttons_reaches_the_line_desk_group() {
     assert!(!request.text.contains("wrong@example.jp"));
     let push = fake.calls().into_iter().find(|c| c.body["to"] == desk.as_str()).unwrap();
     assert!(push.retry_key.is_some());
+
+    // The desk completes it: the user's notice is pushed to their chat (the conversation's lane).
+    let mut cmd = flowbot_tests::flowbot();
+    cmd.arg("--config").arg(&config).args(["requests", "complete", &reference]);
+    cmd.args(["--login-id", "gmis-line-user-30", "--database-url"])
+        .arg(format!("sqlite://{}", db.display()));
+    let out = flowbot_tests::run(cmd, b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let since = fake.messages(&u).len();
+    let notice = fake
+        .wait_message(&u, since, WAIT, |d| d.text.contains("gmis-line-user-30"))
+        .await
+        .expect("the completion notice pushed to the user");
+    assert_eq!(notice.via, Via::Push);
     drop(bot);
 }
 
