@@ -193,11 +193,11 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let method = uri.path().trim_start_matches("/api/").to_owned();
+    let method = uri.path().trim_start_matches("/api").trim_start_matches('/').to_owned();
     let body = body_json(&headers, &body);
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let mut st = state.lock().expect("state");
-    let mut record = |status: u16, ts: Option<String>, st: &mut State_| {
+    let record = |status: u16, ts: Option<String>, st: &mut State_| {
         st.calls.push(SlackCall { method: method.clone(), body: body.clone(), status, ts });
     };
     let channel_key = format!("{method}:{}", body["channel"].as_str().unwrap_or_default());

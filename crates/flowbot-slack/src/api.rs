@@ -113,8 +113,8 @@ impl Api {
                     .https_or_http()
                     .enable_http1()
                     .build();
-                let url = format!("{}/", url.trim_end_matches('/'));
-                SlackClientHyperConnector::with_connector(https).with_slack_api_url(&url)
+                SlackClientHyperConnector::with_connector(https)
+                    .with_slack_api_url(url.trim_end_matches('/'))
             }
             None => SlackClientHyperConnector::new()?,
         };

@@ -229,7 +229,11 @@ impl Slack {
             (value, shown),
         )
         .await
-        .map(|_| ())
+        .map(|notice| {
+            if let Some(notice) = notice {
+                self.notify(channel, thread, user, &notice);
+            }
+        })
     }
 
     /// A press (or a modal's answer) on one of the bot's messages: the pressed message loses
@@ -249,6 +253,13 @@ impl Slack {
         let conversation = press.conversation;
         let handled = service
             .handle_planned(update, |flow, outcome| {
+                // A modal's answer refused: the reason is shown in the modal, which stays open
+                // for another answer; the message keeps its buttons.
+                if let Input::Answer { .. } = input
+                    && let Some(reason) = refusal(outcome)
+                {
+                    return Planned::new(Some(reason.to_owned()), Vec::new());
+                }
                 let plan = render::plan(flow, outcome, owner, Some(pressed));
                 if let Some(notice) = &plan.notice {
                     // An old button while the current question never reached the chat: that
@@ -367,6 +378,16 @@ impl Slack {
             }
         });
     }
+}
+
+/// The reason a form's answer was refused, if it was.
+fn refusal<'a>(outcome: &'a flowbot_core::Outcome<'_>) -> Option<&'a str> {
+    outcome.replies.iter().find_map(|r| match r {
+        flowbot_core::Reply::Notice { kind: flowbot_core::NoticeKind::Invalid, text } => {
+            Some(*text)
+        }
+        _ => None,
+    })
 }
 
 /// The event's body (the callback's `event`).
