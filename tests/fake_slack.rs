@@ -154,11 +154,13 @@ impl FakeSlack {
     pub async fn ack(&self, id: &str, timeout: Duration) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            let st = self.state.lock().expect("state");
-            if let Some(ack) = st.acks.iter().find(|a| a["envelope_id"] == id) {
-                return Some(ack.clone());
+            let found = {
+                let st = self.state.lock().expect("state");
+                st.acks.iter().find(|a| a["envelope_id"] == id).cloned()
+            };
+            if found.is_some() {
+                return found;
             }
-            drop(st);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         None

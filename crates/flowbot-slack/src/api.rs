@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(classify(&limited), Verdict::RetryAfter(Duration::from_secs(3), Scope::Lane));
         let http = |code: u16| {
             SlackClientError::HttpError(SlackClientHttpError::new(
-                http::StatusCode::from_u16(code).unwrap(),
+                axum::http::StatusCode::from_u16(code).unwrap(),
             ))
         };
         assert_eq!(classify(&http(500)), Verdict::Backoff);
