@@ -183,6 +183,17 @@ fn press(shown: &Shown, user: &str, label: &str) -> Value {
                         "text": {"type": "plain_text", "text": label}, "action_ts": format!("1700000001.{id:06}")}]})
 }
 
+/// A modal's `view_submission` by `user` with `text` in its input.
+fn submission(view: &Value, user: &str, text: &str) -> Value {
+    json!({"type": "view_submission", "team": {"id": "T1", "domain": "x"},
+           "user": {"id": user, "username": "u", "team_id": "T1"}, "api_app_id": "A1",
+           "trigger_id": format!("trig-{}", next_id()),
+           "view": {"id": "V1", "team_id": "T1", "hash": "h1", "type": "modal", "callback_id": view["callback_id"],
+                    "private_metadata": view["private_metadata"], "title": view["title"], "submit": view["submit"],
+                    "blocks": view["blocks"],
+                    "state": {"values": {"answer": {"answer": {"type": "plain_text_input", "value": text}}}}}})
+}
+
 /// Presses `label`: checks the update of the pressed message, returns the next question.
 async fn choose(
     bot: &BotProcess,
@@ -343,15 +354,18 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     )
     .unwrap();
     let bot = start(&fake, dir.path(), &["--config", config.to_str().unwrap()], false);
-    // /gmis taiou3 in a channel: a first message naming the user, the conversation in its thread.
+    // /gmis taiou3 in a channel: the first question in the channel (after a 429 waited out),
+    // the conversation in its thread.
     fake.fail_next("chat.postMessage", 1, 429);
     post_at(&bot, "/slack/commands", &command_body("UC", "C1", "taiou3", "trig-c1"), now()).await;
-    let shown = next_question(&fake, "C1", 0).await;
-    let head = fake.ok("chat.postMessage")[0].clone();
-    assert!(head.body["text"].as_str().unwrap().starts_with("<@UC>"), "{}", head.body);
-    assert_eq!(shown.thread.as_deref(), head.ts.as_deref(), "in the thread");
+    let first = next_question(&fake, "C1", 0).await;
+    assert_eq!(first.thread, None, "the first question opens the thread");
+    assert_eq!(fake.ok("chat.postMessage").len(), 1, "nothing before it");
     assert!(fake.calls().iter().any(|c| c.status == 429), "the 429 was waited out");
-    let shown = choose(&bot, &fake, &shown, "UC", "「送信完了」だった").await;
+    let thread = first.ts.clone();
+    let shown = choose(&bot, &fake, &first, "UC", "「送信完了」だった").await;
+    assert_eq!(shown.thread.as_deref(), Some(thread.as_str()), "in the thread");
+    assert_eq!(questions(&fake, "C1"), 2, "the first question is not shown again");
     let name = choose(&bot, &fake, &shown, "UC", "変更依頼を入力する").await;
     assert_eq!(names(&name)[0], "入力する");
     // 入力する opens a modal with the trigger id.
@@ -361,36 +375,41 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     assert_eq!(opened.body["trigger_id"], payload["trigger_id"]);
     let view = opened.body["view"].clone();
     assert_eq!(view["type"], "modal");
-    let submit = |text: &str| {
-        json!({"type": "view_submission", "team": {"id": "T1"}, "user": {"id": "UC", "team_id": "T1"},
-               "trigger_id": format!("trig-{}", next_id()),
-               "view": {"id": "V1", "team_id": "T1", "hash": "h1", "type": "modal", "callback_id": view["callback_id"],
-                        "private_metadata": view["private_metadata"], "title": view["title"], "blocks": view["blocks"],
-                        "state": {"values": {"answer": {"answer": {"type": "plain_text_input", "value": text}}}}}})
-    };
     // An empty answer is refused inside the modal.
-    let refused = post_at(&bot, "/slack/interactions", &interaction_body(&submit("")), now()).await;
+    let refused = post_at(
+        &bot,
+        "/slack/interactions",
+        &interaction_body(&submission(&view, "UC", "")),
+        now(),
+    )
+    .await;
     assert_eq!(refused["response_action"], "errors", "{refused}");
     assert!(refused["errors"]["answer"].as_str().is_some_and(|e| !e.is_empty()), "{refused}");
-    let answered =
-        post_at(&bot, "/slack/interactions", &interaction_body(&submit("〇〇病院")), now()).await;
+    let answered = post_at(
+        &bot,
+        "/slack/interactions",
+        &interaction_body(&submission(&view, "UC", "〇〇病院")),
+        now(),
+    )
+    .await;
     assert_eq!(answered, Value::Null, "the modal closes");
     let code = next_question(&fake, "C1", 3).await;
     assert!(code.text.contains("機関コードを入力してください。"), "{}", code.text);
-    // A typed answer in the thread: 分からない as text.
+    // 分からない stays a button in the message.
+    assert_eq!(names(&code)[..2], ["入力する", "分からない"]);
+    let old = choose(&bot, &fake, &code, "UC", "分からない").await;
+    assert!(old.text.contains("変更前メールアドレス"), "{}", old.text);
+    // A typed answer in the thread.
     let typed = |id: &str, text: &str| {
         json!({"type": "event_callback", "event_id": id, "event": {"type": "message", "channel": "C1",
                "channel_type": "channel", "user": "UC", "text": text, "ts": format!("1700000009.{id}"),
-               "thread_ts": shown.thread.clone().unwrap()}})
+               "thread_ts": thread}})
         .to_string()
     };
-    post_at(&bot, "/slack/events", &typed("100", "分からない"), now()).await;
-    let old = next_question(&fake, "C1", 4).await;
-    assert!(old.text.contains("変更前メールアドレス"), "{}", old.text);
     // Someone else typing in the thread changes nothing; the owner's next answer follows.
     let foreign = json!({"type": "event_callback", "event_id": "Ev-f", "event": {"type": "message", "channel": "C1",
         "channel_type": "channel", "user": "UZ", "text": "1", "ts": "1700000010.000001",
-        "thread_ts": shown.thread.clone().unwrap()}});
+        "thread_ts": thread}});
     post_at(&bot, "/slack/events", &foreign.to_string(), now()).await;
     post_at(&bot, "/slack/events", &typed("101", "old@example.jp"), now()).await;
     let new = next_question(&fake, "C1", 5).await;
@@ -399,6 +418,29 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     let confirm = next_question(&fake, "C1", 6).await;
     assert!(confirm.text.contains("以下の内容でよろしいですか？"), "{}", confirm.text);
     assert!(names(&confirm).contains(&"確定する") && names(&confirm).contains(&"修正する"));
+    // 修正する: the fields to choose from; 報告機関名 asks again, through the modal.
+    let fields = choose(&bot, &fake, &confirm, "UC", "修正する").await;
+    assert!(fields.text.contains("修正する項目を選んでください。"), "{}", fields.text);
+    let name = choose(&bot, &fake, &fields, "UC", "報告機関名").await;
+    let payload = press(&name, "UC", "入力する");
+    post_at(&bot, "/slack/interactions", &interaction_body(&payload), now()).await;
+    let opened = fake.wait("views.open", 1, WAIT, |_| true).await.expect("views.open again");
+    let view = opened.body["view"].clone();
+    let seen = questions(&fake, "C1");
+    let answered = post_at(
+        &bot,
+        "/slack/interactions",
+        &interaction_body(&submission(&view, "UC", "△△病院")),
+        now(),
+    )
+    .await;
+    assert_eq!(answered, Value::Null, "the modal closes");
+    let confirm = next_question(&fake, "C1", seen).await;
+    assert!(
+        confirm.text.contains("△△病院") && !confirm.text.contains("〇〇病院"),
+        "{}",
+        confirm.text
+    );
     // The desk's channel answers 500 first: the outbox tries again.
     fake.fail_next("chat.postMessage:CDESK", 2, 500);
     let seen = questions(&fake, "C1");
@@ -421,7 +463,7 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     );
     let text = posted.body["text"].as_str().unwrap();
     assert!(
-        text.contains("報告機関名：〇〇病院") && text.contains("機関コード：分からない"),
+        text.contains("報告機関名：△△病院") && text.contains("機関コード：分からない"),
         "{text}"
     );
 }

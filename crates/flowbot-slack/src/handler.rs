@@ -3,7 +3,7 @@
 //! step's transaction (see [`crate::deliver`]); ephemeral notices and modals are made at once.
 
 use flowbot_adapter::truncate;
-use flowbot_core::{Action, ConversationKey, Input, Token};
+use flowbot_core::{Action, Conversation, ConversationKey, Input, Token};
 use flowbot_store::{Handled, Planned, ServiceError, Update};
 use serde_json::{Value, json};
 
@@ -103,24 +103,21 @@ impl Slack {
         if channel.starts_with('D') {
             self.start(channel, user, entry, &event).await?;
         } else {
-            // The thread's first message has to be posted before the conversation has a key;
-            // Slack wants the command answered within 3 s.
-            let this = self.clone();
-            let (channel, user, entry) =
-                (channel.to_owned(), user.to_owned(), entry.map(str::to_owned));
-            tokio::spawn(async move {
-                if let Err(err) =
-                    this.start_in_channel(&channel, &user, entry.as_deref(), &event).await
-                {
-                    tracing::error!(error = %err, "slack: command not handled");
-                }
-            });
+            self.start_in_channel(channel, user, entry, &event).await?;
         }
         Ok(None)
     }
 
-    /// Starts a conversation in a thread of `channel`: a first message naming the user, then
-    /// the conversation under it.
+    /// Starts a conversation in a thread of `channel`, under the bot's first question. The
+    /// thread's `ts` is part of the conversation's key, so the first question is posted
+    /// before the step: the event is recorded first (a redelivery posts nothing), then the
+    /// start is previewed (nothing stored), its first message posted in the channel, and the
+    /// start applied under that message's `ts` with the rest of its messages stored for the
+    /// thread. The step is the preview's own (a fresh key starts the same way, and its
+    /// tokens hold no time), which the plan checks: if the flow was reloaded in between, the
+    /// first message goes into the thread too rather than a stale one being left alone.
+    /// Returns once the event is recorded; the rest runs on (Slack wants an answer within
+    /// 3 s, and a redelivery would be a duplicate anyway).
     async fn start_in_channel(
         &self,
         channel: &str,
@@ -128,22 +125,74 @@ impl Slack {
         entry: Option<&str>,
         event: &str,
     ) -> Result<(), ServiceError> {
-        let flow = self.inner.service.flow();
-        let text = format!("<@{user}> {}", render::mrkdwn(&flow.texts().command_start));
-        let blocks = Value::Array(vec![render::section(&text)]);
+        let service = &self.inner.service;
+        let key = ConversationKey::new(SINK, channel, user);
+        let update = Update {
+            key: &key,
+            event: Some(event),
+            input: Input::Start { entry },
+            now: service.now(),
+        };
+        if !service.record_event(update).await? {
+            return Ok(());
+        }
+        let this = self.clone();
+        let (channel, user, entry) =
+            (channel.to_owned(), user.to_owned(), entry.map(str::to_owned));
+        tokio::spawn(async move {
+            if let Err(err) = this.open_thread(&channel, &user, entry.as_deref()).await {
+                tracing::error!(error = %err, "slack: conversation not started in the channel");
+            }
+        });
+        Ok(())
+    }
+
+    /// Posts the start's first message in `channel` and applies the start in its thread (see
+    /// [`Slack::start_in_channel`]).
+    async fn open_thread(
+        &self,
+        channel: &str,
+        user: &str,
+        entry: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let service = &self.inner.service;
+        let flow = service.flow();
+        let (_, preview) = Conversation::start(&flow, entry, service.now());
+        let unplaced = format!("{channel}:");
+        let owner = Owner { user, conversation: &unplaced };
+        let Some(first) = render::plan(&flow, &preview, owner, None).messages.into_iter().next()
+        else {
+            return Ok(());
+        };
         let ts = match self
             .inner
             .api
-            .post(flowbot_adapter::RetryPolicy::CALL, channel, None, &text, &blocks)
+            .post(flowbot_adapter::RetryPolicy::CALL, channel, None, &first.text, &first.blocks)
             .await
         {
             Ok(ts) => ts,
             Err(err) => {
-                tracing::error!(error = %err, "slack: cannot open a thread in the channel");
+                tracing::error!(error = %err, "slack: cannot post the first question in the channel");
                 return Ok(());
             }
         };
-        self.start(&format!("{channel}:{ts}"), user, entry, event).await
+        let conversation = format!("{channel}:{ts}");
+        let key = ConversationKey::new(SINK, &conversation, user);
+        let update =
+            Update { key: &key, event: None, input: Input::Start { entry }, now: service.now() };
+        let owner = Owner { user, conversation: &conversation };
+        service
+            .handle_planned(update, |flow, outcome| {
+                let mut plan = render::plan(flow, outcome, owner, None);
+                if plan.messages.first() == Some(&first) {
+                    plan.messages.remove(0);
+                } else {
+                    tracing::warn!("slack: the start changed since its first message was posted");
+                }
+                Planned::new((), outgoing(&conversation, jobs(&conversation, &plan, None)))
+            })
+            .await?;
+        Ok(())
     }
 
     /// Starts (or restarts) the conversation `conversation` of `user`, at `entry`.
@@ -197,8 +246,19 @@ impl Slack {
             .or_else(|| str_at(payload, "/channel/id"))
             .unwrap_or_default();
         let message_ts = str_at(payload, "/container/message_ts").unwrap_or_default();
+        let Some((owner, placed)) = block.split_once('|') else { return Ok(()) };
+        // A thread's buttons name its channel only: the thread is the message's own, or the
+        // message itself if it is the thread's first (see `Owner::block_id`).
         let thread = str_at(payload, "/message/thread_ts");
-        let Some((owner, conversation)) = block.split_once('|') else { return Ok(()) };
+        let conversation = match placed.strip_suffix(':') {
+            Some(channel) => format!("{channel}:{}", thread.unwrap_or(message_ts)),
+            None => placed.to_owned(),
+        };
+        if conversation.ends_with(':') {
+            return Ok(());
+        }
+        let conversation = conversation.as_str();
+        let thread = place(conversation).1.or(thread);
         if owner != user {
             self.inner.service.metrics().refused(SINK, flowbot_store::Refused::Foreign);
             self.notify(channel, thread, user, flowbot_core::View::foreign_toast(&flow));

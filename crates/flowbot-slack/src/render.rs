@@ -5,6 +5,8 @@
 use flowbot_core::{Flow, Limits, Outcome, PromptView, Segment, Unit, View, segments};
 use serde_json::{Value, json};
 
+use crate::deliver::place;
+
 /// Slack's limit on a section block's text, in characters (of the escaped `mrkdwn`).
 pub const MAX_TEXT: usize = 3000;
 /// Slack's limit on the elements of an actions block.
@@ -52,8 +54,14 @@ pub struct Owner<'a> {
 }
 
 impl Owner<'_> {
+    /// `USER|D…` in a direct message; `USER|C…:` in a channel's thread, whose `ts` a press
+    /// brings itself (the message's thread, or the message if it is the thread's first), so
+    /// that the first question can carry its buttons before its `ts` is known.
     pub fn block_id(&self) -> String {
-        format!("{}|{}", self.user, self.conversation)
+        match place(self.conversation) {
+            (channel, Some(_)) => format!("{}|{channel}:", self.user),
+            (channel, None) => format!("{}|{channel}", self.user),
+        }
     }
 }
 
