@@ -477,7 +477,7 @@ async fn a_whole_conversation_over_socket_mode() {
     let command = json!({"command": "/gmis", "text": "", "user_id": "US", "channel_id": "DS",
                          "team_id": "T1", "trigger_id": "trig-s1", "response_url": "http://127.0.0.1:9/",
                          "channel_name": "directmessage", "team_domain": "x", "user_name": "u", "api_app_id": "A1"});
-    let id = fake.envelope("slash_commands", command);
+    let id = fake.envelope("slash_commands", command.clone());
     assert!(fake.ack(&id, WAIT).await.is_some(), "acknowledged");
     let mut shown = next_question(&fake, "DS", 0).await;
     let flow = gmis();
@@ -501,4 +501,105 @@ async fn a_whole_conversation_over_socket_mode() {
     assert!(fake.ack(&id, WAIT).await.is_some());
     let again = next_question(&fake, "DS", path.len() + 1).await;
     assert!(again.text.contains("「事前確認メール（★）」は届いていますか？"), "{}", again.text);
+    // The form over Socket Mode: a refused answer comes back in the submission's ack.
+    let mut command = command;
+    command["text"] = json!("taiou3");
+    command["trigger_id"] = json!("trig-s2");
+    let id = fake.envelope("slash_commands", command);
+    assert!(fake.ack(&id, WAIT).await.is_some(), "acknowledged");
+    let mut shown = next_question(&fake, "DS", path.len() + 2).await;
+    for label in ["「送信完了」だった", "変更依頼を入力する"] {
+        let seen = questions(&fake, "DS");
+        let id = fake.envelope("interactive", press(&shown, "US", label));
+        assert!(fake.ack(&id, WAIT).await.is_some(), "acknowledged");
+        shown = next_question(&fake, "DS", seen).await;
+    }
+    let id = fake.envelope("interactive", press(&shown, "US", "入力する"));
+    assert!(fake.ack(&id, WAIT).await.is_some(), "acknowledged");
+    let opened = fake.wait("views.open", 0, WAIT, |_| true).await.expect("views.open");
+    let view = opened.body["view"].clone();
+    let id = fake.envelope("interactive", submission(&view, "US", ""));
+    let ack = fake.ack(&id, WAIT).await.expect("acknowledged");
+    assert_eq!(ack["payload"]["response_action"], "errors", "{ack}");
+    assert!(ack["payload"]["errors"]["answer"].as_str().is_some_and(|e| !e.is_empty()), "{ack}");
+    let seen = questions(&fake, "DS");
+    let id = fake.envelope("interactive", submission(&view, "US", "〇〇病院"));
+    let ack = fake.ack(&id, WAIT).await.expect("acknowledged");
+    assert!(ack["payload"]["response_action"].is_null(), "the modal closes: {ack}");
+    let code = next_question(&fake, "DS", seen).await;
+    assert!(code.text.contains("機関コードを入力してください。"), "{}", code.text);
+}
+
+/// A request signed at `ts` with extra header lines (`Name: value\r\n` each); asserts 200.
+async fn post_with(bot: &BotProcess, path: &str, body: &str, ts: u64, extra: &str) -> Value {
+    let headers = format!(
+        "Content-Type: application/json\r\nX-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {}\r\n{extra}",
+        sign(SECRET, ts, body)
+    );
+    let (status, bytes) =
+        http_request(&bot.address, &format!("POST {path} HTTP/1.1"), &headers, body.as_bytes())
+            .await;
+    assert_eq!(status, 200, "{path}");
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+/// The messages with buttons posted in `channel` outside any thread.
+fn openings(fake: &FakeSlack, channel: &str) -> usize {
+    fake.ok("chat.postMessage")
+        .iter()
+        .filter(|c| c.body["channel"] == channel && c.body["thread_ts"].is_null())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_starts_a_thread_once_a_stored_reply_waits_out_a_429() {
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start(&fake, dir.path(), &[], false);
+    let flow = gmis();
+    // A mention in a channel, and Slack delivering it again (as after a missed ack).
+    let mention =
+        json!({"type": "event_callback", "team_id": "T1", "api_app_id": "A1", "event_id": "EvM1",
+        "event_time": 1, "event": {"type": "app_mention", "channel": "CM", "user": "UM",
+        "text": "<@UBOT> taiou3", "ts": "1700000020.000100"}})
+        .to_string();
+    post_with(&bot, "/slack/events", &mention, now(), "").await;
+    post_with(
+        &bot,
+        "/slack/events",
+        &mention,
+        now() - 2,
+        "X-Slack-Retry-Num: 1\r\nX-Slack-Retry-Reason: http_timeout\r\n",
+    )
+    .await;
+    // A slash command in another channel, repeated with its trigger id.
+    let command = command_body("UR", "CR", "", "trig-rep");
+    post_at(&bot, "/slack/commands", &command, now()).await;
+    post_at(&bot, "/slack/commands", &command, now() - 2).await;
+    let first = next_question(&fake, "CM", 0).await;
+    assert_eq!(first.thread, None, "the first question opens the thread");
+    assert!(first.text.contains("「送信完了」"), "taiou3's question: {}", first.text);
+    let started = next_question(&fake, "CR", 0).await;
+    assert!(started.text.contains("「事前確認メール（★）」は届いていますか？"), "{}", started.text);
+    let label = started.buttons[0].0.clone();
+    choose(&bot, &fake, &started, "UR", &label).await;
+    // Each start showed its first question once: the positive signals above came after both
+    // deliveries were answered.
+    assert_eq!((openings(&fake, "CM"), questions(&fake, "CM")), (1, 1));
+    assert_eq!((openings(&fake, "CR"), questions(&fake, "CR")), (1, 2));
+    // The reply to a press is stored; its first attempt gets a 429, the worker waits it out.
+    fake.fail_next("chat.postMessage", 1, 429);
+    let pressed = std::time::Instant::now();
+    let next = choose(&bot, &fake, &first, "UM", "「送信完了」だった").await;
+    assert!(pressed.elapsed() >= Duration::from_millis(900), "Retry-After: 1 waited out");
+    assert_eq!(next.thread.as_deref(), Some(first.ts.as_str()), "in the first question's thread");
+    let limited: Vec<SlackCall> = fake.calls().into_iter().filter(|c| c.status == 429).collect();
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0].body["thread_ts"], first.ts.as_str(), "the stored reply was limited");
+    assert_eq!((openings(&fake, "CM"), questions(&fake, "CM")), (1, 2));
+    // A command this bot does not have: the flow's unknown_command, only to the user.
+    let other = command_body("UR", "CR", "", "trig-other").replace("%2Fgmis", "%2Fother");
+    let answer = post_at(&bot, "/slack/commands", &other, now()).await;
+    assert_eq!(answer["response_type"], "ephemeral");
+    assert_eq!(answer["text"], flow.texts().unknown_command.as_str());
 }
