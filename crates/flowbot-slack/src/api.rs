@@ -106,17 +106,16 @@ impl Api {
         token: &Secret,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Self> {
+        // webpki-roots' CA certificates, built in: the image needs no system store.
+        let roots = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots();
         let connector = match api_url {
-            Some(url) => {
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_native_roots()?
-                    .https_or_http()
-                    .enable_http1()
-                    .build();
-                SlackClientHyperConnector::with_connector(https)
-                    .with_slack_api_url(url.trim_end_matches('/'))
+            Some(url) => SlackClientHyperConnector::with_connector(
+                roots.https_or_http().enable_http1().build(),
+            )
+            .with_slack_api_url(url.trim_end_matches('/')),
+            None => {
+                SlackClientHyperConnector::with_connector(roots.https_only().enable_http1().build())
             }
-            None => SlackClientHyperConnector::new()?,
         };
         Ok(Api {
             client: Arc::new(SlackClient::new(connector)),
