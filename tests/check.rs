@@ -26,6 +26,10 @@ fn broken_flow_lists_every_problem() {
             "{f}:20: node `q1`: choice 4's label `{}` is 82 characters; Discord allows 80",
             "とても長いボタンの文言".repeat(7) + "とても長い"
         ),
+        format!(
+            "{f}:20: node `q1`: choice 4's label `{}` is 82 characters; Slack allows 75",
+            "とても長いボタンの文言".repeat(7) + "とても長い"
+        ),
         format!("{f}:22: node `q1`: choice 5's `next` names unknown node `missing`"),
         format!("{f}:31: node `loop`: no ending can be reached from this node"),
         format!("{f}:36: node `loop_again`: no ending can be reached from this node"),

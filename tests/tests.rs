@@ -22,6 +22,7 @@ mod render;
 mod replicas;
 mod requests;
 mod scripts;
+mod slack;
 mod soak;
 mod split;
 mod stats;

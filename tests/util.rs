@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use flowbot_core::{Flow, Params, load_flow};
 
 pub mod fake_discord;
+pub mod fake_slack;
 pub mod fake_telegram;
 
 /// The repository root (the workspace).

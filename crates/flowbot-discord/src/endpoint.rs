@@ -1,8 +1,7 @@
 //! The HTTP interactions endpoint, `POST /discord/interactions`: the Ed25519 signature, the
 //! timestamp window, replayed signatures refused, then the shared handler (PING gets PONG).
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -10,6 +9,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use flowbot_adapter::Replays;
+use flowbot_adapter::replay::MAX_REMEMBERED;
 use flowbot_core::Clock;
 use serenity::all::Interaction;
 use serenity::interactions_endpoint::Verifier;
@@ -21,8 +22,6 @@ use crate::handler::Mode;
 pub const INTERACTIONS_PATH: &str = "/discord/interactions";
 /// How far a request's signed timestamp may be from now.
 pub const SIGNATURE_WINDOW: Duration = Duration::from_secs(300);
-/// The most signatures remembered at once (see [`Signatures`]).
-const MAX_REMEMBERED: usize = 100_000;
 
 impl Discord {
     /// The interactions endpoint's route for the shared HTTP listener.
@@ -61,26 +60,12 @@ async fn endpoint(State(discord): State<Discord>, headers: HeaderMap, body: Byte
 }
 
 /// The endpoint's signature check: a valid Ed25519 signature by the application's key, of a
-/// timestamp within [`SIGNATURE_WINDOW`] of the clock, and a signature not seen before.
-///
-/// Signatures are remembered while their timestamp is inside the window (after that the window
-/// refuses them anyway), at most `capacity` of them. When a flood fills the memory, the signature
-/// with the oldest timestamp is forgotten and every timestamp up to it is refused from then on:
-/// the memory stays bounded and a forgotten signature still cannot be replayed.
+/// timestamp within [`SIGNATURE_WINDOW`] of the clock, and a signature not seen before (the
+/// shared bounded memory, [`Replays`]).
 pub(crate) struct Signatures {
     verifier: Verifier,
     clock: Arc<dyn Clock>,
-    capacity: usize,
-    seen: Mutex<Seen>,
-}
-
-#[derive(Default)]
-struct Seen {
-    signatures: HashSet<String>,
-    /// The same signatures by their timestamp (seconds), oldest first.
-    by_time: BTreeSet<(i64, String)>,
-    /// Timestamps up to this one are refused (signatures forgotten for room).
-    floor: Option<i64>,
+    replays: Replays,
 }
 
 impl Signatures {
@@ -89,7 +74,7 @@ impl Signatures {
     }
 
     fn with_capacity(verifier: Verifier, clock: Arc<dyn Clock>, capacity: usize) -> Self {
-        Signatures { verifier, clock, capacity: capacity.max(1), seen: Mutex::default() }
+        Signatures { verifier, clock, replays: Replays::new(SIGNATURE_WINDOW, capacity) }
     }
 
     /// Whether a request with these headers and `body` is genuine, recent and new; remembers
@@ -109,38 +94,12 @@ impl Signatures {
         {
             return false;
         }
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.remember(signature, at, now - window, self.capacity)
+        self.replays.fresh(signature, at, now)
     }
 
     #[cfg(test)]
     fn remembered(&self) -> usize {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).signatures.len()
-    }
-}
-
-impl Seen {
-    /// Records `signature` (signed at `at`); `false` if it was seen already or `at` is at or
-    /// below the floor. Forgets what is older than `oldest`, then the oldest while over
-    /// `capacity`.
-    fn remember(&mut self, signature: &str, at: i64, oldest: i64, capacity: usize) -> bool {
-        while let Some(first) = self.by_time.first().filter(|(t, _)| *t < oldest) {
-            let first = first.clone();
-            self.signatures.remove(&first.1);
-            self.by_time.remove(&first);
-        }
-        if self.floor.is_some_and(|floor| at <= floor) || self.signatures.contains(signature) {
-            return false;
-        }
-        self.signatures.insert(signature.to_owned());
-        self.by_time.insert((at, signature.to_owned()));
-        while self.signatures.len() > capacity {
-            let Some((t, forgotten)) = self.by_time.pop_first() else { break };
-            self.signatures.remove(&forgotten);
-            self.floor = Some(self.floor.map_or(t, |floor| floor.max(t)));
-        }
-        // This request itself may have been the oldest: it is accepted only if still held.
-        self.signatures.contains(signature)
+        self.replays.remembered()
     }
 }
 

@@ -328,6 +328,34 @@ impl Service {
         })
     }
 
+    /// Records the event `update.event` as processed without stepping any conversation: `true`
+    /// the first time, `false` for a redelivery (counted as a duplicate). For a platform that
+    /// must act on an event before its step can be keyed (Slack posts a thread's first
+    /// message to learn the thread); the step that follows carries no event id. An update
+    /// without an event id is always new.
+    pub async fn record_event(&self, update: Update<'_>) -> Result<bool, ServiceError> {
+        let Some(event) = update.event else { return Ok(true) };
+        let platform = update.key.platform.as_str();
+        let commit = Commit {
+            key: update.key,
+            expected: Expected::Absent,
+            state: None,
+            event: Some(event),
+            transitions: &[],
+            request: None,
+            outgoing: &[],
+            claim: None,
+            now: update.now,
+        };
+        match self.store.commit(&commit).await? {
+            Committed::Duplicate => {
+                self.metrics.duplicate(platform, input_kind(&update.input));
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
     /// The step: `plan` makes the items to store (on each attempt), `render` what to return
     /// (once, after the commit).
     async fn run<R>(

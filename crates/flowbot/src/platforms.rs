@@ -11,6 +11,8 @@ pub struct Platforms {
     telegram: flowbot_telegram::Options,
     #[command(flatten, next_help_heading = "Discord")]
     discord: flowbot_discord::Options,
+    #[command(flatten, next_help_heading = "Slack")]
+    slack: flowbot_slack::Options,
     #[command(flatten, next_help_heading = "Web chat")]
     web: flowbot_web::Options,
     #[command(flatten, next_help_heading = "LINE")]
@@ -19,8 +21,8 @@ pub struct Platforms {
 
 impl Platforms {
     /// Every platform, in the order they start.
-    pub fn all(&self) -> [&dyn Platform; 4] {
-        [&self.telegram, &self.discord, &self.web, &self.line]
+    pub fn all(&self) -> [&dyn Platform; 5] {
+        [&self.telegram, &self.discord, &self.slack, &self.web, &self.line]
     }
 
     /// Hands the settings file's sections to the platforms that read one.
