@@ -85,14 +85,7 @@ impl FakeDiscord {
         }));
         tokio::spawn(serve_gateway(ws, state.clone()));
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::serve(listener, app);
         FakeDiscord { state, addr, _stop: stop }
     }
 

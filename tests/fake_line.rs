@@ -116,14 +116,7 @@ impl FakeLine {
         }));
         let ctx = Ctx { shared: shared.clone(), token: token.to_owned() };
         let app = Router::new().fallback(handle).with_state(ctx);
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = flowbot_tests::serve(listener, app);
         FakeLine { shared, addr, secret: secret.to_owned(), _stop: stop }
     }
 

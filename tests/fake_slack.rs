@@ -72,14 +72,7 @@ impl FakeSlack {
         }));
         tokio::spawn(serve_socket(ws, state.clone()));
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::serve(listener, app);
         FakeSlack { state, addr, _stop: stop }
     }
 

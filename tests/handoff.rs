@@ -94,14 +94,7 @@ impl Webhook {
         let app = Router::new()
             .route("/hook", axum::routing::post(receive))
             .with_state(Arc::clone(&state));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let tx = flowbot_tests::serve(listener, app);
         Webhook { state, addr, _stop: tx }
     }
 

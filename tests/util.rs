@@ -6,6 +6,23 @@ use std::process::{Command, Output, Stdio};
 
 use flowbot_core::{Flow, Params, load_flow};
 
+/// Serves `app` on `listener` (bound to 127.0.0.1 by the caller) until the returned sender is
+/// dropped: the HTTP side of every fake platform.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}
+
 pub mod fake_discord;
 pub mod fake_slack;
 pub mod fake_telegram;
