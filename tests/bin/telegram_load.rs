@@ -14,6 +14,7 @@
 //! as a ratio of the peer's in the same round.
 //!
 //! `--baseline PATH` adds another `flowbot` build to each round (before and after a change).
+//! `--live N` measures flowbot's memory with N conversations started and none finished.
 //!
 //! ```sh
 //! cargo build --release -p flowbot -p flowbot-tests --bins
@@ -300,8 +301,60 @@ async fn run(bot: Bot, users: usize, seconds: u64) -> Figures {
     }
 }
 
+/// `--live N`: flowbot alone, N conversations started (each `/start` on a new chat, answered)
+/// and none finished; the bot's resident memory then, and at its peak.
+async fn live(n: usize) {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let mut taps = fake.tap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Bot::Flowbot.spawn(&fake, &dir);
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut polling = false;
+    while !polling {
+        let t = tokio::time::timeout_at(deadline.into(), taps.recv()).await;
+        polling = matches!(t, Ok(Some(t)) if t.method == "getupdates");
+    }
+    let started = Instant::now();
+    let mut answered = 0;
+    for wave in (0..n).collect::<Vec<_>>().chunks(500) {
+        for &i in wave {
+            let chat = 50_000_000 + i as i64;
+            fake.user_message(chat, chat, "/start");
+        }
+        let mut left = wave.len();
+        while left > 0 {
+            let Ok(Some(t)) = tokio::time::timeout_at(deadline.into(), taps.recv()).await else {
+                panic!("only {answered} of {n} conversations started within 120 s");
+            };
+            if t.method == "sendmessage" {
+                left -= 1;
+                answered += 1;
+            }
+        }
+    }
+    let kib = |key| {
+        proc_field(pid, "status", key)
+            .and_then(|v| v.trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    println!(
+        "flowbot with {n} conversations live (started in {:.1} s, none finished): RSS {:.1} MiB, peak RSS {:.1} MiB",
+        started.elapsed().as_secs_f64(),
+        kib("VmRSS:") / 1024.0,
+        kib("VmHWM:") / 1024.0,
+    );
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+}
+
 #[tokio::main]
 async fn main() {
+    let n: usize = arg("--live", "0").parse().expect("--live N");
+    if n > 0 {
+        live(n).await;
+        return;
+    }
     let users: Vec<usize> = arg("--users", "50,500")
         .split(',')
         .map(|u| u.trim().parse().expect("--users N,M"))

@@ -70,13 +70,13 @@ impl Deliver for Replies {
                         ReplyParameters::new(MessageId(to)).allow_sending_without_reply(),
                     );
                 }
-                self.api.call(&request).await.map(|_| ())
+                self.api.send(&request).await
             }
             Job::Edit { chat, message, html } => {
                 let request = EditMessageText::new(ChatId(chat), MessageId(message), html)
                     .parse_mode(ParseMode::Html)
                     .link_preview_options(no_preview());
-                self.api.call(&request).await.map(|_| ())
+                self.api.send(&request).await
             }
         };
         match result {

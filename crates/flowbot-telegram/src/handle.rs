@@ -13,11 +13,11 @@ use crate::{SINK, Telegram};
 
 impl Telegram {
     /// Handles one update. `Err` only when it is worth delivering again (the store failed).
-    pub async fn handle(&self, update: Update) -> Result<(), ServiceError> {
+    pub async fn handle(&self, update: &Update) -> Result<(), ServiceError> {
         let id = update.id.0;
-        match update.kind {
-            UpdateKind::Message(message) => self.on_message(id, &message).await,
-            UpdateKind::CallbackQuery(query) => self.on_press(&query).await,
+        match &update.kind {
+            UpdateKind::Message(message) => self.on_message(id, message).await,
+            UpdateKind::CallbackQuery(query) => self.on_press(query).await,
             UpdateKind::EditedMessage(m) => {
                 // An edit of an answer already given: answering again would apply it twice.
                 tracing::debug!(chat = m.chat.id.0, "telegram: ignoring an edited message");
@@ -140,7 +140,7 @@ impl Telegram {
         }
         let api = self.inner.api.clone();
         tokio::spawn(async move {
-            let result = RetryPolicy::CALL.run("answerCallbackQuery", || api.call(&request)).await;
+            let result = RetryPolicy::CALL.run("answerCallbackQuery", || api.send(&request)).await;
             if let Err(err) = result
                 && !err.is_harmless()
             {
