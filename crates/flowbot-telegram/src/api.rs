@@ -151,6 +151,16 @@ impl Api {
         self.counted::<P, serde::de::IgnoredAny>(payload).await.map(|_| ())
     }
 
+    /// Makes one call and reads its result as `R` rather than teloxide's type (`getUpdates`
+    /// as raw updates, each parsed only if new).
+    pub async fn call_as<P, R>(&self, payload: &P) -> Result<R, CallError>
+    where
+        P: Payload + serde::Serialize,
+        R: DeserializeOwned,
+    {
+        self.counted::<P, R>(payload).await
+    }
+
     async fn counted<P, R>(&self, payload: &P) -> Result<R, CallError>
     where
         P: Payload + serde::Serialize,

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use teloxide::types::Update;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -76,14 +77,24 @@ impl Lanes {
     }
 
     /// Hands the new updates of a fetch to their chats' lanes; updates already handed out
-    /// (fetched again because they are not confirmed yet) are skipped. How many were new.
-    pub(crate) fn dispatch(&mut self, updates: Vec<Update>) -> usize {
+    /// (fetched again because they are not confirmed yet) are skipped without being parsed.
+    /// How many were new; an error if a new one is not an update.
+    pub(crate) fn dispatch(
+        &mut self,
+        fetched: &[Box<RawValue>],
+    ) -> Result<usize, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            update_id: i64,
+        }
         let mut new = 0;
-        for update in updates {
-            let id = i32::try_from(update.id.0).unwrap_or(i32::MAX);
+        for raw in fetched {
+            let id = serde_json::from_str::<Id>(raw.get())?.update_id;
+            let id = i32::try_from(id).unwrap_or(i32::MAX);
             if self.dispatched.is_some_and(|d| id <= d) {
                 continue;
             }
+            let update: Update = serde_json::from_str(raw.get())?;
             self.dispatched = Some(id);
             new += 1;
             let chat = update.chat().map_or(0, |c| c.id.0);
@@ -99,7 +110,7 @@ impl Lanes {
                 (self.telegram.clone(), self.shared.clone(), self.shutdown.clone());
             self.tasks.spawn(lane(telegram, shared, shutdown, chat, update));
         }
-        new
+        Ok(new)
     }
 
     /// Waits until the lowest update in flight is committed (at once if none is in flight), so

@@ -16,6 +16,9 @@ use teloxide::payloads::{
 use teloxide::types::{AllowedUpdate, Update};
 use tokio_util::sync::CancellationToken;
 
+use serde_json::value::RawValue;
+
+use crate::CallError;
 use crate::lanes::Lanes;
 use crate::{Error, Telegram};
 
@@ -55,12 +58,17 @@ impl Telegram {
                 .allowed_updates(allowed());
             let fetched = tokio::select! {
                 () = shutdown.cancelled() => break,
-                fetched = RetryPolicy::CALL.run("getUpdates", || api.call(&request)) => fetched,
+                fetched = RetryPolicy::CALL.run("getUpdates", || api.call_as::<_, Vec<Box<RawValue>>>(&request)) => fetched,
             };
-            let updates = match fetched {
-                Ok(updates) => {
+            let new = fetched.and_then(|updates| {
+                let new =
+                    lanes.dispatch(&updates).map_err(|e| CallError::Garbled(e.to_string()))?;
+                Ok((updates.len(), new))
+            });
+            let (count, new) = match new {
+                Ok(counts) => {
                     self.set_polling(None);
-                    updates
+                    counts
                 }
                 Err(err) => {
                     // The error names the call and the status, never the token.
@@ -73,8 +81,6 @@ impl Telegram {
                     continue;
                 }
             };
-            let count = updates.len();
-            let new = lanes.dispatch(updates);
             tracing::debug!(updates = count, new, "telegram: fetched");
             // Fetch again once the oldest update in flight is committed: the next answer then
             // confirms it and brings what came meanwhile, rather than repeating this one.
