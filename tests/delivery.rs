@@ -1,5 +1,6 @@
 //! Stored replies, end to end on Telegram: every conversation completes while the Bot API
-//! answers a share of reply calls with 429 and 500, and SIGKILLs under load lose no reply.
+//! answers a share of reply calls with 429 and 500, and SIGKILLs under load lose no reply and
+//! apply no update twice.
 
 use std::time::{Duration, Instant};
 
@@ -144,11 +145,28 @@ async fn sigkills_under_load_lose_no_reply() {
         }
     };
     let (results, ()) = tokio::join!(futures_util::future::join_all(walks), killer);
-    let (ending, _) = first_answers_ending();
+    let (ending, questions) = first_answers_ending();
     for (chat, last) in &results {
         assert!(last.text.contains(&ending), "chat {chat} ended at {last:?}");
     }
     drop(bot);
+    // No update applied twice, whatever was fetched again after a kill: the log has the start
+    // and one step per question of every chat, once.
+    use sqlx::{Connection, Row};
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    for chat in &users {
+        let logged: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM transitions t JOIN conversations c ON c.session = t.session \
+             WHERE c.chat = $1",
+        )
+        .bind(chat.to_string())
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+        assert_eq!(logged, questions as i64 + 1, "chat {chat}");
+    }
 }
 
 /// A question Telegram refused for good is given up (and logged); a press on the button before

@@ -654,3 +654,67 @@ async fn the_address_change_form_reaches_the_desk_chat() {
     assert_eq!(handoff_counts(store.delivery_counts().await.unwrap()), want);
     assert_eq!(fake.bot_messages(DESK).len(), 1);
 }
+
+/// Long polling is pipelined: while one chat's updates are still being committed one after the
+/// other, an update of another chat fetched later is committed before them (the next
+/// `getUpdates` waited for the oldest update in flight, not for the whole batch), and every
+/// update of the busy chat is applied once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_chat_does_not_hold_up_the_next_fetch() {
+    use sqlx::{Connection, Row};
+    const BUSY: i64 = 7_101;
+    const OTHER: i64 = 7_102;
+    const RESTARTS: usize = 40;
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let bot = Bot::start(&fake, &db, &[]);
+    say(&fake, BUSY, BUSY, "/start").await;
+    let mut taps = fake.tap();
+    let last = (0..RESTARTS).map(|_| fake.user_message(BUSY, BUSY, "/start").0).max().unwrap();
+    // Once a fetch has returned the busy chat's last update, the other chat writes.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let t = tokio::time::timeout_at(deadline.into(), taps.recv()).await;
+        let Ok(Some(t)) = t else { panic!("the busy chat's updates were never fetched") };
+        let fetched = t
+            .result
+            .as_ref()
+            .and_then(|r| r.as_array())
+            .map_or(0, |a| a.iter().filter_map(|u| u["update_id"].as_i64()).max().unwrap_or(0));
+        if t.method == "getupdates" && fetched >= last {
+            break;
+        }
+    }
+    say(&fake, OTHER, OTHER, "/start").await;
+
+    // Read the log once every restart of the busy chat is in it.
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    let (busy, chats) = loop {
+        let chats: Vec<String> = sqlx::query(
+            "SELECT c.chat FROM transitions t JOIN conversations c ON c.session = t.session \
+             ORDER BY t.id",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let busy: Vec<usize> = (0..chats.len()).filter(|&i| chats[i] == BUSY.to_string()).collect();
+        // The start and each restart, once each.
+        if busy.len() > RESTARTS || Instant::now() > deadline {
+            break (busy, chats);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    drop(bot);
+    assert_eq!(busy.len(), RESTARTS + 1, "{chats:?}");
+    let other = chats.iter().position(|c| *c == OTHER.to_string()).expect("the other chat's step");
+    assert!(
+        other < *busy.last().unwrap(),
+        "the other chat waited for the busy chat's whole batch: {chats:?}"
+    );
+}

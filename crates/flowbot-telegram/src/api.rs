@@ -139,22 +139,45 @@ impl Api {
         P: Payload + serde::Serialize,
         P::Output: DeserializeOwned,
     {
+        self.counted::<P, P::Output>(payload).await
+    }
+
+    /// Makes one call whose result is not needed: it is checked for success, not read into
+    /// teloxide's type (a sent message's result is the whole message).
+    pub async fn send<P>(&self, payload: &P) -> Result<(), CallError>
+    where
+        P: Payload + serde::Serialize,
+    {
+        self.counted::<P, serde::de::IgnoredAny>(payload).await.map(|_| ())
+    }
+
+    /// Makes one call and reads its result as `R` rather than teloxide's type (`getUpdates`
+    /// as raw updates, each parsed only if new).
+    pub async fn call_as<P, R>(&self, payload: &P) -> Result<R, CallError>
+    where
+        P: Payload + serde::Serialize,
+        R: DeserializeOwned,
+    {
+        self.counted::<P, R>(payload).await
+    }
+
+    async fn counted<P, R>(&self, payload: &P) -> Result<R, CallError>
+    where
+        P: Payload + serde::Serialize,
+        R: DeserializeOwned,
+    {
         let mut status = None;
-        let result = self.exchange(payload, &mut status).await;
+        let result = self.exchange::<P, R>(payload, &mut status).await;
         if let Some(metrics) = &self.metrics {
             metrics.api_call(crate::SINK, &method_name(P::NAME), status);
         }
         result
     }
 
-    async fn exchange<P>(
-        &self,
-        payload: &P,
-        status: &mut Option<u16>,
-    ) -> Result<P::Output, CallError>
+    async fn exchange<P, R>(&self, payload: &P, status: &mut Option<u16>) -> Result<R, CallError>
     where
         P: Payload + serde::Serialize,
-        P::Output: DeserializeOwned,
+        R: DeserializeOwned,
     {
         let body = serde_json::to_vec(payload).map_err(|e| CallError::Garbled(e.to_string()))?;
         let timeout = CALL_TIMEOUT + payload.timeout_hint().unwrap_or_default();
@@ -169,7 +192,7 @@ impl Api {
             .map_err(|e| CallError::Network(kind(&e).to_owned()))?;
         let status = *status.insert(response.status().as_u16());
         let bytes = response.bytes().await.map_err(|e| CallError::Network(kind(&e).to_owned()))?;
-        let envelope: Envelope<P::Output> = match serde_json::from_slice(&bytes) {
+        let envelope: Envelope<R> = match serde_json::from_slice(&bytes) {
             Ok(envelope) => envelope,
             Err(_) if status >= 500 => return Err(CallError::Server(status)),
             Err(e) => return Err(CallError::Garbled(format!("HTTP {status}: {e}"))),

@@ -1,5 +1,6 @@
-//! Sending what a step stored: one job per Bot API call (a message chunk, the edit of an
-//! answered message), made by the delivery worker in order per chat, and the hand-off chat.
+//! Sending what a step stored: one job per message chunk (the first may carry the edit that
+//! marks the answered message), or the lone edit of an answered message, sent by the delivery
+//! worker in order per chat; and the hand-off chat.
 
 use async_trait::async_trait;
 use flowbot_adapter::{Classify, Deliver, Failed, RetryPolicy};
@@ -28,6 +29,11 @@ pub(crate) enum Job {
         keyboard: Vec<Vec<(String, String)>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<i32>,
+        /// The answered message to mark first, `(message_id, html)`: one stored item for the
+        /// mark and the next question. A retry edits again, which Telegram answers "not
+        /// modified"; a mark Telegram refuses for good is left, and the question still goes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mark: Option<(i32, String)>,
     },
     /// `editMessageText` of an answered message: its new HTML, without buttons.
     Edit { chat: i64, message: i32, html: String },
@@ -58,7 +64,20 @@ impl Deliver for Replies {
             Failed::new(flowbot_adapter::Verdict::GiveUp, "stored job is not readable")
         })?;
         let result = match job {
-            Job::Send { chat, html, keyboard, reply_to } => {
+            Job::Send { chat, html, keyboard, reply_to, mark } => {
+                if let Some((message, marked)) = mark {
+                    let edit = EditMessageText::new(ChatId(chat), MessageId(message), marked)
+                        .parse_mode(ParseMode::Html)
+                        .link_preview_options(no_preview());
+                    match self.api.send(&edit).await {
+                        Ok(()) => {}
+                        Err(err) if err.is_harmless() => {}
+                        Err(err) if err.verdict() == flowbot_adapter::Verdict::GiveUp => {
+                            tracing::debug!(error = %failed(&err).error, "telegram: answered message not marked");
+                        }
+                        Err(err) => return Err(failed(&err)),
+                    }
+                }
                 let mut request = SendMessage::new(ChatId(chat), html)
                     .parse_mode(ParseMode::Html)
                     .link_preview_options(no_preview());
@@ -70,13 +89,13 @@ impl Deliver for Replies {
                         ReplyParameters::new(MessageId(to)).allow_sending_without_reply(),
                     );
                 }
-                self.api.call(&request).await.map(|_| ())
+                self.api.send(&request).await
             }
             Job::Edit { chat, message, html } => {
                 let request = EditMessageText::new(ChatId(chat), MessageId(message), html)
                     .parse_mode(ParseMode::Html)
                     .link_preview_options(no_preview());
-                self.api.call(&request).await.map(|_| ())
+                self.api.send(&request).await
             }
         };
         match result {
@@ -162,6 +181,7 @@ mod tests {
             html: "<b>質問</b>".into(),
             keyboard: vec![vec![("はい".into(), "1:q:0".into())]],
             reply_to: Some(7),
+            mark: Some((6, "→ <b>はい</b>".into())),
         };
         let edit = Job::Edit { chat: 5, message: 9, html: "→ はい".into() };
         for job in [send, edit] {

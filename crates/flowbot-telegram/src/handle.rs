@@ -13,11 +13,11 @@ use crate::{SINK, Telegram};
 
 impl Telegram {
     /// Handles one update. `Err` only when it is worth delivering again (the store failed).
-    pub async fn handle(&self, update: Update) -> Result<(), ServiceError> {
+    pub async fn handle(&self, update: &Update) -> Result<(), ServiceError> {
         let id = update.id.0;
-        match update.kind {
-            UpdateKind::Message(message) => self.on_message(id, &message).await,
-            UpdateKind::CallbackQuery(query) => self.on_press(&query).await,
+        match &update.kind {
+            UpdateKind::Message(message) => self.on_message(id, message).await,
+            UpdateKind::CallbackQuery(query) => self.on_press(query).await,
             UpdateKind::EditedMessage(m) => {
                 // An edit of an answer already given: answering again would apply it twice.
                 tracing::debug!(chat = m.chat.id.0, "telegram: ignoring an edited message");
@@ -140,7 +140,7 @@ impl Telegram {
         }
         let api = self.inner.api.clone();
         tokio::spawn(async move {
-            let result = RetryPolicy::CALL.run("answerCallbackQuery", || api.call(&request)).await;
+            let result = RetryPolicy::CALL.run("answerCallbackQuery", || api.send(&request)).await;
             if let Err(err) = result
                 && !err.is_harmless()
             {
@@ -151,7 +151,8 @@ impl Telegram {
 }
 
 /// The stored jobs of a plan, in the order they go out: the answered message's edit, then the
-/// message's chunks (the keyboard on the last, the first replying to `reply_to`).
+/// message's chunks (the keyboard on the last, the first replying to `reply_to`). The edit goes
+/// with the first chunk when there is one: one stored item instead of two.
 fn jobs(
     chat: i64,
     plan: &Plan,
@@ -159,9 +160,10 @@ fn jobs(
     reply_to: Option<MessageId>,
 ) -> Vec<Outgoing> {
     let mut jobs = Vec::new();
-    if let (Some(html), Some(message)) = (&plan.answered, pressed) {
-        jobs.push(Job::Edit { chat, message: message.0, html: html.clone() });
-    }
+    let mut mark = match (&plan.answered, pressed) {
+        (Some(html), Some(message)) => Some((message.0, html.clone())),
+        _ => None,
+    };
     if let Some(message) = &plan.message {
         let last = message.chunks.len().saturating_sub(1);
         for (i, chunk) in message.chunks.iter().enumerate() {
@@ -170,8 +172,12 @@ fn jobs(
                 html: chunk.clone(),
                 keyboard: if i == last { message.keyboard.clone() } else { Vec::new() },
                 reply_to: reply_to.filter(|_| i == 0).map(|m| m.0),
+                mark: mark.take(),
             });
         }
+    }
+    if let Some((message, html)) = mark {
+        jobs.push(Job::Edit { chat, message, html });
     }
     let lane = chat.to_string();
     jobs.into_iter()

@@ -18,6 +18,7 @@
 mod api;
 mod deliver;
 mod handle;
+mod lanes;
 mod platform;
 mod poll;
 mod render;

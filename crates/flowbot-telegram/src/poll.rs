@@ -1,7 +1,6 @@
 //! Receiving updates: long polling and the webhook. Both confirm an update only once its step,
 //! replies included, is committed; neither waits for a reply to be sent.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,10 @@ use teloxide::payloads::{
 use teloxide::types::{AllowedUpdate, Update};
 use tokio_util::sync::CancellationToken;
 
+use serde_json::value::RawValue;
+
+use crate::CallError;
+use crate::lanes::Lanes;
 use crate::{Error, Telegram};
 
 /// The route of the webhook on the shared HTTP listener.
@@ -29,8 +32,10 @@ fn allowed() -> Vec<AllowedUpdate> {
 }
 
 impl Telegram {
-    /// Long polling until `shutdown`: fetch, commit the batch (each chat's updates in order,
-    /// chats at once), then confirm it. Replies go out through the delivery worker, so a batch
+    /// Long polling until `shutdown`: fetch, hand the updates to their chats' lanes (each
+    /// chat's updates in order, chats at once), fetch again. The next fetch does not wait for
+    /// the lanes: its `offset` confirms only what is committed (see `lanes`), so what was in
+    /// flight comes again and is skipped. Replies go out through the delivery worker, so a lane
     /// waits for the database, never for Telegram.
     pub async fn poll(
         &self,
@@ -44,81 +49,56 @@ impl Telegram {
             Error::Api { call: "deleteWebhook", source }
         })?;
         let timeout = u32::try_from(poll_timeout.as_secs()).unwrap_or(10);
-        let mut offset: i32 = 0;
+        let mut lanes = Lanes::new(self.clone(), shutdown.clone());
         tracing::info!(bot = %self.inner.username, "telegram: long polling");
         loop {
-            let request =
-                GetUpdates::new().offset(offset).timeout(timeout).allowed_updates(allowed());
+            let request = GetUpdates::new()
+                .offset(lanes.offset())
+                .timeout(timeout)
+                .allowed_updates(allowed());
             let fetched = tokio::select! {
                 () = shutdown.cancelled() => break,
-                fetched = RetryPolicy::CALL.run("getUpdates", || api.call(&request)) => fetched,
+                fetched = RetryPolicy::CALL.run("getUpdates", || api.call_as::<_, Vec<Box<RawValue>>>(&request)) => fetched,
             };
-            let updates = match fetched {
-                Ok(updates) => {
+            let new = fetched.and_then(|updates| {
+                let new =
+                    lanes.dispatch(&updates).map_err(|e| CallError::Garbled(e.to_string()))?;
+                Ok((updates.len(), new))
+            });
+            let (count, new) = match new {
+                Ok(counts) => {
                     self.set_polling(None);
-                    updates
+                    counts
                 }
                 Err(err) => {
                     // The error names the call and the status, never the token.
                     self.set_polling(Some(format!("getUpdates failed: {err}")));
                     tracing::warn!(error = %err, "telegram: getUpdates failed; trying again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                     continue;
                 }
             };
-            let Some(last) = updates.last() else { continue };
-            let next = i32::try_from(last.id.0).unwrap_or(i32::MAX).saturating_add(1);
-            // Committed to the end even when asked to stop: in-flight updates finish.
-            let (count, started) = (updates.len(), std::time::Instant::now());
-            let handled = self.handle_batch(updates).await;
-            tracing::debug!(
-                updates = count,
-                ms = started.elapsed().as_secs_f64() * 1e3,
-                "telegram: batch committed"
-            );
-            if handled {
-                offset = next;
-            } else {
-                // The store failed on some update: fetch the same batch again (what was applied
-                // is a duplicate the second time).
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            tracing::debug!(updates = count, new, "telegram: fetched");
+            // Fetch again once the oldest update in flight is committed: the next answer then
+            // confirms it and brings what came meanwhile, rather than repeating this one.
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = lanes.advanced() => {}
             }
         }
-        // Confirm what was handled, so that a restart does not see it again.
+        // Committed to the end even when asked to stop: in-flight updates finish. Then confirm
+        // what was committed, so that a restart does not see it again.
+        lanes.drain().await;
+        let offset = lanes.offset();
         if offset > 0 {
             let confirm = GetUpdates::new().offset(offset).limit(1).timeout(0);
             let _ = api.call(&confirm).await;
         }
         tracing::info!("telegram: polling stopped");
         Ok(())
-    }
-
-    /// Commits a batch: one chat's updates in order, different chats at once. `false` if an
-    /// update could not be committed for a reason worth retrying.
-    async fn handle_batch(&self, updates: Vec<Update>) -> bool {
-        let mut by_chat: BTreeMap<i64, Vec<Update>> = BTreeMap::new();
-        for update in updates {
-            let chat = update.chat().map_or(0, |c| c.id.0);
-            by_chat.entry(chat).or_default().push(update);
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (_, updates) in by_chat {
-            let this = self.clone();
-            tasks.spawn(async move {
-                for update in updates {
-                    // Stop at the first failure: the rest of this chat comes again, in order.
-                    if this.handle(update).await.is_err() {
-                        return false;
-                    }
-                }
-                true
-            });
-        }
-        let mut all = true;
-        while let Some(done) = tasks.join_next().await {
-            all &= done.unwrap_or(false);
-        }
-        all
     }
 
     /// Registers the webhook with Telegram (`setWebhook`, with the secret token).
@@ -168,7 +148,7 @@ async fn webhook(
             return StatusCode::OK;
         }
     };
-    match state.telegram.handle(update).await {
+    match state.telegram.handle(&update).await {
         Ok(()) => StatusCode::OK,
         Err(err) => {
             tracing::error!(error = %err, "telegram webhook: update not handled; Telegram will send it again");
