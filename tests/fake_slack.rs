@@ -1,9 +1,13 @@
 //! A fake Slack on 127.0.0.1 for the end-to-end tests: the Web API (`POST /api/METHOD`, with
 //! the bot token required as Slack requires it, `Retry-After` on a scripted 429, scripted 5xx)
 //! and Socket Mode (`apps.connections.open` with the app token, a WebSocket that sends `hello`
-//! and envelopes and records the client's acks).
+//! and envelopes and records the client's acks). It refuses what Slack refuses (see
+//! [`crate::slack_checks`]): a `views.open` without a trigger id it issued in the last 3 s or
+//! with one used before, Block Kit over Slack's limits, a thread or a message it never posted;
+//! and it records an ack that is late, repeated or for no envelope. [`FakeSlack::assert_clean`]
+//! fails a test on any of these.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +35,20 @@ pub struct SlackCall {
     pub status: u16,
     /// The `ts` of the message it posted (chat.postMessage).
     pub ts: Option<String>,
+    /// Slack's `error` when the fake answered `ok: false` (HTTP 200) to a call it refused.
+    pub error: Option<String>,
+}
+
+/// How long Slack honours a trigger id.
+pub const TRIGGER_LIFETIME: Duration = Duration::from_secs(3);
+/// How long Slack waits for a Socket Mode envelope's ack.
+pub const ACK_WITHIN: Duration = Duration::from_secs(3);
+
+/// One envelope sent over Socket Mode: when, and when its ack came.
+#[derive(Debug, Clone)]
+struct Envelope {
+    sent: Instant,
+    acked: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -43,6 +61,13 @@ struct State_ {
     socket: Option<mpsc::UnboundedSender<String>>,
     hello_sent: bool,
     acks: Vec<Value>,
+    /// The trigger ids issued: when, and whether `views.open` used it.
+    triggers: HashMap<String, (Instant, bool)>,
+    /// The messages posted (`channel`, `ts`).
+    messages: HashSet<(String, String)>,
+    envelopes: HashMap<String, Envelope>,
+    /// What the Socket Mode client did wrong (an ack repeated or for no envelope).
+    socket_errors: Vec<String>,
 }
 
 /// The fake; it stops when dropped.
@@ -94,7 +119,58 @@ impl FakeSlack {
 
     /// The successful calls of `method`.
     pub fn ok(&self, method: &str) -> Vec<SlackCall> {
-        self.calls().into_iter().filter(|c| c.method == method && c.status == 200).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method && c.status == 200 && c.error.is_none())
+            .collect()
+    }
+
+    /// A fresh trigger id, as Slack puts in an interaction or command payload; `views.open`
+    /// takes it once, within [`TRIGGER_LIFETIME`].
+    pub fn trigger(&self) -> String {
+        self.trigger_issued(Duration::ZERO)
+    }
+
+    /// A trigger id issued `ago`.
+    pub fn trigger_issued(&self, ago: Duration) -> String {
+        let mut st = self.state.lock().expect("state");
+        st.next_ts += 1;
+        let id = format!("{}.{}.trig", st.next_ts, st.next_ts % 7919);
+        let issued = Instant::now().checked_sub(ago).expect("a time in the past");
+        st.triggers.insert(id.clone(), (issued, false));
+        id
+    }
+
+    /// The calls the fake refused as Slack would (HTTP 200, `ok: false`).
+    pub fn refusals(&self) -> Vec<SlackCall> {
+        self.calls().into_iter().filter(|c| c.error.is_some()).collect()
+    }
+
+    /// What went wrong on the fake's side of the bot: refused calls, envelopes not acked or
+    /// acked later than [`ACK_WITHIN`], acks repeated or for no envelope.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .refusals()
+            .iter()
+            .map(|c| format!("{} refused: {:?} {}", c.method, c.error, c.body))
+            .collect();
+        let st = self.state.lock().expect("state");
+        problems.extend(st.socket_errors.iter().cloned());
+        for (id, envelope) in &st.envelopes {
+            match envelope.acked {
+                None => problems.push(format!("envelope {id} not acknowledged")),
+                Some(acked) if acked - envelope.sent > ACK_WITHIN => problems
+                    .push(format!("envelope {id} acknowledged after {:?}", acked - envelope.sent)),
+                Some(_) => {}
+            }
+        }
+        problems
+    }
+
+    /// Fails the test on any of [`FakeSlack::problems`].
+    pub fn assert_clean(&self) {
+        let problems = self.problems();
+        assert!(problems.is_empty(), "the fake Slack saw: {problems:#?}");
     }
 
     /// Waits (at most `timeout`) until there are more than `seen` successful calls of
@@ -138,6 +214,7 @@ impl FakeSlack {
         let id = format!("env-{}", st.next_ts);
         let frame = json!({"envelope_id": id, "type": kind, "payload": payload,
                            "accepts_response_payload": kind != "events_api", "retry_attempt": 0});
+        st.envelopes.insert(id.clone(), Envelope { sent: Instant::now(), acked: None });
         let socket = st.socket.as_ref().expect("a Socket Mode client is connected");
         socket.send(frame.to_string()).expect("the connection is open");
         id
@@ -193,7 +270,13 @@ async fn handle(
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let mut st = state.lock().expect("state");
     let record = |status: u16, ts: Option<String>, st: &mut State_| {
-        st.calls.push(SlackCall { method: method.clone(), body: body.clone(), status, ts });
+        st.calls.push(SlackCall {
+            method: method.clone(),
+            body: body.clone(),
+            status,
+            ts,
+            error: None,
+        });
     };
     let channel_key = format!("{method}:{}", body["channel"].as_str().unwrap_or_default());
     let failure = match st.failures.get_mut(&channel_key).and_then(VecDeque::pop_front) {
@@ -214,8 +297,12 @@ async fn handle(
     }
     let wanted = if method == "apps.connections.open" { APP_TOKEN } else { BOT_TOKEN };
     if auth != format!("Bearer {wanted}") {
-        record(200, None, &mut st);
-        return axum::Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
+        return refuse(&mut st, method, body, json!({"ok": false, "error": "invalid_auth"}));
+    }
+    let fields = &mut *st;
+    let mut known = Known { triggers: &mut fields.triggers, messages: &fields.messages };
+    if let Err(refusal) = crate::slack_checks::check(&method, &body, &mut known) {
+        return refuse(&mut st, method, body, refusal);
     }
     st.next_ts += 1;
     let ts = format!("{}.{:06}", st.next_ts / 1_000_000, st.next_ts % 1_000_000);
@@ -223,6 +310,8 @@ async fn handle(
     let answer = match method.as_str() {
         "chat.postMessage" => {
             record(200, Some(ts.clone()), &mut st);
+            let channel = body["channel"].as_str().unwrap_or_default().to_owned();
+            st.messages.insert((channel, ts.clone()));
             json!({"ok": true, "channel": body["channel"], "ts": ts,
                    "message": {"type": "message", "ts": ts, "text": text}})
         }
@@ -254,6 +343,22 @@ async fn handle(
         }
     };
     axum::Json(answer).into_response()
+}
+
+/// Records a call the fake refused, and answers as Slack does: HTTP 200, `ok: false`.
+fn refuse(st: &mut State_, method: String, body: Value, answer: Value) -> Response {
+    let error = answer["error"].as_str().map(str::to_owned);
+    st.calls.push(SlackCall { method, body, status: 200, ts: None, error });
+    axum::Json(answer).into_response()
+}
+
+/// What the fake issued, for [`crate::slack_checks::check`].
+#[derive(Debug)]
+pub struct Known<'a> {
+    /// Trigger ids: when issued, whether used.
+    pub triggers: &'a mut HashMap<String, (Instant, bool)>,
+    /// Messages posted: (`channel`, `ts`).
+    pub messages: &'a HashSet<(String, String)>,
 }
 
 /// Serves Socket Mode connections: `hello`, then the envelopes sent with
@@ -288,7 +393,7 @@ async fn serve_socket(listener: TcpListener, state: Arc<Mutex<State_>>) {
                     message = stream.next() => match message {
                         Some(Ok(Message::Text(text))) => {
                             let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                            state.lock().expect("state").acks.push(value);
+                            acked(&mut state.lock().expect("state"), value);
                         }
                         Some(Ok(Message::Ping(data))) => {
                             let _ = sink.send(Message::Pong(data)).await;
@@ -300,4 +405,17 @@ async fn serve_socket(listener: TcpListener, state: Arc<Mutex<State_>>) {
             }
         });
     }
+}
+
+/// A frame from the Socket Mode client: the ack of an envelope sent and not acked yet.
+fn acked(st: &mut State_, ack: Value) {
+    let id = ack["envelope_id"].as_str().unwrap_or_default().to_owned();
+    match st.envelopes.get_mut(&id) {
+        None => st.socket_errors.push(format!("an ack for no envelope: {ack}")),
+        Some(Envelope { acked: Some(_), .. }) => {
+            st.socket_errors.push(format!("envelope {id} acknowledged twice"));
+        }
+        Some(envelope) => envelope.acked = Some(Instant::now()),
+    }
+    st.acks.push(ack);
 }

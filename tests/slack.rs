@@ -8,8 +8,10 @@ use std::time::Duration;
 use flowbot_core::{Conversation, Input, NodeKind, Timestamp};
 use flowbot_tests::fake_slack::{APP_TOKEN, BOT_TOKEN, FakeSlack, SlackCall};
 use flowbot_tests::{BotProcess, gmis, http_request};
+use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "slack-signing-secret-do-not-print";
 const WAIT: Duration = Duration::from_secs(20);
@@ -162,8 +164,8 @@ fn questions(fake: &FakeSlack, channel: &str) -> usize {
         .count()
 }
 
-/// `block_actions` for a press of `label` on `shown` by `user`.
-fn press(shown: &Shown, user: &str, label: &str) -> Value {
+/// `block_actions` for a press of `label` on `shown` by `user`, with a trigger id `fake` issued.
+fn press(fake: &FakeSlack, shown: &Shown, user: &str, label: &str) -> Value {
     let (_, value, block) = shown
         .buttons
         .iter()
@@ -177,17 +179,17 @@ fn press(shown: &Shown, user: &str, label: &str) -> Value {
     json!({"type": "block_actions", "team": {"id": "T1", "domain": "x"},
            "user": {"id": user, "username": "u", "team_id": "T1"}, "api_app_id": "A1",
            "container": {"type": "message", "message_ts": shown.ts, "channel_id": shown.channel, "is_ephemeral": false},
-           "trigger_id": format!("trig-{id}"), "channel": {"id": shown.channel, "name": "x"},
+           "trigger_id": fake.trigger(), "channel": {"id": shown.channel, "name": "x"},
            "message": message,
            "actions": [{"type": "button", "action_id": "b0", "block_id": block, "value": value,
                         "text": {"type": "plain_text", "text": label}, "action_ts": format!("1700000001.{id:06}")}]})
 }
 
 /// A modal's `view_submission` by `user` with `text` in its input.
-fn submission(view: &Value, user: &str, text: &str) -> Value {
+fn submission(fake: &FakeSlack, view: &Value, user: &str, text: &str) -> Value {
     json!({"type": "view_submission", "team": {"id": "T1", "domain": "x"},
            "user": {"id": user, "username": "u", "team_id": "T1"}, "api_app_id": "A1",
-           "trigger_id": format!("trig-{}", next_id()),
+           "trigger_id": fake.trigger(),
            "view": {"id": "V1", "team_id": "T1", "hash": "h1", "type": "modal", "callback_id": view["callback_id"],
                     "private_metadata": view["private_metadata"], "title": view["title"], "submit": view["submit"],
                     "blocks": view["blocks"],
@@ -203,7 +205,8 @@ async fn choose(
     label: &str,
 ) -> Shown {
     let seen = questions(fake, &shown.channel);
-    post_at(bot, "/slack/interactions", &interaction_body(&press(shown, user, label)), now()).await;
+    post_at(bot, "/slack/interactions", &interaction_body(&press(fake, shown, user, label)), now())
+        .await;
     let update = fake
         .wait("chat.update", 0, WAIT, |c| c.body["ts"] == shown.ts.as_str())
         .await
@@ -226,7 +229,7 @@ async fn open_dm(
     entry: &str,
 ) -> Shown {
     let seen = questions(fake, channel);
-    let body = command_body(user, channel, entry, &format!("trig-{}", next_id()));
+    let body = command_body(user, channel, entry, &fake.trigger());
     post_at(bot, "/slack/commands", &body, now()).await;
     next_question(fake, channel, seen).await
 }
@@ -271,6 +274,7 @@ async fn every_path_over_the_http_endpoints() {
             "links as <url|text>"
         );
     }
+    fake.assert_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +284,7 @@ async fn refused_requests_and_stale_double_foreign_presses_change_nothing() {
     let bot = start(&fake, dir.path(), &[], false);
     let shown = open_dm(&bot, &fake, "UA", "DA", "").await;
     let label = shown.buttons[0].0.clone();
-    let body = interaction_body(&press(&shown, "UA", &label));
+    let body = interaction_body(&press(&fake, &shown, "UA", &label));
     let kind = "application/x-www-form-urlencoded";
     let path = "/slack/interactions";
     // Unsigned, six minutes old, forged (another secret), and a body other than the signed one.
@@ -305,12 +309,13 @@ async fn refused_requests_and_stale_double_foreign_presses_change_nothing() {
     post_at(&bot, path, &body, t - 30).await;
     // A double press on the answered message: an ephemeral notice, nothing else.
     let seen_notices = fake.ok("chat.postEphemeral").len();
-    post_at(&bot, path, &interaction_body(&press(&shown, "UA", &label)), now()).await;
+    post_at(&bot, path, &interaction_body(&press(&fake, &shown, "UA", &label)), now()).await;
     let notice =
         fake.wait("chat.postEphemeral", seen_notices, WAIT, |_| true).await.expect("a notice");
     assert_eq!(notice.body["user"], "UA");
     // A foreign press (someone else in the same channel): not_yours.
-    post_at(&bot, path, &interaction_body(&press(&next, "UB", &next.buttons[0].0)), now()).await;
+    post_at(&bot, path, &interaction_body(&press(&fake, &next, "UB", &next.buttons[0].0)), now())
+        .await;
     let notice =
         fake.wait("chat.postEphemeral", seen_notices + 1, WAIT, |_| true).await.expect("not yours");
     assert_eq!(notice.body["user"], "UB");
@@ -341,6 +346,7 @@ async fn refused_requests_and_stale_double_foreign_presses_change_nothing() {
     post_at(&bot, "/slack/events", &own.to_string(), now()).await;
     let log = bot.log();
     assert!(!log.contains(SECRET), "the signing secret stays out of the log");
+    fake.assert_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,7 +363,8 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     // /gmis taiou3 in a channel: the first question in the channel (after a 429 waited out),
     // the conversation in its thread.
     fake.fail_next("chat.postMessage", 1, 429);
-    post_at(&bot, "/slack/commands", &command_body("UC", "C1", "taiou3", "trig-c1"), now()).await;
+    post_at(&bot, "/slack/commands", &command_body("UC", "C1", "taiou3", &fake.trigger()), now())
+        .await;
     let first = next_question(&fake, "C1", 0).await;
     assert_eq!(first.thread, None, "the first question opens the thread");
     assert_eq!(fake.ok("chat.postMessage").len(), 1, "nothing before it");
@@ -369,7 +376,7 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     let name = choose(&bot, &fake, &shown, "UC", "変更依頼を入力する").await;
     assert_eq!(names(&name)[0], "入力する");
     // 入力する opens a modal with the trigger id.
-    let payload = press(&name, "UC", "入力する");
+    let payload = press(&fake, &name, "UC", "入力する");
     post_at(&bot, "/slack/interactions", &interaction_body(&payload), now()).await;
     let opened = fake.wait("views.open", 0, WAIT, |_| true).await.expect("views.open");
     assert_eq!(opened.body["trigger_id"], payload["trigger_id"]);
@@ -379,7 +386,7 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     let refused = post_at(
         &bot,
         "/slack/interactions",
-        &interaction_body(&submission(&view, "UC", "")),
+        &interaction_body(&submission(&fake, &view, "UC", "")),
         now(),
     )
     .await;
@@ -388,7 +395,7 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     let answered = post_at(
         &bot,
         "/slack/interactions",
-        &interaction_body(&submission(&view, "UC", "〇〇病院")),
+        &interaction_body(&submission(&fake, &view, "UC", "〇〇病院")),
         now(),
     )
     .await;
@@ -422,7 +429,7 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     let fields = choose(&bot, &fake, &confirm, "UC", "修正する").await;
     assert!(fields.text.contains("修正する項目を選んでください。"), "{}", fields.text);
     let name = choose(&bot, &fake, &fields, "UC", "報告機関名").await;
-    let payload = press(&name, "UC", "入力する");
+    let payload = press(&fake, &name, "UC", "入力する");
     post_at(&bot, "/slack/interactions", &interaction_body(&payload), now()).await;
     let opened = fake.wait("views.open", 1, WAIT, |_| true).await.expect("views.open again");
     let view = opened.body["view"].clone();
@@ -430,7 +437,7 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     let answered = post_at(
         &bot,
         "/slack/interactions",
-        &interaction_body(&submission(&view, "UC", "△△病院")),
+        &interaction_body(&submission(&fake, &view, "UC", "△△病院")),
         now(),
     )
     .await;
@@ -447,7 +454,7 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
     post_at(
         &bot,
         "/slack/interactions",
-        &interaction_body(&press(&confirm, "UC", "確定する")),
+        &interaction_body(&press(&fake, &confirm, "UC", "確定する")),
         now(),
     )
     .await;
@@ -466,6 +473,7 @@ async fn a_channel_thread_the_form_through_a_modal_and_a_429() {
         text.contains("報告機関名：△△病院") && text.contains("機関コード：分からない"),
         "{text}"
     );
+    fake.assert_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,7 +483,7 @@ async fn a_whole_conversation_over_socket_mode() {
     let bot = start(&fake, dir.path(), &[], true);
     assert!(fake.socket_ready(WAIT).await, "connected: {}", bot.log());
     let command = json!({"command": "/gmis", "text": "", "user_id": "US", "channel_id": "DS",
-                         "team_id": "T1", "trigger_id": "trig-s1", "response_url": "http://127.0.0.1:9/",
+                         "team_id": "T1", "trigger_id": fake.trigger(), "response_url": "http://127.0.0.1:9/",
                          "channel_name": "directmessage", "team_domain": "x", "user_name": "u", "api_app_id": "A1"});
     let id = fake.envelope("slash_commands", command.clone());
     assert!(fake.ack(&id, WAIT).await.is_some(), "acknowledged");
@@ -487,7 +495,7 @@ async fn a_whole_conversation_over_socket_mode() {
         let NodeKind::Question(q) = flow.node(conv.node()).kind() else { panic!() };
         let label = q.choices()[usize::from(choice)].label().to_owned();
         conv.step(&flow, Input::Text(&label), Timestamp(0));
-        let id = fake.envelope("interactive", press(&shown, "US", &label));
+        let id = fake.envelope("interactive", press(&fake, &shown, "US", &label));
         assert!(fake.ack(&id, WAIT).await.is_some(), "acknowledged");
         shown = next_question(&fake, "DS", n + 1).await;
     }
@@ -504,30 +512,31 @@ async fn a_whole_conversation_over_socket_mode() {
     // The form over Socket Mode: a refused answer comes back in the submission's ack.
     let mut command = command;
     command["text"] = json!("taiou3");
-    command["trigger_id"] = json!("trig-s2");
+    command["trigger_id"] = json!(fake.trigger());
     let id = fake.envelope("slash_commands", command);
     assert!(fake.ack(&id, WAIT).await.is_some(), "acknowledged");
     let mut shown = next_question(&fake, "DS", path.len() + 2).await;
     for label in ["「送信完了」だった", "変更依頼を入力する"] {
         let seen = questions(&fake, "DS");
-        let id = fake.envelope("interactive", press(&shown, "US", label));
+        let id = fake.envelope("interactive", press(&fake, &shown, "US", label));
         assert!(fake.ack(&id, WAIT).await.is_some(), "acknowledged");
         shown = next_question(&fake, "DS", seen).await;
     }
-    let id = fake.envelope("interactive", press(&shown, "US", "入力する"));
+    let id = fake.envelope("interactive", press(&fake, &shown, "US", "入力する"));
     assert!(fake.ack(&id, WAIT).await.is_some(), "acknowledged");
     let opened = fake.wait("views.open", 0, WAIT, |_| true).await.expect("views.open");
     let view = opened.body["view"].clone();
-    let id = fake.envelope("interactive", submission(&view, "US", ""));
+    let id = fake.envelope("interactive", submission(&fake, &view, "US", ""));
     let ack = fake.ack(&id, WAIT).await.expect("acknowledged");
     assert_eq!(ack["payload"]["response_action"], "errors", "{ack}");
     assert!(ack["payload"]["errors"]["answer"].as_str().is_some_and(|e| !e.is_empty()), "{ack}");
     let seen = questions(&fake, "DS");
-    let id = fake.envelope("interactive", submission(&view, "US", "〇〇病院"));
+    let id = fake.envelope("interactive", submission(&fake, &view, "US", "〇〇病院"));
     let ack = fake.ack(&id, WAIT).await.expect("acknowledged");
     assert!(ack["payload"]["response_action"].is_null(), "the modal closes: {ack}");
     let code = next_question(&fake, "DS", seen).await;
     assert!(code.text.contains("機関コードを入力してください。"), "{}", code.text);
+    fake.assert_clean();
 }
 
 /// A request signed at `ts` with extra header lines (`Name: value\r\n` each); asserts 200.
@@ -573,7 +582,7 @@ async fn a_mention_starts_a_thread_once_a_stored_reply_waits_out_a_429() {
     )
     .await;
     // A slash command in another channel, repeated with its trigger id.
-    let command = command_body("UR", "CR", "", "trig-rep");
+    let command = command_body("UR", "CR", "", &fake.trigger());
     post_at(&bot, "/slack/commands", &command, now()).await;
     post_at(&bot, "/slack/commands", &command, now() - 2).await;
     let first = next_question(&fake, "CM", 0).await;
@@ -598,8 +607,151 @@ async fn a_mention_starts_a_thread_once_a_stored_reply_waits_out_a_429() {
     assert_eq!(limited[0].body["thread_ts"], first.ts.as_str(), "the stored reply was limited");
     assert_eq!((openings(&fake, "CM"), questions(&fake, "CM")), (1, 2));
     // A command this bot does not have: the flow's unknown_command, only to the user.
-    let other = command_body("UR", "CR", "", "trig-other").replace("%2Fgmis", "%2Fother");
+    let other = command_body("UR", "CR", "", &fake.trigger()).replace("%2Fgmis", "%2Fother");
     let answer = post_at(&bot, "/slack/commands", &other, now()).await;
     assert_eq!(answer["response_type"], "ephemeral");
     assert_eq!(answer["text"], flow.texts().unknown_command.as_str());
+    fake.assert_clean();
+}
+
+/// Calls the fake's Web API `method` with the bot token and a JSON `body`: its answer.
+async fn call_fake(fake: &FakeSlack, method: &str, token: &str, body: &Value) -> Value {
+    let url = fake.url();
+    let address = url.trim_start_matches("http://").trim_end_matches("/api");
+    let headers = format!("Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n");
+    let (status, bytes) = http_request(
+        address,
+        &format!("POST /api/{method} HTTP/1.1"),
+        &headers,
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "Slack answers its refusals with 200");
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn post_to(fake: &FakeSlack, body: Value) -> Value {
+    call_fake(fake, "chat.postMessage", BOT_TOKEN, &body).await
+}
+
+async fn open_view(fake: &FakeSlack, trigger: String, view: Value) -> Value {
+    call_fake(fake, "views.open", BOT_TOKEN, &json!({"trigger_id": trigger, "view": view})).await
+}
+
+/// The fake refuses what Slack refuses, so the tests above can fail: trigger ids unknown,
+/// used twice or too old; Block Kit over its limits; threads and messages it never posted;
+/// and it records acks repeated, late or for no envelope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_refuses_what_slack_refuses() {
+    let fake = FakeSlack::start().await;
+    let error = |answer: &Value| answer["error"].as_str().unwrap_or("ok").to_owned();
+    let section = |text: &str| json!({"type": "section", "text": {"type": "mrkdwn", "text": text}});
+    let button = |text: &str, id: &str| {
+        json!({"type": "button", "action_id": id, "value": "v",
+               "text": {"type": "plain_text", "text": text}})
+    };
+    let actions = |elements: Vec<Value>| json!({"type": "actions", "elements": elements});
+    // A good message, then what Slack refuses in one.
+    let good = post_to(
+        &fake,
+        json!({"channel": "C1", "text": "t", "blocks": [section("t"),
+        actions(vec![button("はい", "b0"), button("いいえ", "b1")])]}),
+    )
+    .await;
+    assert_eq!(good["ok"], true, "{good}");
+    let ts = good["ts"].as_str().unwrap().to_owned();
+    let cases = [
+        (json!({"text": "t"}), "channel_not_found"),
+        (json!({"channel": "C1"}), "no_text"),
+        (json!({"channel": "C1", "text": "x".repeat(40_001)}), "msg_too_long"),
+        (json!({"channel": "C1", "text": "t", "blocks": vec![section("t"); 51]}), "invalid_blocks"),
+        (
+            json!({"channel": "C1", "text": "t", "blocks": [section(&"あ".repeat(3001))]}),
+            "invalid_blocks",
+        ),
+        (json!({"channel": "C1", "text": "t", "blocks": [section("")]}), "invalid_blocks"),
+        (
+            json!({"channel": "C1", "text": "t", "blocks": [actions(vec![button("b", "b0"); 1].into_iter()
+                .chain((1..26).map(|i| button("b", &format!("b{i}")))).collect())]}),
+            "invalid_blocks",
+        ),
+        (
+            json!({"channel": "C1", "text": "t", "blocks": [actions(vec![button(&"b".repeat(76), "b0")])]}),
+            "invalid_blocks",
+        ),
+        (
+            json!({"channel": "C1", "text": "t", "blocks": [actions(vec![button("a", "b0"), button("b", "b0")])]}),
+            "invalid_blocks",
+        ),
+        (
+            json!({"channel": "C1", "text": "t", "blocks": [actions(vec![button("a", &"i".repeat(256))])]}),
+            "invalid_blocks",
+        ),
+        (
+            json!({"channel": "C1", "text": "t", "blocks": [{"type": "actions", "elements": [{"type": "button",
+                "action_id": "b0", "value": "v".repeat(2001), "text": {"type": "plain_text", "text": "a"}}]}]}),
+            "invalid_blocks",
+        ),
+        (
+            json!({"channel": "C1", "text": "t", "blocks": [{"type": "divider", "block_id": "x"}, {"type": "divider", "block_id": "x"}]}),
+            "invalid_blocks",
+        ),
+        (json!({"channel": "C1", "text": "t", "thread_ts": "1.000001"}), "thread_not_found"),
+        (json!({"channel": "C2", "text": "t", "thread_ts": ts}), "thread_not_found"),
+    ];
+    for (body, expected) in cases {
+        let answer = post_to(&fake, body.clone()).await;
+        assert_eq!(error(&answer), expected, "{body}");
+    }
+    let reply = post_to(&fake, json!({"channel": "C1", "text": "t", "thread_ts": ts})).await;
+    assert_eq!(reply["ok"], true, "a reply in a thread the fake posted");
+    let update = |channel: &str, ts: &str| json!({"channel": channel, "ts": ts, "text": "t", "blocks": [section("t")]});
+    let answer = call_fake(&fake, "chat.update", BOT_TOKEN, &update("C1", &ts)).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    for (channel, ts) in [("C1", "1.000001"), ("C2", ts.as_str())] {
+        let answer = call_fake(&fake, "chat.update", BOT_TOKEN, &update(channel, ts)).await;
+        assert_eq!(error(&answer), "message_not_found");
+    }
+    // views.open: a trigger id the fake issued, once, within 3 s; a modal within the limits.
+    let modal = |title: &str, metadata: usize, max: u64| {
+        json!({"type": "modal", "callback_id": "f", "private_metadata": "m".repeat(metadata),
+               "title": {"type": "plain_text", "text": title}, "submit": {"type": "plain_text", "text": "送信"},
+               "blocks": [{"type": "input", "block_id": "a", "label": {"type": "plain_text", "text": "名前"},
+                           "element": {"type": "plain_text_input", "action_id": "a", "max_length": max}}]})
+    };
+    let trigger = fake.trigger();
+    assert_eq!(error(&open_view(&fake, trigger.clone(), modal("t", 3000, 3000)).await), "ok");
+    assert_eq!(error(&open_view(&fake, trigger, modal("t", 10, 10)).await), "exchanged_trigger_id");
+    assert_eq!(
+        error(&open_view(&fake, "123.456.abc".into(), modal("t", 10, 10)).await),
+        "invalid_trigger_id"
+    );
+    let old = fake.trigger_issued(Duration::from_millis(3100));
+    assert_eq!(error(&open_view(&fake, old, modal("t", 10, 10)).await), "expired_trigger_id");
+    for view in [modal(&"t".repeat(25), 10, 10), modal("t", 3001, 10), modal("t", 10, 3001)] {
+        assert_eq!(error(&open_view(&fake, fake.trigger(), view).await), "invalid_arguments");
+    }
+    let refused = fake.refusals().len();
+    assert_eq!(refused, 22, "every refusal recorded");
+    assert_eq!(fake.problems().len(), refused);
+    // Socket Mode: an ack twice, an ack for no envelope, an envelope never acknowledged.
+    let url = call_fake(&fake, "apps.connections.open", APP_TOKEN, &json!({})).await;
+    let url = url["url"].as_str().unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let hello = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert!(hello.to_text().unwrap().contains("hello"));
+    let acked = fake.envelope("events_api", json!({}));
+    let ignored = fake.envelope("events_api", json!({}));
+    for id in [&acked, &acked, &"env-none".to_owned()] {
+        ws.send(Message::Text(json!({"envelope_id": id}).to_string())).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while fake.problems().len() < refused + 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let problems = fake.problems()[refused..].join("\n");
+    assert!(problems.contains(&format!("envelope {acked} acknowledged twice")), "{problems}");
+    assert!(problems.contains("an ack for no envelope"), "{problems}");
+    assert!(problems.contains(&format!("envelope {ignored} not acknowledged")), "{problems}");
+    assert!(!problems.contains(&format!("envelope {acked} not")), "{problems}");
 }

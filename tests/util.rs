@@ -26,6 +26,7 @@ pub fn serve(
 pub mod fake_discord;
 pub mod fake_slack;
 pub mod fake_telegram;
+pub mod slack_checks;
 
 /// The repository root (the workspace).
 pub fn root() -> PathBuf {

@@ -14,9 +14,8 @@ use crate::{SINK, Slack};
 /// The modal's `callback_id`, and its text input's block and action id.
 const MODAL: &str = "flowbot";
 const ANSWER: &str = "answer";
-/// The most of a pressed message's text a modal carries back (its `private_metadata` holds
-/// 3,000 characters).
-const SHOWN_MAX: usize = 2000;
+/// The most a modal's `private_metadata` holds, in characters.
+const METADATA_MAX: usize = 3000;
 
 fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
@@ -395,21 +394,20 @@ impl Slack {
         let (form, field) = flow.input_field(token)?;
         let limits = render::LIMITS;
         let channel = str_at(payload, "/container/channel_id").unwrap_or_default();
-        let shown = str_at(payload, "/message/text").map(|s| truncate(s, SHOWN_MAX));
         let meta = json!({
             "token": value,
             "conversation": conversation,
             "owner": str_at(payload, "/user/id"),
             "channel": channel,
             "ts": message_ts,
-            "shown": shown,
         });
+        let meta = metadata(meta, str_at(payload, "/message/text").unwrap_or_default());
         let plain =
             |text: &str, max: usize| json!({"type": "plain_text", "text": truncate(text, max)});
         Some(json!({
             "type": "modal",
             "callback_id": MODAL,
-            "private_metadata": meta.to_string(),
+            "private_metadata": meta,
             "title": plain(form.title(), limits.modal_title),
             "submit": plain(&form.texts().input, limits.modal_title),
             "blocks": [{
@@ -438,6 +436,27 @@ impl Slack {
             }
         });
     }
+}
+
+/// A modal's `private_metadata`: `meta` with as much of the pressed message's text `shown` as
+/// fits in [`METADATA_MAX`] characters once serialized (JSON escapes quotes and line breaks).
+fn metadata(mut meta: Value, shown: &str) -> String {
+    let mut with = |kept: usize| {
+        meta["shown"] = json!(truncate(shown, kept));
+        meta.to_string()
+    };
+    let fits = |text: &String| text.chars().count() <= METADATA_MAX;
+    // The most characters that fit, by bisection (the length grows with each one kept).
+    let (mut low, mut high) = (0, shown.chars().count());
+    while low < high {
+        let mid = (low + high).div_ceil(2);
+        if fits(&with(mid)) {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    with(low)
 }
 
 /// The reason a form's answer was refused, if it was.
@@ -510,6 +529,19 @@ fn jobs(conversation: &str, plan: &Plan, pressed: Option<(&str, &str)>) -> Vec<J
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_fits_slacks_limit_once_escaped() {
+        let meta = json!({"token": "t".repeat(100), "conversation": "C1:1.2"});
+        let shown = "\"\n".repeat(2000);
+        let text = metadata(meta.clone(), &shown);
+        assert!(text.chars().count() <= METADATA_MAX, "{}", text.chars().count());
+        let read: Value = serde_json::from_str(&text).unwrap();
+        assert!(shown.starts_with(read["shown"].as_str().unwrap()));
+        assert!(read["shown"].as_str().unwrap().len() > 1000, "as much as fits is kept");
+        let short = metadata(meta, "質問");
+        assert_eq!(serde_json::from_str::<Value>(&short).unwrap()["shown"], "質問");
+    }
 
     #[test]
     fn mentions_are_taken_out() {
