@@ -19,6 +19,7 @@ mod api;
 mod deliver;
 mod endpoint;
 mod handler;
+mod modal;
 mod platform;
 mod render;
 mod socket;
