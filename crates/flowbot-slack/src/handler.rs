@@ -10,6 +10,10 @@ use crate::deliver::{Job, outgoing, place};
 use crate::render::{self, Owner, Plan};
 use crate::{SINK, Slack};
 
+/// How long a press in a thread waits for its channel's openings (Slack wants an answer
+/// within 3 s; an opening commits within milliseconds).
+const OPENING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
@@ -58,7 +62,11 @@ impl Slack {
     ) -> Result<(), ServiceError> {
         let key = ConversationKey::new(SINK, conversation, user);
         let service = &self.inner.service;
-        let thread = place(conversation).1.is_some();
+        let (channel, thread) = place(conversation);
+        let thread = thread.is_some();
+        if thread {
+            self.inner.openings.settled(channel, OPENING_WAIT).await;
+        }
         if thread && service.current(&key, service.now(), |_, _| ()).await?.is_none() {
             return Ok(());
         }
@@ -148,6 +156,8 @@ impl Slack {
         entry: Option<&str>,
     ) -> Result<(), ServiceError> {
         let service = &self.inner.service;
+        // A press on the first question waits for the start's commit (see `openings`).
+        let _opening = self.inner.openings.begin(channel);
         let flow = service.flow();
         let (_, preview) = Conversation::start(&flow, entry, service.now());
         let unplaced = format!("{channel}:");
@@ -250,7 +260,12 @@ impl Slack {
             return Ok(());
         }
         let conversation = conversation.as_str();
-        let thread = place(conversation).1.or(thread);
+        let (in_channel, thread_of_key) = place(conversation);
+        if thread_of_key.is_some() {
+            // The thread's start may still be committing (its first question is posted first).
+            self.inner.openings.settled(in_channel, OPENING_WAIT).await;
+        }
+        let thread = thread_of_key.or(thread);
         if owner != user {
             self.inner.service.metrics().refused(SINK, flowbot_store::Refused::Foreign);
             self.notify(channel, thread, user, flowbot_core::View::foreign_toast(&flow));

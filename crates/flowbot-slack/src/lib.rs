@@ -20,6 +20,7 @@ mod deliver;
 mod endpoint;
 mod handler;
 mod modal;
+mod openings;
 mod platform;
 mod render;
 mod socket;
@@ -77,6 +78,9 @@ struct Inner {
     app_token: Option<Secret>,
     /// The endpoints' signature check; `None` (no signing secret) refuses every request.
     signatures: Option<endpoint::Signatures>,
+    /// Conversations being opened in a channel (their first question posted, the start not
+    /// committed yet).
+    openings: openings::Openings,
 }
 
 impl Slack {
@@ -92,6 +96,7 @@ impl Slack {
                 command: config.command.trim_start_matches('/').to_owned(),
                 app_token: config.app_token.clone(),
                 signatures: config.signing_secret.as_ref().map(endpoint::Signatures::new),
+                openings: openings::Openings::default(),
             }),
         })
     }
