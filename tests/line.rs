@@ -3,8 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use flowbot_core::{Conversation, Input, NodeKind, Timestamp};
-use flowbot_tests::{BotProcess, gmis};
+use flowbot_tests::{BotProcess, gmis, labels_of_path};
 use serde_json::json;
 
 use crate::fake_line::{Delivered, Endpoint, Failure, FakeLine, Via, post_raw, sign};
@@ -81,19 +80,6 @@ async fn tap(
     let event = fake.postback_event(chat, from, &data_of(m, label));
     assert_eq!(fake.post(&bot.address, &[event]).await, 200);
     bubble_after(fake, chat, since).await
-}
-
-fn labels_of_path(path: &[u8]) -> (Vec<String>, String) {
-    let flow = gmis();
-    let (mut conv, _) = Conversation::start(&flow, None, Timestamp(0));
-    let mut labels = Vec::new();
-    for &choice in path {
-        let NodeKind::Question(q) = flow.node(conv.node()).kind() else { panic!() };
-        let label = q.choices()[usize::from(choice)].label().to_owned();
-        conv.step(&flow, Input::Text(&label), Timestamp(0));
-        labels.push(label);
-    }
-    (labels, flow.node(conv.node()).title().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

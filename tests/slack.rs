@@ -39,14 +39,7 @@ fn sign(secret: &str, ts: u64, body: &str) -> String {
 }
 
 fn form_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// A request as Slack signs it: `signature` None = unsigned; `(ts, body)` signed.

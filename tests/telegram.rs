@@ -2,9 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use flowbot_core::{Conversation, Input, NodeKind, Timestamp};
 use flowbot_tests::fake_telegram::{Call, Failure, FakeMessage, FakeTelegram};
-use flowbot_tests::{BotProcess, gmis, http_request};
+use flowbot_tests::{BotProcess, gmis, http_request, labels_of_path};
 
 pub(crate) const TOKEN: &str = "123456:TEST-never-print-this-token";
 pub(crate) const SECRET_PART: &str = "never-print-this-token";
@@ -166,19 +165,6 @@ pub(crate) async fn toast(fake: &FakeTelegram, since: usize) -> String {
         .await
         .expect("a callback answer");
     call.body["text"].as_str().unwrap_or_default().to_owned()
-}
-
-fn labels_of_path(path: &[u8]) -> (Vec<String>, String) {
-    let flow = gmis();
-    let (mut conv, _) = Conversation::start(&flow, None, Timestamp(0));
-    let mut labels = Vec::new();
-    for &choice in path {
-        let NodeKind::Question(q) = flow.node(conv.node()).kind() else { panic!() };
-        let label = q.choices()[usize::from(choice)].label().to_owned();
-        conv.step(&flow, Input::Text(&label), Timestamp(0));
-        labels.push(label);
-    }
-    (labels, flow.node(conv.node()).title().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

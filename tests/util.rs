@@ -89,6 +89,24 @@ pub fn gmis() -> Flow {
     gmis_with(&Params::new())
 }
 
+/// The G-MIS flow's answer labels along `path` (a choice index per question, from the start)
+/// and the title of the node it ends at: what a platform test presses, and where it must land.
+pub fn labels_of_path(path: &[u8]) -> (Vec<String>, String) {
+    use flowbot_core::{Conversation, Input, NodeKind, Timestamp};
+    let flow = gmis();
+    let (mut conv, _) = Conversation::start(&flow, None, Timestamp(0));
+    let mut labels = Vec::new();
+    for &choice in path {
+        let NodeKind::Question(q) = flow.node(conv.node()).kind() else {
+            panic!("the path passes a node that is not a question")
+        };
+        let label = q.choices()[usize::from(choice)].label().to_owned();
+        conv.step(&flow, Input::Text(&label), Timestamp(0));
+        labels.push(label);
+    }
+    (labels, flow.node(conv.node()).title().to_owned())
+}
+
 pub fn gmis_with(params: &Params) -> Flow {
     let path = root().join("flows/gmis-mail-trouble.yaml");
     let source = std::fs::read_to_string(&path).expect("read the G-MIS flow");

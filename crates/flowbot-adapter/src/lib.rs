@@ -6,7 +6,8 @@
 //! - [`platform`]: the contract a platform crate implements for the binary (`Platform`,
 //!   `Running`): settings, limits, routes, replies, hand-off destinations, links.
 //! - [`replay`]: [`Replays`], the bounded memory that refuses a signed request seen before.
-//! - [`retry`]: one retry policy, with each platform classifying its own errors.
+//! - [`retry`]: one retry policy, with each platform classifying its own errors, and
+//!   [`transport_failure`], an HTTP client failure named without its URL.
 //! - [`secret`]: [`Secret`], a string that never prints, and [`redact`] for error texts.
 //! - [`text`]: [`truncate`] to a platform's length, [`parse_hex`] for keys.
 
@@ -20,6 +21,6 @@ pub mod text;
 pub use delivery::{Counters, Deliver, Failed, Refuse, Route, Worker, WorkerOptions};
 pub use platform::{About, Link, Platform, PlatformError, Running};
 pub use replay::Replays;
-pub use retry::{Classify, RetryPolicy, Scope, Verdict};
+pub use retry::{Classify, RetryPolicy, Scope, Verdict, transport_failure};
 pub use secret::{Secret, redact};
 pub use text::{escape_markup, parse_hex, truncate};

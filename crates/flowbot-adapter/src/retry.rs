@@ -27,6 +27,20 @@ pub enum Scope {
     Sink,
 }
 
+/// The kind of an HTTP client's transport failure, for an error text: reqwest's own message
+/// would repeat the URL, which may hold a token (Telegram's does).
+pub fn transport_failure(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else if err.is_body() || err.is_decode() {
+        "broken answer"
+    } else {
+        "request failed"
+    }
+}
+
 /// How a platform tells a retryable failure from a final one.
 pub trait Classify {
     fn verdict(&self) -> Verdict;

@@ -248,14 +248,7 @@ pub struct BotInfo {
 }
 
 fn network(call: &'static str, err: &reqwest::Error) -> CallError {
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    CallError::Network { call, kind }
+    CallError::Network { call, kind: flowbot_adapter::transport_failure(err) }
 }
 
 #[cfg(test)]

@@ -35,13 +35,7 @@ pub enum CallError {
 impl CallError {
     /// reqwest's failure reduced to its kind (its text would repeat the URL and more).
     pub(crate) fn network(endpoint: &str, err: &reqwest::Error) -> Self {
-        let kind = if err.is_timeout() {
-            "timed out"
-        } else if err.is_connect() {
-            "cannot connect"
-        } else {
-            "request failed"
-        };
+        let kind = flowbot_adapter::transport_failure(err);
         CallError::Network { endpoint: endpoint.to_owned(), kind }
     }
 

@@ -71,16 +71,7 @@ impl Slack {
             return Ok(());
         }
         let text = without_mentions(text);
-        let update =
-            Update { key: &key, event: Some(event), input: Input::Text(&text), now: service.now() };
-        let owner = Owner { user, conversation };
-        service
-            .handle_planned(update, |flow, outcome| {
-                let plan = render::plan(flow, outcome, owner, None);
-                Planned::new((), outgoing(conversation, jobs(conversation, &plan, None)))
-            })
-            .await?;
-        Ok(())
+        self.step(conversation, user, event, Input::Text(&text)).await
     }
 
     /// A slash command (its form fields as a JSON object). `Some(text)`: an ephemeral answer
@@ -205,14 +196,21 @@ impl Slack {
         entry: Option<&str>,
         event: &str,
     ) -> Result<(), ServiceError> {
+        self.step(conversation, user, event, Input::Start { entry }).await
+    }
+
+    /// One step of `user`'s conversation `conversation` that answers no press: what it sends
+    /// stored for the conversation's lane.
+    async fn step(
+        &self,
+        conversation: &str,
+        user: &str,
+        event: &str,
+        input: Input<'_>,
+    ) -> Result<(), ServiceError> {
         let key = ConversationKey::new(SINK, conversation, user);
         let service = &self.inner.service;
-        let update = Update {
-            key: &key,
-            event: Some(event),
-            input: Input::Start { entry },
-            now: service.now(),
-        };
+        let update = Update { key: &key, event: Some(event), input, now: service.now() };
         let owner = Owner { user, conversation };
         service
             .handle_planned(update, |flow, outcome| {

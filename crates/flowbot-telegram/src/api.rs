@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowbot_adapter::{Classify, Scope, Secret, Verdict};
+use flowbot_adapter::{Classify, Scope, Secret, Verdict, transport_failure};
 use flowbot_store::Metrics;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -118,7 +118,7 @@ impl Api {
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| CallError::Network(kind(&e).to_owned()))?;
+            .map_err(|e| CallError::Network(transport_failure(&e).to_owned()))?;
         Ok(Api {
             client,
             base: Secret::new(format!("{}/bot{token}/", root.trim_end_matches('/'))),
@@ -189,9 +189,12 @@ impl Api {
             .body(body)
             .send()
             .await
-            .map_err(|e| CallError::Network(kind(&e).to_owned()))?;
+            .map_err(|e| CallError::Network(transport_failure(&e).to_owned()))?;
         let status = *status.insert(response.status().as_u16());
-        let bytes = response.bytes().await.map_err(|e| CallError::Network(kind(&e).to_owned()))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CallError::Network(transport_failure(&e).to_owned()))?;
         let envelope: Envelope<R> = match serde_json::from_slice(&bytes) {
             Ok(envelope) => envelope,
             Err(_) if status >= 500 => return Err(CallError::Server(status)),
@@ -222,19 +225,6 @@ fn method_name(payload: &str) -> String {
         .next()
         .map(|first| first.to_ascii_lowercase().to_string() + chars.as_str())
         .unwrap_or_default()
-}
-
-/// The kind of a transport failure, without its URL (which holds the token).
-fn kind(err: &reqwest::Error) -> &'static str {
-    if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else if err.is_body() || err.is_decode() {
-        "broken answer"
-    } else {
-        "request failed"
-    }
 }
 
 #[cfg(test)]

@@ -70,13 +70,7 @@ impl Deliver for Webhook {
             // Only the kind of failure: reqwest's messages carry the URL, which is configuration
             // (no personal data), but keep them short.
             .map_err(|err| {
-                let kind = if err.is_timeout() {
-                    "timed out"
-                } else if err.is_connect() {
-                    "cannot connect"
-                } else {
-                    "request failed"
-                };
+                let kind = flowbot_adapter::transport_failure(&err);
                 Failed::new(Verdict::Backoff, format!("POST {}: {kind}", self.url))
             })?;
         let status = response.status();
