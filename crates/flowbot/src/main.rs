@@ -25,6 +25,12 @@ mod store;
 mod svg;
 mod traffic;
 
+/// mimalloc instead of the C library's allocator: a step allocates and frees many small
+/// buffers (JSON, HTTP heads, stored rows) across threads, where glibc's malloc showed as a
+/// tenth of the bot's CPU under load (BENCHMARKS.md, the Telegram throughput issue).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
