@@ -188,8 +188,10 @@ async fn apply(
     let mut tx = pool.begin().await?;
     let results =
         if batch.is_empty() { Vec::new() } else { apply_commits(&mut tx, backend, batch).await? };
-    for done in dones {
-        record_done(&mut tx, backend, &done.ids, done.now).await?;
+    // Every delivery record waiting, in one pair of statements (stamped with the latest time).
+    if let Some(now) = dones.iter().map(|d| d.now).max() {
+        let ids: Vec<i64> = dones.iter().flat_map(|d| d.ids.iter().copied()).collect();
+        record_done(&mut tx, backend, &ids, now).await?;
     }
     tx.commit().await?;
     Ok(results)

@@ -47,7 +47,7 @@ pub struct SqlStore {
 }
 
 /// The migrations, in order: `(version, description, SQLite, PostgreSQL)`.
-const MIGRATIONS: [(i64, &str, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 6] = [
     (
         1,
         "init",
@@ -77,6 +77,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 5] = [
         "requests inbox",
         include_str!("../migrations/sqlite/0005_requests_inbox.sql"),
         include_str!("../migrations/postgres/0005_requests_inbox.sql"),
+    ),
+    (
+        6,
+        "outbox indexes",
+        include_str!("../migrations/sqlite/0006_outbox_indexes.sql"),
+        include_str!("../migrations/postgres/0006_outbox_indexes.sql"),
     ),
 ];
 

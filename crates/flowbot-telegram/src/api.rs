@@ -7,8 +7,9 @@
 //! (JSON, `POST {api}/bot{token}/{Method}`), and the envelope is read back into teloxide's
 //! result types.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use flowbot_adapter::{Classify, Scope, Secret, Verdict, transport_failure};
@@ -27,8 +28,18 @@ pub struct Api {
     /// `{api}/bot{token}/`: holds the token, so it is a secret too.
     base: Secret,
     token: Secret,
+    /// Each method's URL (it holds the token) and its Bot API name, made once: parsing the
+    /// URL on every call showed in the load test's profile.
+    methods: Arc<RwLock<HashMap<&'static str, Method>>>,
     /// Where each call's outcome is counted (`flowbot_api_calls_total`).
     metrics: Option<Arc<Metrics>>,
+}
+
+/// A method's endpoint, `{api}/bot{token}/{Method}`, and its name for the metrics.
+#[derive(Clone)]
+struct Method {
+    url: reqwest::Url,
+    name: Arc<str>,
 }
 
 impl fmt::Debug for Api {
@@ -123,6 +134,7 @@ impl Api {
             client,
             base: Secret::new(format!("{}/bot{token}/", root.trim_end_matches('/'))),
             token: Secret::new(token),
+            methods: Arc::default(),
             metrics: None,
         })
     }
@@ -161,29 +173,63 @@ impl Api {
         self.counted::<P, R>(payload).await
     }
 
-    async fn counted<P, R>(&self, payload: &P) -> Result<R, CallError>
-    where
-        P: Payload + serde::Serialize,
-        R: DeserializeOwned,
-    {
-        let mut status = None;
-        let result = self.exchange::<P, R>(payload, &mut status).await;
-        if let Some(metrics) = &self.metrics {
-            metrics.api_call(crate::SINK, &method_name(P::NAME), status);
-        }
-        result
+    /// Makes one call of the method teloxide names `name` (`SendMessage`) with a payload
+    /// already serialized (a stored reply); its result is checked, not read.
+    pub async fn send_json(&self, name: &'static str, body: Vec<u8>) -> Result<(), CallError> {
+        self.counted_json::<serde::de::IgnoredAny>(name, body, CALL_TIMEOUT).await.map(|_| ())
     }
 
-    async fn exchange<P, R>(&self, payload: &P, status: &mut Option<u16>) -> Result<R, CallError>
+    async fn counted<P, R>(&self, payload: &P) -> Result<R, CallError>
     where
         P: Payload + serde::Serialize,
         R: DeserializeOwned,
     {
         let body = serde_json::to_vec(payload).map_err(|e| CallError::Garbled(e.to_string()))?;
         let timeout = CALL_TIMEOUT + payload.timeout_hint().unwrap_or_default();
+        self.counted_json::<R>(P::NAME, body, timeout).await
+    }
+
+    async fn counted_json<R: DeserializeOwned>(
+        &self,
+        name: &'static str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
+        let method = self.method(name)?;
+        let mut status = None;
+        let result = self.exchange::<R>(body, timeout, method.url, &mut status).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.api_call(crate::SINK, &method.name, status);
+        }
+        result
+    }
+
+    /// The endpoint of the method teloxide names `payload` (`SendMessage`).
+    fn method(&self, payload: &'static str) -> Result<Method, CallError> {
+        let known =
+            self.methods.read().unwrap_or_else(PoisonError::into_inner).get(payload).cloned();
+        if let Some(method) = known {
+            return Ok(method);
+        }
+        let url = reqwest::Url::parse(&format!("{}{payload}", self.base.expose()))
+            // The parser's error names no part of the URL.
+            .map_err(|e| CallError::Garbled(format!("the Bot API URL: {e}")))?;
+        let method = Method { url, name: method_name(payload).into() };
+        let mut methods = self.methods.write().unwrap_or_else(PoisonError::into_inner);
+        methods.insert(payload, method.clone());
+        Ok(method)
+    }
+
+    async fn exchange<R: DeserializeOwned>(
+        &self,
+        body: Vec<u8>,
+        timeout: Duration,
+        url: reqwest::Url,
+        status: &mut Option<u16>,
+    ) -> Result<R, CallError> {
         let response = self
             .client
-            .post(format!("{}{}", self.base.expose(), P::NAME))
+            .post(url)
             .header("content-type", "application/json")
             .timeout(timeout)
             .body(body)

@@ -167,17 +167,17 @@ fn jobs(
     if let Some(message) = &plan.message {
         let last = message.chunks.len().saturating_sub(1);
         for (i, chunk) in message.chunks.iter().enumerate() {
-            jobs.push(Job::Send {
+            jobs.push(Job::send(
                 chat,
-                html: chunk.clone(),
-                keyboard: if i == last { message.keyboard.clone() } else { Vec::new() },
-                reply_to: reply_to.filter(|_| i == 0).map(|m| m.0),
-                mark: mark.take(),
-            });
+                chunk.clone(),
+                if i == last { message.keyboard.clone() } else { Vec::new() },
+                reply_to.filter(|_| i == 0).map(|m| m.0),
+                mark.take(),
+            ));
         }
     }
     if let Some((message, html)) = mark {
-        jobs.push(Job::Edit { chat, message, html });
+        jobs.push(Job::edit(chat, message, html));
     }
     let lane = chat.to_string();
     jobs.into_iter()

@@ -190,7 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
             logging::init(logging::Format::from_env()?);
-            runtime()?.block_on(run::run(*args, &config))
+            runtime(&config)?.block_on(run::run(*args, &config))
         }
         Command::Check { paths } => check::run(&paths, &config),
         Command::Chat { flow, entry, user: None, store: _ } => {
@@ -199,13 +199,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Chat { flow, entry, user: Some(user), store } => {
             let source = flows::FlowSource::read(flow.as_deref())?;
-            let rt = runtime()?;
+            let rt = runtime(&config)?;
             let service = rt.block_on(store.service(&source, &config))?;
             chat::run_stored(&service, &user, entry.as_deref(), &rt, &config)
         }
         Command::Pipe { flow, store } => {
             let source = flows::FlowSource::read(flow.as_deref())?;
-            runtime()?.block_on(async {
+            runtime(&config)?.block_on(async {
                 let service = store.service(&source, &config).await?;
                 // Requests submitted here are delivered from here when every destination can be
                 // (webhooks); otherwise `flowbot run` delivers them.
@@ -221,17 +221,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Purge { flow, store } => {
             let source = flows::FlowSource::read(flow.as_deref())?;
-            runtime()?
+            runtime(&config)?
                 .block_on(async { admin::purge(&*store.service(&source, &config).await?).await })
         }
         Command::Stats { flow, format, since, until, version, store } => {
             let source = flows::FlowSource::read(flow.as_deref())?;
             let query = admin::StatsQuery { format, since, until, version };
-            runtime()?.block_on(async {
+            runtime(&config)?.block_on(async {
                 admin::stats(&*store.service(&source, &config).await?, &query).await
             })
         }
-        Command::Requests { command } => runtime()?.block_on(requests::run(command, &config)),
+        Command::Requests { command } => {
+            runtime(&config)?.block_on(requests::run(command, &config))
+        }
         Command::Render { flow, format, full, entries } => {
             let flow = flows::load_or_default(flow.as_deref(), &config)?;
             let options = render::Options { full, entries };
@@ -253,8 +255,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+fn runtime(config: &config::Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = config.worker_threads();
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?)
 }
 
 /// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM.

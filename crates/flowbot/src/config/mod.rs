@@ -22,6 +22,8 @@
 //! give_up_after_seconds = 3600 # a reply the platform has not taken by then is given up (logged)
 //! [store]
 //! sqlite_synchronous = "normal" # or "full": a committed step survives a power cut too
+//! [runtime]
+//! worker_threads = 1          # threads running the async work (the SQLite writer has its own)
 //! [[handoff.destinations]]
 //! kind = "webhook"            # or "telegram" (chat_id), "discord" (channel_id), "mail",
 //!                             # "lineworks" (bot_id, channel_id, client_id, …)
@@ -138,6 +140,8 @@ pub struct Config {
     pub web: flowbot_web::Settings,
     #[serde(default)]
     pub store: StoreSettings,
+    #[serde(default)]
+    pub runtime: RuntimeSettings,
     /// Where each parameter value was set (the settings file's line, or the environment).
     #[serde(skip)]
     param_origins: ParamOrigins,
@@ -157,6 +161,17 @@ pub struct StoreSettings {
     /// SQLite's durability: "normal" (the default) or "full".
     pub sqlite_synchronous: Option<String>,
 }
+
+/// How the process runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// The async runtime's worker threads (default 1).
+    pub worker_threads: Option<u64>,
+}
+
+/// The most worker threads accepted.
+const MAX_WORKER_THREADS: u64 = 64;
 
 /// One problem with the settings, and where: a key of the file (a dotted path, whose line is
 /// looked up) or an environment variable.
@@ -321,6 +336,7 @@ impl Config {
             }
         }
         let synchronous = read("FLOWBOT_SQLITE_SYNCHRONOUS");
+        let workers = read("FLOWBOT_WORKER_THREADS");
         let webhook_url = read("FLOWBOT_HANDOFF_WEBHOOK_URL");
         let webhook_secret = read("FLOWBOT_HANDOFF_WEBHOOK_SECRET");
         let slack_channel = read("FLOWBOT_HANDOFF_SLACK_CHANNEL");
@@ -345,6 +361,18 @@ impl Config {
         if let Some(v) = synchronous {
             self.store.sqlite_synchronous = Some(v);
             self.from_env.insert("sqlite_synchronous", "FLOWBOT_SQLITE_SYNCHRONOUS");
+        }
+        if let Some(v) = workers {
+            match v.trim().parse::<u64>() {
+                Ok(n) => {
+                    self.runtime.worker_threads = Some(n);
+                    self.from_env.insert("worker_threads", "FLOWBOT_WORKER_THREADS");
+                }
+                Err(_) => problems.push(Problem::env(
+                    "FLOWBOT_WORKER_THREADS",
+                    "FLOWBOT_WORKER_THREADS is not a whole number of threads".to_owned(),
+                )),
+            }
         }
         self.destination_env = vec![None; self.handoff.destinations.len()];
         let mut parse = |name: &'static str, what: &str| -> Option<String> {
@@ -609,6 +637,16 @@ impl Config {
         {
             key("store.sqlite_synchronous", format!("[store] sqlite_synchronous {message}"));
         }
+        if let Some(n) = self.runtime.worker_threads
+            && !(1..=MAX_WORKER_THREADS).contains(&n)
+        {
+            key(
+                "runtime.worker_threads",
+                format!(
+                    "[runtime] worker_threads = {n}: use at least 1 and at most {MAX_WORKER_THREADS}"
+                ),
+            );
+        }
         for (setting, message) in self.web.problems() {
             key(&format!("web.{setting}"), format!("[web] {message}"));
         }
@@ -789,6 +827,7 @@ impl Config {
             "desk.mail" => "desk_mail",
             "desk.hours" => "desk_hours",
             "store.sqlite_synchronous" => "sqlite_synchronous",
+            "runtime.worker_threads" => "worker_threads",
             "retention.personal_data_days" => "personal_data_days",
             "handoff.retry_first_seconds" => "retry_first_seconds",
             _ => "",
@@ -873,6 +912,15 @@ impl Config {
     /// SQLite's durability (`[store] sqlite_synchronous`, `FLOWBOT_SQLITE_SYNCHRONOUS`).
     pub fn sqlite_synchronous(&self) -> Synchronous {
         self.store.sqlite_synchronous.as_deref().and_then(|v| v.parse().ok()).unwrap_or_default()
+    }
+
+    /// The async runtime's worker threads (`[runtime] worker_threads`,
+    /// `FLOWBOT_WORKER_THREADS`; default 1). One is the measured best on the two-core machines
+    /// this runs on: a second worker cost 13 % more CPU per conversation in the Telegram load
+    /// test (waking each other), for throughput one core already exceeds (BENCHMARKS.md).
+    pub fn worker_threads(&self) -> usize {
+        let n = self.runtime.worker_threads.unwrap_or(1).clamp(1, MAX_WORKER_THREADS);
+        usize::try_from(n).unwrap_or(1)
     }
 
     /// How long personal data is kept, in milliseconds (default 90 days).
@@ -1204,6 +1252,21 @@ mod tests {
             format!("{err}").contains("flowbot.toml:2: [store] sqlite_synchronous `off`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn worker_threads_is_a_setting() {
+        assert_eq!(load("", &[]).unwrap().worker_threads(), 1);
+        let two = load("[runtime]\nworker_threads = 2\n", &[]).unwrap();
+        assert_eq!(two.worker_threads(), 2);
+        let env = load("[runtime]\nworker_threads = 2\n", &[("FLOWBOT_WORKER_THREADS", "4")]);
+        assert_eq!(env.unwrap().worker_threads(), 4);
+        let err = load("[runtime]\nworker_threads = 0\n", &[]).unwrap_err();
+        assert!(format!("{err}").contains("flowbot.toml:2: [runtime] worker_threads = 0"), "{err}");
+        let err = load("", &[("FLOWBOT_WORKER_THREADS", "many")]).unwrap_err();
+        assert!(format!("{err}").contains("FLOWBOT_WORKER_THREADS is not a whole number"), "{err}");
+        let err = load("", &[("FLOWBOT_WORKER_THREADS", "65")]).unwrap_err();
+        assert!(format!("{err}").contains("FLOWBOT_WORKER_THREADS"), "{err}");
     }
 
     #[test]
