@@ -88,6 +88,10 @@ impl Telegram {
                 () = shutdown.cancelled() => break,
                 () = lanes.advanced() => {}
             }
+            // One group commit answers many lanes at once, and the first to finish woke this
+            // loop: let the others leave first, so that the next fetch confirms all of them
+            // instead of fetching them again (in the load test, a tenth fewer getUpdates).
+            tokio::task::yield_now().await;
         }
         // Committed to the end even when asked to stop: in-flight updates finish. Then confirm
         // what was committed, so that a restart does not see it again.
