@@ -145,6 +145,8 @@ struct State {
     duplicates: Option<Duplicates>,
     /// Faults answered so far, scripted or random: 429s and 500s.
     injected: (u64, u64),
+    /// Calls are no longer logged ([`FakeTelegram::stop_log`]).
+    unlogged: bool,
 }
 
 /// Updates delivered twice ([`FakeTelegram::duplicate_updates`]).
@@ -350,6 +352,13 @@ impl FakeTelegram {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         self.shared.taps.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(tx);
         rx
+    }
+
+    /// From now on calls are only tapped, not logged: [`calls`](Self::calls) keeps what it
+    /// had. For load tests, whose hundreds of thousands of calls would otherwise each cost the
+    /// fake a copy of its parameters and keep it in memory.
+    pub fn stop_log(&self) {
+        self.shared.lock().unlogged = true;
     }
 
     /// Every call received with the right token so far, in order (injected failures included).
@@ -568,11 +577,13 @@ async fn handle(
     let params = parse_params(&headers, uri.query(), &body);
     let failure = {
         let mut st = shared.lock();
-        st.calls.push(Call {
-            method: method.clone(),
-            body: params.clone().unwrap_or(Value::Null),
-            at: Instant::now(),
-        });
+        if !st.unlogged {
+            st.calls.push(Call {
+                method: method.clone(),
+                body: params.clone().unwrap_or(Value::Null),
+                at: Instant::now(),
+            });
+        }
         let scripted = st.failures.get_mut(&method).and_then(VecDeque::pop_front);
         let failure = scripted.or_else(|| st.chaos.as_mut().and_then(|c| c.roll(&method)));
         match failure {
@@ -622,7 +633,14 @@ async fn handle(
             result: result.as_ref().ok().cloned(),
             at: Instant::now(),
         };
-        taps.retain(|tap| tap.send(tapped.clone()).is_ok());
+        if let [tap] = taps.as_slice() {
+            // The usual case: one receiver, which takes this very call.
+            if tap.send(tapped).is_err() {
+                taps.clear();
+            }
+        } else {
+            taps.retain(|tap| tap.send(tapped.clone()).is_ok());
+        }
     }
     drop(taps);
     envelope(result)

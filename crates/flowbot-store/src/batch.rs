@@ -24,8 +24,9 @@ use flowbot_core::{
     Timestamp, Transition,
 };
 use sqlx::any::AnyArguments;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{Any, AnyPool, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{Backend, int, list, rows};
@@ -126,9 +127,17 @@ fn take(work: Work, batch: &mut Vec<Job>, dones: &mut Vec<DoneJob>) {
 }
 
 /// Runs until every sender is gone.
+///
+/// With SQLite the writer keeps its connection from batch to batch: taking one from the pool
+/// and giving it back costs a round trip each (sqlx tests a connection when it is given
+/// back), a hand-off to the connection's thread and back, as dear as a statement, for a
+/// connection that cannot go away in between. After a failed batch the connection goes back
+/// to the pool (which closes it if broken) and the next batch takes one afresh. A PostgreSQL
+/// connection is taken for each batch, tested first: the server may have dropped it.
 pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Receiver<Work>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut dones = Vec::new();
+    let mut held: Option<PoolConnection<Any>> = None;
     while let Some(first) = work.recv().await {
         take(first, &mut batch, &mut dones);
         while batch.len() + dones.len() < MAX_BATCH {
@@ -137,7 +146,21 @@ pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Rece
                 Err(_) => break,
             }
         }
-        match apply(&pool, backend, &batch, &dones).await {
+        let outcome = match held.take() {
+            Some(conn) => Ok(conn),
+            None => pool.acquire().await,
+        };
+        let outcome = match outcome {
+            Ok(mut conn) => {
+                let outcome = apply(&mut conn, backend, &batch, &dones).await;
+                if outcome.is_ok() && backend == Backend::Sqlite {
+                    held = Some(conn);
+                }
+                outcome
+            }
+            Err(err) => Err(err),
+        };
+        match outcome {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
                     let _ = job.reply.send(Ok(result));
@@ -180,12 +203,12 @@ fn bind_state<'q>(
 const STATE_COLUMNS: usize = 11;
 
 async fn apply(
-    pool: &AnyPool,
+    conn: &mut PoolConnection<Any>,
     backend: Backend,
     batch: &[Job],
     dones: &[DoneJob],
 ) -> Result<Vec<Committed>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let results =
         if batch.is_empty() { Vec::new() } else { apply_commits(&mut tx, backend, batch).await? };
     // Every delivery record waiting, in one pair of statements (stamped with the latest time).
@@ -584,7 +607,8 @@ async fn insert_request(
 }
 
 /// Records delivered items in `tx`: reply rows are deleted (their body may quote personal
-/// data); hand-off deliveries are kept, marked delivered.
+/// data); hand-off deliveries are kept, marked delivered. Usually every item is a reply, and
+/// one statement does it all.
 pub(crate) async fn record_done(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
@@ -595,21 +619,27 @@ pub(crate) async fn record_done(
         return Ok(());
     }
     let sql = format!(
-        "DELETE FROM outbox WHERE request IS NULL AND gave_up_at IS NULL AND id IN {}",
+        "DELETE FROM outbox WHERE request IS NULL AND gave_up_at IS NULL AND id IN {} \
+         RETURNING id",
         rows(backend, 1, ids.len())
     );
     let mut q = sqlx::query(&sql);
     for id in ids {
         q = q.bind(*id);
     }
-    q.execute(&mut **tx).await?;
+    let deleted: HashSet<i64> =
+        q.fetch_all(&mut **tx).await?.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+    let rest: Vec<i64> = ids.iter().copied().filter(|id| !deleted.contains(id)).collect();
+    if rest.is_empty() {
+        return Ok(());
+    }
     let sql = format!(
         "UPDATE outbox SET delivered_at = $1, owner = NULL, lease_until = NULL \
          WHERE request IS NOT NULL AND delivered_at IS NULL AND id IN ({})",
-        list(2, ids.len())
+        list(2, rest.len())
     );
     let mut q = sqlx::query(&sql).bind(int(now.0));
-    for id in ids {
+    for id in &rest {
         q = q.bind(*id);
     }
     q.execute(&mut **tx).await?;

@@ -149,14 +149,18 @@ impl SqlStore {
         synchronous: Synchronous,
     ) -> Result<AnyPool, OpenError> {
         let options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new().after_connect(move |conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute(synchronous.pragma()).await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    Ok(())
+            // In the process, a SQLite connection cannot have gone away between two uses: no
+            // test round trip before each.
+            Backend::Sqlite => {
+                AnyPoolOptions::new().test_before_acquire(false).after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute(synchronous.pragma()).await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        Ok(())
+                    })
                 })
-            }),
+            }
             Backend::Postgres => AnyPoolOptions::new(),
         };
         options
