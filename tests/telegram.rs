@@ -361,6 +361,39 @@ async fn rate_limits_and_network_drops_lose_no_reply() {
     answered(&fake, chat, q1.message_id).await;
 }
 
+/// The mark goes out beside the next question; when only the mark fails for a while, it is
+/// retried alone: the question is not sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mark_refused_for_a_while_is_retried_without_the_question_again() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _bot = Bot::start(&fake, &dir.path().join("db.sqlite"), &[]);
+    let chat = 12;
+    let q1 = say(&fake, chat, chat, "/start").await;
+    fake.fail_next("editMessageText", 1, Failure::TooManyRequests { retry_after: 1 });
+    let since = fake.call_count();
+    let q2 = press(&fake, chat, chat, &q1, "届いている").await;
+    let question = "「G-MIS利用案内メール（★）」は届いていますか？";
+    assert!(q2.text.contains(question));
+    answered(&fake, chat, q1.message_id).await;
+    let after = barrier(&fake, chat, chat).await;
+    let calls = fake.calls();
+    let step = &calls[since..after];
+    let sent = step
+        .iter()
+        .filter(|c| c.method == "sendmessage")
+        .filter(|c| c.body["text"].as_str().is_some_and(|t| t.contains(question)))
+        .count();
+    assert_eq!(
+        sent,
+        1,
+        "the question once: {:?}",
+        step.iter().map(|c| &c.method).collect::<Vec<_>>()
+    );
+    let edits = step.iter().filter(|c| c.method == "editmessagetext").count();
+    assert!(edits >= 2, "the mark retried: {edits} edits");
+}
+
 /// teloxide waits 10 s after any 5xx before it reports it, so this test takes that long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_error_is_retried() {

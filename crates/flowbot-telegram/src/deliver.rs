@@ -147,19 +147,62 @@ impl Replies {
         Replies { api }
     }
 
+    /// Posts an item's calls. The mark edits a message the user already has, so it goes out
+    /// at the same time as the new messages (which go in order): the next question does not
+    /// wait a round trip for it.
+    ///
+    /// If a new message fails, the item fails and is tried again whole (the mark's edit again
+    /// is "not modified", harmless). If only the mark fails for a while, it is retried here:
+    /// failing the item would send its messages twice. A mark refused for good is left.
     async fn post(&self, calls: &[Call<&RawValue>]) -> Result<(), Failed> {
-        for c in calls {
-            match self.api.send_json(c.method.name(), c.payload.get().as_bytes().to_vec()).await {
+        let (marks, messages): (Vec<&Call<&RawValue>>, Vec<&Call<&RawValue>>) =
+            calls.iter().partition(|c| c.mark);
+        let marking = async {
+            let mut results = Vec::with_capacity(marks.len());
+            for c in &marks {
+                results.push(self.post_one(c).await);
+            }
+            results
+        };
+        let (marked, sent) = tokio::join!(marking, self.post_in_order(&messages));
+        sent?;
+        for (c, result) in marks.iter().zip(marked) {
+            let result = match result {
+                Err(err) if !settled(&err) => {
+                    RetryPolicy::CALL.run("editMessageText", || self.post_one(c)).await
+                }
+                other => other,
+            };
+            match result {
                 Ok(()) => {}
                 Err(err) if err.is_harmless() => {}
-                Err(err) if c.mark && err.verdict() == flowbot_adapter::Verdict::GiveUp => {
+                Err(err) => {
                     tracing::debug!(error = %failed(&err).error, "telegram: answered message not marked");
                 }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_in_order(&self, calls: &[&Call<&RawValue>]) -> Result<(), Failed> {
+        for c in calls {
+            match self.post_one(c).await {
+                Ok(()) => {}
+                Err(err) if err.is_harmless() => {}
                 Err(err) => return Err(failed(&err)),
             }
         }
         Ok(())
     }
+
+    async fn post_one(&self, c: &Call<&RawValue>) -> Result<(), CallError> {
+        self.api.send_json(c.method.name(), c.payload.get().as_bytes().to_vec()).await
+    }
+}
+
+/// Whether a call's failure is final: harmless ("not modified") or refused for good.
+fn settled(err: &CallError) -> bool {
+    err.is_harmless() || err.verdict() == flowbot_adapter::Verdict::GiveUp
 }
 
 #[async_trait]
