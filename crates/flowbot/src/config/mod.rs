@@ -23,7 +23,7 @@
 //! [store]
 //! sqlite_synchronous = "normal" # or "full": a committed step survives a power cut too
 //! [runtime]
-//! worker_threads = 1          # threads running the async work (the SQLite writer has its own)
+//! worker_threads = 1          # threads running the async work (SQLite's connections have their own)
 //! [[handoff.destinations]]
 //! kind = "webhook"            # or "telegram" (chat_id), "discord" (channel_id), "mail",
 //!                             # "lineworks" (bot_id, channel_id, client_id, …)
@@ -917,7 +917,7 @@ impl Config {
     /// The async runtime's worker threads (`[runtime] worker_threads`,
     /// `FLOWBOT_WORKER_THREADS`; default 1). One is the measured best on the two-core machines
     /// this runs on: a second worker cost 13 % more CPU per conversation in the Telegram load
-    /// test (waking each other), for throughput one core already exceeds (BENCHMARKS.md).
+    /// test (the two waking each other) for no more conversations a second (BENCHMARKS.md).
     pub fn worker_threads(&self) -> usize {
         let n = self.runtime.worker_threads.unwrap_or(1).clamp(1, MAX_WORKER_THREADS);
         usize::try_from(n).unwrap_or(1)
