@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::collections::HashSet;
 
 use flowbot_core::{
-    Claim, Commit, Committed, ConversationKey, ConversationStore, Expected, FlowVersion, Input,
+    Claim, Commit, Committed, ConversationKey, ConversationStore, Expected, FlowVersion,
+    InboundStore, Input,
     ManualClock, NewOutgoing, NewRequest, OutboxStore, Queued, Snapshot, Store, Stored, Timestamp,
     Transition, TransitionKind,
 };
@@ -73,6 +74,7 @@ on_both_backends!(
     purge_deletes_old_reply_items,
     service_stores_planned_items_with_the_step_and_hands_claimed_ones_over,
     service_expiry_and_resume_follow_the_test_clock,
+    the_inbox_keeps_updates_until_handled_and_purge_drops_old_ones,
 );
 
 const V1: FlowVersion = FlowVersion([1; 8]);
@@ -1392,4 +1394,43 @@ async fn service_expiry_and_resume_follow_the_test_clock(db: &TestDb) {
     assert_ne!(now.session, first);
     clock.advance(31 * day);
     assert_eq!(service.purge(service.now()).await.unwrap().conversations, 1);
+}
+
+async fn the_inbox_keeps_updates_until_handled_and_purge_drops_old_ones(db: &TestDb) {
+    let store = db.store().await;
+    let pending = |source: &'static str| {
+        let store = store.clone();
+        async move { store.inbound_pending(source).await.unwrap() }
+    };
+    let owned = |rows: &[(i64, &str)]| -> Vec<(i64, String)> {
+        rows.iter().map(|&(id, body)| (id, body.to_owned())).collect()
+    };
+    store.inbound("a", &[(5, "five"), (3, "three")], &[], Timestamp(10)).await.unwrap();
+    assert_eq!(pending("a").await, owned(&[(3, "three"), (5, "five")]), "by key");
+    // Fetched again (not confirmed in time): the kept one stays as it is.
+    store.inbound("a", &[(5, "FIVE"), (7, "seven")], &[3], Timestamp(20)).await.unwrap();
+    assert_eq!(pending("a").await, owned(&[(5, "five"), (7, "seven")]));
+    store.inbound("b", &[(3, "bee")], &[], Timestamp(10)).await.unwrap();
+    // Forgetting a key never kept (or of another source) is harmless.
+    store.inbound("a", &[], &[5, 7, 99], Timestamp(30)).await.unwrap();
+    assert_eq!(pending("a").await, vec![]);
+    assert_eq!(pending("b").await, owned(&[(3, "bee")]), "sources are apart");
+    store.inbound("a", &[], &[], Timestamp(30)).await.unwrap();
+
+    // More than one statement's rows, in one write.
+    let bodies: Vec<String> = (0..1_200).map(|i| format!("u{i}")).collect();
+    let many: Vec<(i64, &str)> =
+        bodies.iter().enumerate().map(|(i, b)| (1_000 + i as i64, b.as_str())).collect();
+    store.inbound("a", &many, &[], Timestamp(40)).await.unwrap();
+    let kept = pending("a").await;
+    assert_eq!(kept.len(), 1_200);
+    assert!(kept.windows(2).all(|w| w[0].0 < w[1].0));
+    let handled: Vec<i64> = many.iter().map(|(id, _)| *id).filter(|id| id % 2 == 0).collect();
+    store.inbound("a", &[], &handled, Timestamp(50)).await.unwrap();
+    assert_eq!(pending("a").await.len(), 600);
+
+    // Older than the event ids that would tell a second handling apart: purged.
+    store.purge(Timestamp(0), Timestamp(15), Timestamp(0), &[]).await.unwrap();
+    assert_eq!(pending("b").await, vec![]);
+    assert_eq!(pending("a").await.len(), 600, "recent ones stay");
 }

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use flowbot_tests::fake_telegram::{Call, Failure, FakeMessage, FakeTelegram};
+use flowbot_store::SqlStore;
 use flowbot_tests::{BotProcess, gmis, http_request, labels_of_path};
 
 pub(crate) const TOKEN: &str = "123456:TEST-never-print-this-token";
@@ -514,6 +515,54 @@ async fn killed_and_restarted_mid_conversation_it_continues() {
     assert_eq!(fake.pending_updates(), 0, "everything handled was confirmed");
 }
 
+/// Long polling keeps what it fetches in the store's inbox and confirms it to Telegram at once:
+/// an update kept and confirmed but never handled (the process died in between) is handled at
+/// the next start, once, and then forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_update_is_handled_after_a_restart_once_and_forgotten() {
+    use flowbot_core::{InboundStore, Timestamp};
+    use teloxide::payloads::GetUpdatesSetters;
+    use teloxide::requests::Requester;
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let chat = 6;
+    let mut bot = Bot::start(&fake, &db, &[]);
+    let q1 = say(&fake, chat, chat, "/start").await;
+    let status = bot.terminate();
+    assert!(status.success(), "{status}: {}", bot.log());
+    drop(bot);
+
+    // A process fetches the press, keeps it and confirms it, then dies before handling it.
+    let (id, _) = fake.press(chat, chat, q1.message_id, &data_of(&q1, "届いている"));
+    let api = teloxide::Bot::new(TOKEN).set_api_url(fake.url().parse().unwrap());
+    let fetched = api.get_updates().offset(id as i32).timeout(0).await.expect("getUpdates");
+    assert_eq!(fetched.len(), 1);
+    let store = SqlStore::open(&format!("sqlite://{}", db.display())).await.unwrap();
+    let source = format!("telegram:{}", fake.bot_id());
+    let body = serde_json::to_string(&fetched[0]).unwrap();
+    store.inbound(&source, &[(id, &body)], &[], Timestamp(1)).await.unwrap();
+    api.get_updates().offset(id as i32 + 1).limit(1).timeout(0).await.expect("confirm");
+    assert_eq!(fake.pending_updates(), 0, "Telegram has nothing left to send");
+
+    let at = mark(&fake, chat);
+    let mut bot = Bot::start(&fake, &db, &[]);
+    let q2 = message_with(&fake, chat, at, "「G-MIS利用案内メール（★）」は届いていますか？").await;
+    // The next step goes on from there: the kept press was applied.
+    let q6 = press(&fake, chat, chat, &q2, "届いている").await;
+    assert!(q6.text.contains("届いたメールを見ることはできますか？"), "{q6:?}");
+    let status = bot.terminate();
+    assert!(status.success(), "{status}: {}", bot.log());
+    assert_eq!(store.inbound_pending(&source).await.unwrap(), vec![], "handled, so forgotten");
+    let asked = fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "sendmessage" && chat_of(c) == chat)
+        .filter(|c| c.body["text"].as_str().is_some_and(|t| t.contains("G-MIS利用案内メール（★）")))
+        .count();
+    assert_eq!(asked, 1, "the kept press was applied once");
+}
+
 fn labels(message: &FakeMessage) -> Vec<&str> {
     message.buttons.iter().flatten().map(|(l, _)| l.as_str()).collect()
 }
@@ -676,7 +725,7 @@ async fn the_address_change_form_reaches_the_desk_chat() {
 
 /// Long polling is pipelined: while one chat's updates are still being committed one after the
 /// other, an update of another chat fetched later is committed before them (the next
-/// `getUpdates` waited for the oldest update in flight, not for the whole batch), and every
+/// `getUpdates` waits only for the fetched updates to be kept, not for any chat), and every
 /// update of the busy chat is applied once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_chat_does_not_hold_up_the_next_fetch() {

@@ -91,8 +91,8 @@ pub use snapshot::{RestoreError, Snapshot, Transition, TransitionKind};
 pub use split::{Unit, split, split_by};
 pub use store::{
     Claim, Commit, Committed, ConversationKey, ConversationStore, DeliveryCounts, Expected,
-    NewOutgoing, NewRequest, OutboxStore, Purged, Queued, QueuedRequest, Store, StoreError, Stored,
-    VersionStats,
+    InboundStore, NewOutgoing, NewRequest, OutboxStore, Purged, Queued, QueuedRequest, Store,
+    StoreError, Stored, VersionStats,
 };
 pub use store::{Completion, DeliveryRecord, RequestRecord, RequestState, RequestStore};
 pub use text::{Segment, normalize, segments};

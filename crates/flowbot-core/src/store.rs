@@ -372,10 +372,33 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
     async fn delivery_counts(&self) -> Result<DeliveryCounts, StoreError>;
 }
 
-/// A whole store: conversations and the outbox. `Arc<dyn Store>` is what the service holds.
-pub trait Store: ConversationStore + OutboxStore {}
+/// The durable inbox of a poller: updates fetched from a platform and not handled yet.
+///
+/// A poller that may confirm an update only once it is safe (Telegram's `getUpdates` offset)
+/// keeps what it fetched here, confirms it at once, and handles it while fetching goes on.
+/// After a restart it takes up what is left. An update handled and not forgotten yet (killed in
+/// between) is handled again: its step's event id makes that a duplicate.
+#[async_trait]
+pub trait InboundStore: Send + Sync + fmt::Debug {
+    /// In one transaction: keeps the `received` updates `(key, body)` of `source` (a key kept
+    /// already stays as it is), then forgets the `handled` keys.
+    async fn inbound(
+        &self,
+        source: &str,
+        received: &[(i64, &str)],
+        handled: &[i64],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
-impl<T: ConversationStore + OutboxStore + ?Sized> Store for T {}
+    /// The kept updates of `source` `(key, body)`, by key.
+    async fn inbound_pending(&self, source: &str) -> Result<Vec<(i64, String)>, StoreError>;
+}
+
+/// A whole store: conversations, the outbox and the inbox. `Arc<dyn Store>` is what the
+/// service holds.
+pub trait Store: ConversationStore + OutboxStore + InboundStore {}
+
+impl<T: ConversationStore + OutboxStore + InboundStore + ?Sized> Store for T {}
 
 impl fmt::Display for ConversationKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

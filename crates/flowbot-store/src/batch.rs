@@ -109,6 +109,8 @@ pub(crate) enum Work {
     /// transaction, so that recording deliveries never contends with commits for SQLite's one
     /// writer.
     Done(DoneJob),
+    /// A poller's fetched and handled updates (see `InboundStore::inbound`), likewise.
+    Inbound(InboundJob),
 }
 
 /// Delivered outbox items, on their way to the writer.
@@ -119,10 +121,58 @@ pub(crate) struct DoneJob {
     pub reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
-fn take(work: Work, batch: &mut Vec<Job>, dones: &mut Vec<DoneJob>) {
-    match work {
-        Work::Commit(job) => batch.push(*job),
-        Work::Done(done) => dones.push(done),
+/// A poller's updates to keep and to forget, on their way to the writer.
+#[derive(Debug)]
+pub(crate) struct InboundJob {
+    pub source: String,
+    pub received: Vec<(i64, String)>,
+    pub handled: Vec<i64>,
+    pub now: Timestamp,
+    pub reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The work of one batch, taken from the queue.
+#[derive(Debug, Default)]
+struct Taken {
+    commits: Vec<Job>,
+    dones: Vec<DoneJob>,
+    inbound: Vec<InboundJob>,
+}
+
+impl Taken {
+    fn push(&mut self, work: Work) {
+        match work {
+            Work::Commit(job) => self.commits.push(*job),
+            Work::Done(done) => self.dones.push(done),
+            Work::Inbound(job) => self.inbound.push(job),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.commits.len() + self.dones.len() + self.inbound.len()
+    }
+
+    /// Answers every caller: commits with their results, the rest with `Ok`; or all with the
+    /// batch's error.
+    fn answer(&mut self, outcome: Result<Vec<Committed>, sqlx::Error>) {
+        let (mut results, error) = match outcome {
+            Ok(results) => (results.into_iter(), None),
+            Err(err) => (Vec::new().into_iter(), Some(err.to_string())),
+        };
+        let status = || error.clone().map_or(Ok(()), |e| Err(StoreError::Database(e)));
+        for job in self.commits.drain(..) {
+            let result = match &error {
+                None => Ok(results.next().expect("one result per commit")),
+                Some(err) => Err(StoreError::Database(err.clone())),
+            };
+            let _ = job.reply.send(result);
+        }
+        for done in self.dones.drain(..) {
+            let _ = done.reply.send(status());
+        }
+        for job in self.inbound.drain(..) {
+            let _ = job.reply.send(status());
+        }
     }
 }
 
@@ -135,14 +185,13 @@ fn take(work: Work, batch: &mut Vec<Job>, dones: &mut Vec<DoneJob>) {
 /// to the pool (which closes it if broken) and the next batch takes one afresh. A PostgreSQL
 /// connection is taken for each batch, tested first: the server may have dropped it.
 pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Receiver<Work>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut dones = Vec::new();
+    let mut taken = Taken { commits: Vec::with_capacity(MAX_BATCH), ..Taken::default() };
     let mut held: Option<PoolConnection<Any>> = None;
     while let Some(first) = work.recv().await {
-        take(first, &mut batch, &mut dones);
-        while batch.len() + dones.len() < MAX_BATCH {
+        taken.push(first);
+        while taken.len() < MAX_BATCH {
             match work.try_recv() {
-                Ok(w) => take(w, &mut batch, &mut dones),
+                Ok(w) => taken.push(w),
                 Err(_) => break,
             }
         }
@@ -152,7 +201,7 @@ pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Rece
         };
         let outcome = match outcome {
             Ok(mut conn) => {
-                let outcome = apply(&mut conn, backend, &batch, &dones).await;
+                let outcome = apply(&mut conn, backend, &taken).await;
                 if outcome.is_ok() && backend == Backend::Sqlite {
                     held = Some(conn);
                 }
@@ -160,24 +209,7 @@ pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Rece
             }
             Err(err) => Err(err),
         };
-        match outcome {
-            Ok(results) => {
-                for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(Ok(result));
-                }
-                for done in dones.drain(..) {
-                    let _ = done.reply.send(Ok(()));
-                }
-            }
-            Err(err) => {
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Database(err.to_string())));
-                }
-                for done in dones.drain(..) {
-                    let _ = done.reply.send(Err(StoreError::Database(err.to_string())));
-                }
-            }
-        }
+        taken.answer(outcome);
     }
 }
 
@@ -205,16 +237,19 @@ const STATE_COLUMNS: usize = 11;
 async fn apply(
     conn: &mut PoolConnection<Any>,
     backend: Backend,
-    batch: &[Job],
-    dones: &[DoneJob],
+    taken: &Taken,
 ) -> Result<Vec<Committed>, sqlx::Error> {
     let mut tx = conn.begin().await?;
+    let batch = &taken.commits;
     let results =
         if batch.is_empty() { Vec::new() } else { apply_commits(&mut tx, backend, batch).await? };
     // Every delivery record waiting, in one pair of statements (stamped with the latest time).
-    if let Some(now) = dones.iter().map(|d| d.now).max() {
-        let ids: Vec<i64> = dones.iter().flat_map(|d| d.ids.iter().copied()).collect();
+    if let Some(now) = taken.dones.iter().map(|d| d.now).max() {
+        let ids: Vec<i64> = taken.dones.iter().flat_map(|d| d.ids.iter().copied()).collect();
         record_done(&mut tx, backend, &ids, now).await?;
+    }
+    for job in &taken.inbound {
+        record_inbound(&mut tx, backend, job).await?;
     }
     tx.commit().await?;
     Ok(results)
@@ -643,5 +678,41 @@ pub(crate) async fn record_done(
         q = q.bind(*id);
     }
     q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The most rows of one inbox statement (four parameters each, far below either backend's
+/// limit on parameters).
+const INBOUND_ROWS: usize = 500;
+
+/// Keeps a poller's fetched updates, then forgets its handled ones, in `tx`.
+async fn record_inbound(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    job: &InboundJob,
+) -> Result<(), sqlx::Error> {
+    for chunk in job.received.chunks(INBOUND_ROWS) {
+        let sql = format!(
+            "INSERT INTO inbound (source, update_id, body, received_at) VALUES {} \
+             ON CONFLICT (source, update_id) DO NOTHING",
+            rows(backend, chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, body) in chunk {
+            q = q.bind(job.source.as_str()).bind(*id).bind(body.as_str()).bind(int(job.now.0));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    for chunk in job.handled.chunks(INBOUND_ROWS) {
+        let sql = format!(
+            "DELETE FROM inbound WHERE source = $1 AND update_id IN ({})",
+            list(2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(job.source.as_str());
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }

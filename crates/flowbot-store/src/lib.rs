@@ -33,6 +33,7 @@
 mod backend;
 mod batch;
 mod clock;
+mod inbound;
 mod mailbox;
 mod metrics;
 mod notices;

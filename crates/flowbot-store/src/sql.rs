@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use crate::backend::Backend;
 use crate::backend::{db, int, uint};
-use crate::batch::{self, DoneJob, Job, MAX_BATCH, OwnedClaim, OwnedOutgoing, OwnedRequest, Work};
+use crate::batch::{
+    self, DoneJob, InboundJob, Job, MAX_BATCH, OwnedClaim, OwnedOutgoing, OwnedRequest, Work,
+};
 
 /// Why a store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +49,7 @@ pub struct SqlStore {
 }
 
 /// The migrations, in order: `(version, description, SQLite, PostgreSQL)`.
-const MIGRATIONS: [(i64, &str, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 7] = [
     (
         1,
         "init",
@@ -84,6 +86,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 6] = [
         include_str!("../migrations/sqlite/0006_outbox_indexes.sql"),
         include_str!("../migrations/postgres/0006_outbox_indexes.sql"),
     ),
+    (
+        7,
+        "inbound",
+        include_str!("../migrations/sqlite/0007_inbound.sql"),
+        include_str!("../migrations/postgres/0007_inbound.sql"),
+    ),
 ];
 
 impl SqlStore {
@@ -92,6 +100,28 @@ impl SqlStore {
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Database("the store is closed".to_owned());
         self.jobs.send(Work::Done(DoneJob { ids, now, reply })).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// A poller's kept and handled updates, written by the writer in its next batch's
+    /// transaction.
+    pub(crate) async fn write_inbound(
+        &self,
+        source: &str,
+        received: &[(i64, &str)],
+        handled: &[i64],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = InboundJob {
+            source: source.to_owned(),
+            received: received.iter().map(|&(id, body)| (id, body.to_owned())).collect(),
+            handled: handled.to_vec(),
+            now,
+            reply,
+        };
+        let closed = || StoreError::Database("the store is closed".to_owned());
+        self.jobs.send(Work::Inbound(job)).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 
@@ -369,6 +399,13 @@ impl ConversationStore for SqlStore {
             .await
             .map_err(db)?
             .rows_affected();
+        // Kept updates older than the event ids they are deduplicated by could no longer be
+        // told apart from new ones (and may quote what a user typed).
+        sqlx::query("DELETE FROM inbound WHERE received_at < $1")
+            .bind(int(events_before.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         // Personal data: old requests with their deliveries (delivered or not), old reply items
         // (given up, or pending with no worker to send them), then the drafts of
         // conversations that are kept but idle since before the retention period.

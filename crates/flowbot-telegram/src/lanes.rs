@@ -1,17 +1,15 @@
 //! The polling loop's chat lanes: fetched updates handled each chat in order, chats at once,
-//! while the next `getUpdates` goes on; and the watermark that says how far the fetched updates
-//! may be confirmed (every update below it is committed).
+//! while fetching goes on; and the keys of the updates handled since the poller last asked, for
+//! it to forget them from the inbox.
 //!
-//! `getUpdates` confirms every update below its `offset`, so the next fetch asks from the lowest
-//! update still in a lane: Telegram sends what is still in flight again (skipped here, since a
-//! lane holds it) together with what is new. Nothing is confirmed before its step is committed,
-//! and a slow chat holds back only the confirmation, not the other chats.
+//! An update reaches a lane once it is kept in the inbox (or while it is being kept: the poller
+//! confirms it to Telegram only once it is), so a lane's work is never lost; a slow chat holds up
+//! only its own later updates.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde_json::value::RawValue;
 use teloxide::types::Update;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -27,10 +25,8 @@ pub(crate) struct Lanes {
     telegram: Telegram,
     shared: Arc<Shared>,
     tasks: TaskTracker,
-    /// Stops a lane's retries (its update is left unconfirmed for the next start).
+    /// Stops a lane's retries (its update stays in the inbox for the next start).
     shutdown: CancellationToken,
-    /// The highest update id handed to a lane.
-    dispatched: Option<i32>,
 }
 
 struct Shared {
@@ -41,8 +37,10 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    /// Ids handed to a lane and not committed yet.
-    in_flight: BTreeSet<i32>,
+    /// Updates handed to a lane and not committed yet.
+    in_flight: usize,
+    /// Ids of the updates committed since [`Lanes::take_handled`] last took them.
+    handled: Vec<i64>,
     /// Updates waiting behind the one a chat's task is handling, by chat.
     waiting: HashMap<i64, VecDeque<Update>>,
 }
@@ -60,66 +58,41 @@ impl Lanes {
             shared: Arc::new(Shared { state: Mutex::default(), progress: Notify::new() }),
             tasks: TaskTracker::new(),
             shutdown,
-            dispatched: None,
         }
     }
 
-    /// The `offset` that confirms exactly what is committed: the lowest update in flight, else
-    /// one past the last handed out (0 before any).
-    pub(crate) fn offset(&self) -> i32 {
-        let lowest = self.shared.lock().in_flight.first().copied();
-        lowest.unwrap_or_else(|| self.dispatched.map_or(0, |d| d.saturating_add(1)))
-    }
-
-    /// Whether any update is still in a lane.
-    pub(crate) fn busy(&self) -> bool {
-        !self.shared.lock().in_flight.is_empty()
-    }
-
-    /// Hands the new updates of a fetch to their chats' lanes; updates already handed out
-    /// (fetched again because they are not confirmed yet) are skipped without being parsed.
-    /// How many were new; an error if a new one is not an update.
-    pub(crate) fn dispatch(
-        &mut self,
-        fetched: &[Box<RawValue>],
-    ) -> Result<usize, serde_json::Error> {
-        #[derive(serde::Deserialize)]
-        struct Id {
-            update_id: i64,
+    /// Hands an update to its chat's lane: handled at once if the chat has nothing in flight,
+    /// else after what is.
+    pub(crate) fn dispatch(&self, update: Update) {
+        let chat = update.chat().map_or(0, |c| c.id.0);
+        let mut state = self.shared.lock();
+        state.in_flight += 1;
+        if let Some(queue) = state.waiting.get_mut(&chat) {
+            queue.push_back(update);
+            return;
         }
-        let mut new = 0;
-        for raw in fetched {
-            let id = serde_json::from_str::<Id>(raw.get())?.update_id;
-            let id = i32::try_from(id).unwrap_or(i32::MAX);
-            if self.dispatched.is_some_and(|d| id <= d) {
-                continue;
-            }
-            let update: Update = serde_json::from_str(raw.get())?;
-            self.dispatched = Some(id);
-            new += 1;
-            let chat = update.chat().map_or(0, |c| c.id.0);
-            let mut state = self.shared.lock();
-            state.in_flight.insert(id);
-            if let Some(queue) = state.waiting.get_mut(&chat) {
-                queue.push_back(update);
-                continue;
-            }
-            state.waiting.insert(chat, VecDeque::new());
-            drop(state);
-            let (telegram, shared, shutdown) =
-                (self.telegram.clone(), self.shared.clone(), self.shutdown.clone());
-            self.tasks.spawn(lane(telegram, shared, shutdown, chat, update));
-        }
-        Ok(new)
+        state.waiting.insert(chat, VecDeque::new());
+        drop(state);
+        let (telegram, shared, shutdown) =
+            (self.telegram.clone(), self.shared.clone(), self.shutdown.clone());
+        self.tasks.spawn(lane(telegram, shared, shutdown, chat, update));
     }
 
-    /// Waits until the lowest update in flight is committed (at once if none is in flight), so
-    /// that the next fetch confirms something and is not the same answer again.
-    pub(crate) async fn advanced(&self) {
-        let from = self.offset();
+    /// The ids of the updates committed since the last call.
+    pub(crate) fn take_handled(&self) -> Vec<i64> {
+        std::mem::take(&mut self.shared.lock().handled)
+    }
+
+    /// Gives back ids taken by [`Lanes::take_handled`] that could not be forgotten yet.
+    pub(crate) fn give_back(&self, mut ids: Vec<i64>) {
+        self.shared.lock().handled.append(&mut ids);
+    }
+
+    /// Waits until fewer than `limit` updates are in flight (at once if so).
+    pub(crate) async fn room_for(&self, limit: usize) {
         loop {
             let notified = self.shared.progress.notified();
-            if !self.busy() || self.offset() != from {
+            if self.shared.lock().in_flight < limit {
                 return;
             }
             notified.await;
@@ -127,7 +100,7 @@ impl Lanes {
     }
 
     /// Waits for every lane to finish (updates whose writes keep failing give up at
-    /// `shutdown` and stay in flight, unconfirmed).
+    /// `shutdown` and stay in the inbox).
     pub(crate) async fn drain(&self) {
         self.tasks.close();
         self.tasks.wait().await;
@@ -144,7 +117,6 @@ async fn lane(
     mut update: Update,
 ) {
     loop {
-        let id = i32::try_from(update.id.0).unwrap_or(i32::MAX);
         let mut committed = false;
         loop {
             match telegram.handle(&update).await {
@@ -163,13 +135,14 @@ async fn lane(
         }
         let mut state = shared.lock();
         if !committed {
-            // Left in flight, so that it and what follows stay unconfirmed.
+            // It and what follows stay in the inbox for the next start.
             state.waiting.remove(&chat);
             drop(state);
             shared.progress.notify_waiters();
             return;
         }
-        state.in_flight.remove(&id);
+        state.in_flight -= 1;
+        state.handled.push(i64::from(update.id.0));
         let next = state.waiting.get_mut(&chat).and_then(VecDeque::pop_front);
         if next.is_none() {
             state.waiting.remove(&chat);

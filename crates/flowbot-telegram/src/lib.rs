@@ -5,9 +5,10 @@
 //! chat and user, deduplicated by update or callback id); the outcome becomes stored jobs
 //! (`render` and [`deliver`]) that the delivery worker sends in order per chat. So:
 //!
-//! - An update is confirmed (the next polling offset, or the webhook's 200) once its step is
-//!   committed, replies included: a crash after that loses nothing, and the redelivered update
-//!   is a duplicate that sends nothing twice.
+//! - An update is confirmed once it is safe: the next polling offset once the update is kept in
+//!   the store's inbox (handled while fetching goes on, taken up again after a restart), the
+//!   webhook's 200 once its step is committed, replies included. A crash loses nothing, and an
+//!   update handled again is a duplicate that sends nothing twice.
 //! - Sending never holds up receiving: a 429 or a 5xx of one chat waits in that chat's lane.
 //!
 //! Groups: the bot answers when addressed (a command, a mention of it, or a reply to one of its
@@ -18,6 +19,7 @@
 mod api;
 mod deliver;
 mod handle;
+mod inbox;
 mod lanes;
 mod platform;
 mod poll;

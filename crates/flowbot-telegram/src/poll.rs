@@ -1,5 +1,6 @@
-//! Receiving updates: long polling and the webhook. Both confirm an update only once its step,
-//! replies included, is committed; neither waits for a reply to be sent.
+//! Receiving updates: long polling and the webhook. Long polling confirms an update once it is
+//! kept in the store's inbox (see `inbox`), the webhook once its step, replies included, is
+//! committed; neither waits for a reply to be sent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use serde_json::value::RawValue;
 
-use crate::CallError;
+use crate::inbox::Inbox;
 use crate::lanes::Lanes;
 use crate::{Error, Telegram};
 
@@ -31,12 +32,18 @@ fn allowed() -> Vec<AllowedUpdate> {
     vec![AllowedUpdate::Message, AllowedUpdate::EditedMessage, AllowedUpdate::CallbackQuery]
 }
 
+/// The most updates handed to lanes and not committed yet: beyond it, fetching waits (what is
+/// not fetched waits at Telegram, unconfirmed), so a flood or a stalled database cannot grow
+/// memory without bound.
+const MAX_IN_FLIGHT: usize = 2_000;
+
 impl Telegram {
-    /// Long polling until `shutdown`: fetch, hand the updates to their chats' lanes (each
-    /// chat's updates in order, chats at once), fetch again. The next fetch does not wait for
-    /// the lanes: its `offset` confirms only what is committed (see `lanes`), so what was in
-    /// flight comes again and is skipped. Replies go out through the delivery worker, so a lane
-    /// waits for the database, never for Telegram.
+    /// Long polling until `shutdown`, through the durable inbox: each fetch's new updates go to
+    /// their chats' lanes (each chat in order, chats at once) and into the store in one write
+    /// (with the keys of the updates handled meanwhile, to forget), and the next fetch, which
+    /// confirms them to Telegram, waits only for that write: not for any chat, nor for replies,
+    /// which the delivery worker sends. Updates kept from before a restart (confirmed, not
+    /// handled) are handled first.
     pub async fn poll(
         &self,
         poll_timeout: Duration,
@@ -49,26 +56,28 @@ impl Telegram {
             Error::Api { call: "deleteWebhook", source }
         })?;
         let timeout = u32::try_from(poll_timeout.as_secs()).unwrap_or(10);
-        let mut lanes = Lanes::new(self.clone(), shutdown.clone());
+        let lanes = Lanes::new(self.clone(), shutdown.clone());
+        let mut inbox = Inbox::new(self.clone());
+        inbox.take_up(&lanes, &shutdown).await;
         tracing::info!(bot = %self.inner.username, "telegram: long polling");
         loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = lanes.room_for(MAX_IN_FLIGHT) => {}
+            }
             let request = GetUpdates::new()
-                .offset(lanes.offset())
+                .offset(inbox.offset())
                 .timeout(timeout)
                 .allowed_updates(allowed());
             let fetched = tokio::select! {
                 () = shutdown.cancelled() => break,
                 fetched = RetryPolicy::CALL.run("getUpdates", || api.call_as::<_, Vec<Box<RawValue>>>(&request)) => fetched,
             };
-            let new = fetched.and_then(|updates| {
-                let new =
-                    lanes.dispatch(&updates).map_err(|e| CallError::Garbled(e.to_string()))?;
-                Ok((updates.len(), new))
-            });
-            let (count, new) = match new {
-                Ok(counts) => {
+            match fetched {
+                Ok(updates) => {
                     self.set_polling(None);
-                    counts
+                    let new = inbox.dispatch(&updates, &lanes);
+                    tracing::debug!(updates = updates.len(), new, "telegram: fetched");
                 }
                 Err(err) => {
                     // The error names the call and the status, never the token.
@@ -80,23 +89,23 @@ impl Telegram {
                     }
                     continue;
                 }
-            };
-            tracing::debug!(updates = count, new, "telegram: fetched");
-            // Fetch again once the oldest update in flight is committed: the next answer then
-            // confirms it and brings what came meanwhile, rather than repeating this one.
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = lanes.advanced() => {}
             }
-            // One group commit answers many lanes at once, and the first to finish woke this
-            // loop: let the others leave first, so that the next fetch confirms all of them
-            // instead of fetching them again (in the load test, a tenth fewer getUpdates).
-            tokio::task::yield_now().await;
+            if let Err(err) = inbox.keep(&lanes).await {
+                // Not confirmed: Telegram keeps the updates, and the next write tries again.
+                tracing::warn!(error = %err, "telegram: fetched updates not kept; trying again");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
         }
-        // Committed to the end even when asked to stop: in-flight updates finish. Then confirm
-        // what was committed, so that a restart does not see it again.
+        // Committed to the end even when asked to stop: in-flight updates finish. Then forget
+        // what was handled and confirm what is kept, so that a restart does not see it again.
         lanes.drain().await;
-        let offset = lanes.offset();
+        if let Err(err) = inbox.keep(&lanes).await {
+            tracing::warn!(error = %err, "telegram: handled updates not forgotten; a restart skips them as duplicates");
+        }
+        let offset = inbox.offset();
         if offset > 0 {
             let confirm = GetUpdates::new().offset(offset).limit(1).timeout(0);
             let _ = api.call(&confirm).await;
