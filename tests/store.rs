@@ -6,9 +6,8 @@ use std::collections::HashSet;
 
 use flowbot_core::{
     Claim, Commit, Committed, ConversationKey, ConversationStore, Expected, FlowVersion,
-    InboundStore, Input,
-    ManualClock, NewOutgoing, NewRequest, OutboxStore, Queued, Snapshot, Store, Stored, Timestamp,
-    Transition, TransitionKind,
+    InboundStore, Input, ManualClock, NewOutgoing, NewRequest, OutboxStore, Queued, Snapshot,
+    Store, Stored, Timestamp, Transition, TransitionKind,
 };
 use flowbot_store::{
     Delivered, Handled, Outgoing, Planned, Service, ServiceOptions, SqlStore, Update,

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use flowbot_tests::fake_telegram::{Call, Failure, FakeMessage, FakeTelegram};
 use flowbot_store::SqlStore;
+use flowbot_tests::fake_telegram::{Call, Failure, FakeMessage, FakeTelegram};
 use flowbot_tests::{BotProcess, gmis, http_request, labels_of_path};
 
 pub(crate) const TOKEN: &str = "123456:TEST-never-print-this-token";
