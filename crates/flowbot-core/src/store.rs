@@ -374,8 +374,8 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
 
 /// The durable inbox of a poller: updates fetched from a platform and not handled yet.
 ///
-/// A poller that may confirm an update only once it is safe (Telegram's `getUpdates` offset)
-/// keeps what it fetched here, confirms it at once, and handles it while fetching goes on.
+/// A poller that may confirm an update only once it is safe (a long-polling offset) keeps what
+/// it fetched here, confirms it at once, and handles it while fetching goes on.
 /// After a restart it takes up what is left. An update handled and not forgotten yet (killed in
 /// between) is handled again: its step's event id makes that a duplicate.
 #[async_trait]

@@ -52,6 +52,7 @@ impl Inbox {
             match store.inbound_pending(&self.source).await {
                 Ok(kept) => break kept,
                 Err(err) => {
+                    self.telegram.set_polling(Some(format!("kept updates not readable: {err}")));
                     tracing::warn!(error = %err, "telegram: kept updates not readable; trying again");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
