@@ -23,13 +23,13 @@ use flowbot_core::{
     Claim, Committed, ConversationKey, Expected, NewOutgoing, NewRequest, StoreError, Stored,
     Timestamp, Transition,
 };
-use sqlx::any::AnyArguments;
+use sqlx::AnyConnection;
 use sqlx::pool::PoolConnection;
-use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::{Backend, int, list, rows};
+use crate::backend::{Backend, int, rows};
+use crate::script::{Script, Stmt, params};
 
 /// The most commits one transaction takes.
 pub(crate) const MAX_BATCH: usize = 64;
@@ -202,7 +202,11 @@ pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Rece
         let outcome = match outcome {
             Ok(mut conn) => {
                 let outcome = apply(&mut conn, backend, &taken).await;
-                if outcome.is_ok() && backend == Backend::Sqlite {
+                if outcome.is_err() {
+                    // Possibly still inside the failed transaction: closed, which rolls it
+                    // back, rather than handed out again.
+                    let _ = conn.detach().close().await;
+                } else if backend == Backend::Sqlite {
                     held = Some(conn);
                 }
                 outcome
@@ -214,10 +218,7 @@ pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Rece
 }
 
 /// Binds a stored conversation's state columns in table order (flow_id … updated_at, form).
-fn bind_state<'q>(
-    q: Query<'q, Any, AnyArguments<'q>>,
-    s: &'q Stored,
-) -> Query<'q, Any, AnyArguments<'q>> {
+fn bind_state<'q>(q: &mut Stmt<'q>, s: &'q Stored) {
     let st = &s.state;
     q.bind(s.flow_id.as_str())
         .bind(s.flow_version.to_string())
@@ -229,7 +230,7 @@ fn bind_state<'q>(
         .bind(i64::from(st.awaiting_resume))
         .bind(int(st.started_at.0))
         .bind(int(st.updated_at.0))
-        .bind(st.form.as_deref())
+        .bind(st.form.as_deref());
 }
 
 const STATE_COLUMNS: usize = 11;
@@ -239,27 +240,33 @@ async fn apply(
     backend: Backend,
     taken: &Taken,
 ) -> Result<Vec<Committed>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
+    let conn: &mut AnyConnection = conn;
+    let mut script = Script::begin(backend);
     let batch = &taken.commits;
-    let results =
-        if batch.is_empty() { Vec::new() } else { apply_commits(&mut tx, backend, batch).await? };
-    // Every delivery record waiting, in one pair of statements (stamped with the latest time).
+    let results = if batch.is_empty() {
+        Vec::new()
+    } else {
+        apply_commits(conn, &mut script, backend, batch).await?
+    };
+    // Every delivery record waiting, in one pair of statements (stamped with the latest time),
+    // and the inbox writes: with the commit.
+    let ids: Vec<i64> = taken.dones.iter().flat_map(|d| d.ids.iter().copied()).collect();
     if let Some(now) = taken.dones.iter().map(|d| d.now).max() {
-        let ids: Vec<i64> = taken.dones.iter().flat_map(|d| d.ids.iter().copied()).collect();
-        record_done(&mut tx, backend, &ids, now).await?;
+        record_done(&mut script, backend, &ids, now);
     }
     for job in &taken.inbound {
-        record_inbound(&mut tx, backend, job).await?;
+        record_inbound(&mut script, backend, job);
     }
-    tx.commit().await?;
+    script.commit(conn).await?;
     Ok(results)
 }
 
 /// The commits of a batch, in the batch's transaction.
-async fn apply_commits(
-    tx: &mut sqlx::Transaction<'_, Any>,
+async fn apply_commits<'a>(
+    conn: &mut AnyConnection,
+    script: &mut Script<'a>,
     backend: Backend,
-    batch: &[Job],
+    batch: &'a [Job],
 ) -> Result<Vec<Committed>, sqlx::Error> {
     let mut results: Vec<Option<Committed>> = vec![None; batch.len()];
 
@@ -280,12 +287,12 @@ async fn apply_commits(
             "INSERT INTO events (event_id, seen_at) VALUES {} ON CONFLICT DO NOTHING RETURNING event_id",
             rows(backend, first_of.len(), 2)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = Stmt::new(sql);
         for (event, &i) in &first_of {
-            q = q.bind(*event).bind(int(batch[i].now.0));
+            q.bind(*event).bind(int(batch[i].now.0));
         }
-        let inserted: HashSet<String> = q
-            .fetch_all(&mut **tx)
+        let inserted: HashSet<String> = script
+            .fetch(conn, q)
             .await?
             .iter()
             .map(|r| r.try_get::<String, _>(0))
@@ -336,18 +343,16 @@ async fn apply_commits(
              RETURNING conversations.session",
             rows(backend, updates.len(), cols)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = Stmt::new(sql);
         for &i in &updates {
             let Expected::Revision { session, revision } = batch[i].expected else {
                 unreachable!()
             };
-            q = bind_state(
-                q.bind(session).bind(int(revision)),
-                batch[i].state.as_ref().expect("filtered"),
-            );
+            q.bind(session).bind(int(revision));
+            bind_state(&mut q, batch[i].state.as_ref().expect("filtered"));
         }
-        let done: HashSet<i64> = q
-            .fetch_all(&mut **tx)
+        let done: HashSet<i64> = script
+            .fetch(conn, q)
             .await?
             .iter()
             .map(|r| r.try_get::<i64, _>(0))
@@ -367,13 +372,13 @@ async fn apply_commits(
         }
         match batch[i].expected {
             Expected::Replace { session, revision } => {
-                let deleted =
-                    sqlx::query("DELETE FROM conversations WHERE session = $1 AND revision = $2")
-                        .bind(session)
-                        .bind(int(revision))
-                        .execute(&mut **tx)
-                        .await?;
-                if deleted.rows_affected() == 0 {
+                let mut q = Stmt::new(
+                    "DELETE FROM conversations WHERE session = $1 AND revision = $2 \
+                     RETURNING session",
+                );
+                q.bind(session).bind(int(revision));
+                let deleted = script.fetch_alone(conn, q).await?;
+                if deleted.is_empty() {
                     results[i] = Some(Committed::Conflict);
                 } else {
                     inserts.push(i);
@@ -393,16 +398,14 @@ async fn apply_commits(
              ON CONFLICT (platform, chat, user_id) DO NOTHING RETURNING session, platform, chat, user_id",
             rows(backend, inserts.len(), cols)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = Stmt::new(sql);
         for &i in &inserts {
             let k = &batch[i].key;
-            q = bind_state(
-                q.bind(k.platform.as_str()).bind(k.conversation.as_str()).bind(k.user.as_str()),
-                batch[i].state.as_ref().expect("filtered"),
-            );
+            q.bind(k.platform.as_str()).bind(k.conversation.as_str()).bind(k.user.as_str());
+            bind_state(&mut q, batch[i].state.as_ref().expect("filtered"));
         }
         let mut sessions: HashMap<(String, String, String), i64> = HashMap::new();
-        for r in q.fetch_all(&mut **tx).await? {
+        for r in script.fetch(conn, q).await? {
             sessions.insert((r.try_get(1)?, r.try_get(2)?, r.try_get(3)?), r.try_get(0)?);
         }
         for &i in &inserts {
@@ -446,10 +449,9 @@ async fn apply_commits(
              VALUES {}",
             rows(backend, logged.len(), 8)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = Stmt::new(sql);
         for (session, state, t) in &logged {
-            q = q
-                .bind(*session)
+            q.bind(*session)
                 .bind(state.flow_id.as_str())
                 .bind(state.flow_version.to_string())
                 .bind(t.kind.as_str())
@@ -458,7 +460,8 @@ async fn apply_commits(
                 .bind(t.to.as_str())
                 .bind(int(t.at.0));
         }
-        q.execute(&mut **tx).await?;
+        // Needed by nothing that follows: sent with the outbox insert.
+        script.push(q);
     }
 
     // 7. The outgoing items of every applied commit, in order, in one statement.
@@ -476,17 +479,12 @@ async fn apply_commits(
              RETURNING id",
             rows(backend, items.len(), 5)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = Stmt::new(sql);
         for (i, o) in &items {
             let now = int(batch[*i].now.0);
-            q = q
-                .bind(o.sink.as_str())
-                .bind(o.lane.as_str())
-                .bind(o.body.as_str())
-                .bind(now)
-                .bind(now);
+            q.bind(o.sink.as_str()).bind(o.lane.as_str()).bind(o.body.as_str()).bind(now).bind(now);
         }
-        let ids = returned_ids(q.fetch_all(&mut **tx).await?, items.len())?;
+        let ids = returned_ids(script.fetch(conn, q).await?, items.len())?;
         for (k, ((i, _), id)) in items.iter().zip(ids).enumerate() {
             written[*i].push((id, k));
         }
@@ -498,7 +496,7 @@ async fn apply_commits(
     // 8. The hand-off request of every applied commit, with one outbox item per destination.
     for (i, job) in batch.iter().enumerate() {
         if let (Committed::Applied { .. }, Some(request)) = (&results[i], &job.request) {
-            let ids = insert_request(tx, backend, &job.key, request, job.now).await?;
+            let ids = insert_request(conn, script, backend, &job.key, request, job.now).await?;
             for (id, destination) in ids.into_iter().zip(&request.destinations) {
                 written[i].push((id, lanes.len()));
                 lanes.push((destination.as_str(), request.reference.as_str()));
@@ -535,16 +533,15 @@ async fn apply_commits(
              RETURNING outbox.id",
             rows(backend, candidates.len(), 5)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = Stmt::new(sql);
         for (id, claim, first, now) in &candidates {
-            q = q
-                .bind(*id)
+            q.bind(*id)
                 .bind(claim.owner.as_str())
                 .bind(int(claim.until.0))
                 .bind(*first)
                 .bind(int(now.0));
         }
-        for row in q.fetch_all(&mut **tx).await? {
+        for row in script.fetch(conn, q).await? {
             claimed.insert(row.try_get::<i64, _>(0)?);
         }
     }
@@ -564,11 +561,11 @@ async fn apply_commits(
         .collect();
     if !undo.is_empty() {
         let sql = format!("DELETE FROM events WHERE event_id IN {}", rows(backend, 1, undo.len()));
-        let mut q = sqlx::query(&sql);
+        let mut q = Stmt::new(sql);
         for event in &undo {
-            q = q.bind(*event);
+            q.bind(*event);
         }
-        q.execute(&mut **tx).await?;
+        script.push(q);
     }
 
     Ok(results)
@@ -597,28 +594,29 @@ fn returned_ids(rows: Vec<sqlx::any::AnyRow>, expected: usize) -> Result<Vec<i64
 
 /// Writes a request and its deliveries (outbox items: not attempted yet, due at once); the
 /// deliveries' ids, in the order of the destinations.
-async fn insert_request(
-    tx: &mut sqlx::Transaction<'_, Any>,
+async fn insert_request<'a>(
+    conn: &mut AnyConnection,
+    script: &mut Script<'a>,
     backend: Backend,
-    key: &ConversationKey,
-    r: &OwnedRequest,
+    key: &'a ConversationKey,
+    r: &'a OwnedRequest,
     now: Timestamp,
 ) -> Result<Vec<i64>, sqlx::Error> {
-    let row = sqlx::query(
+    let mut q = Stmt::new(
         "INSERT INTO requests (reference, flow_id, form, text, payload, created_at, platform, \
          chat, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-    )
-    .bind(r.reference.as_str())
-    .bind(r.flow_id.as_str())
-    .bind(r.form.as_str())
-    .bind(r.text.as_str())
-    .bind(r.payload.as_str())
-    .bind(int(now.0))
-    .bind(key.platform.as_str())
-    .bind(key.conversation.as_str())
-    .bind(key.user.as_str())
-    .fetch_one(&mut **tx)
-    .await?;
+    );
+    q.bind(r.reference.as_str())
+        .bind(r.flow_id.as_str())
+        .bind(r.form.as_str())
+        .bind(r.text.as_str())
+        .bind(r.payload.as_str())
+        .bind(int(now.0))
+        .bind(key.platform.as_str())
+        .bind(key.conversation.as_str())
+        .bind(key.user.as_str());
+    let rows_back = script.fetch_alone(conn, q).await?;
+    let row = rows_back.first().ok_or(sqlx::Error::RowNotFound)?;
     let id: i64 = row.try_get(0)?;
     if r.destinations.is_empty() {
         return Ok(Vec::new());
@@ -628,91 +626,73 @@ async fn insert_request(
          RETURNING id",
         rows(backend, r.destinations.len(), 6)
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = Stmt::new(sql);
     for destination in &r.destinations {
-        q = q
-            .bind(destination.as_str())
+        q.bind(destination.as_str())
             .bind(r.reference.as_str())
             .bind("")
             .bind(id)
             .bind(int(now.0))
             .bind(int(now.0));
     }
-    returned_ids(q.fetch_all(&mut **tx).await?, r.destinations.len())
+    returned_ids(script.fetch(conn, q).await?, r.destinations.len())
 }
 
-/// Records delivered items in `tx`: reply rows are deleted (their body may quote personal
-/// data); hand-off deliveries are kept, marked delivered. Usually every item is a reply, and
-/// one statement does it all.
-pub(crate) async fn record_done(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
-    ids: &[i64],
-    now: Timestamp,
-) -> Result<(), sqlx::Error> {
+/// Records delivered items, with the batch's next call: reply rows are deleted (their body may
+/// quote personal data); hand-off deliveries are kept, marked delivered. Neither statement
+/// touches the other's rows, so both are sent whatever the items are.
+fn record_done(script: &mut Script<'_>, backend: Backend, ids: &[i64], now: Timestamp) {
     if ids.is_empty() {
-        return Ok(());
+        return;
     }
-    let sql = format!(
-        "DELETE FROM outbox WHERE request IS NULL AND gave_up_at IS NULL AND id IN {} \
-         RETURNING id",
-        rows(backend, 1, ids.len())
-    );
-    let mut q = sqlx::query(&sql);
-    for id in ids {
-        q = q.bind(*id);
-    }
-    let deleted: HashSet<i64> =
-        q.fetch_all(&mut **tx).await?.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
-    let rest: Vec<i64> = ids.iter().copied().filter(|id| !deleted.contains(id)).collect();
-    if rest.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "UPDATE outbox SET delivered_at = $1, owner = NULL, lease_until = NULL \
+    let mut q = Stmt::new(format!(
+        "UPDATE outbox SET delivered_at = {}, owner = NULL, lease_until = NULL \
          WHERE request IS NOT NULL AND delivered_at IS NULL AND id IN ({})",
-        list(2, rest.len())
-    );
-    let mut q = sqlx::query(&sql).bind(int(now.0));
-    for id in &rest {
-        q = q.bind(*id);
+        params(backend, 1, 1),
+        params(backend, 2, ids.len())
+    ));
+    q.bind(int(now.0));
+    for id in ids {
+        q.bind(*id);
     }
-    q.execute(&mut **tx).await?;
-    Ok(())
+    script.push(q);
+    let mut q = Stmt::new(format!(
+        "DELETE FROM outbox WHERE request IS NULL AND gave_up_at IS NULL AND id IN ({})",
+        params(backend, 1, ids.len())
+    ));
+    for id in ids {
+        q.bind(*id);
+    }
+    script.push(q);
 }
 
 /// The most rows of one inbox statement (four parameters each, far below either backend's
 /// limit on parameters).
 const INBOUND_ROWS: usize = 500;
 
-/// Keeps a poller's fetched updates, then forgets its handled ones, in `tx`.
-async fn record_inbound(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
-    job: &InboundJob,
-) -> Result<(), sqlx::Error> {
+/// Keeps a poller's fetched updates, then forgets its handled ones, with the batch's next call.
+fn record_inbound<'a>(script: &mut Script<'a>, backend: Backend, job: &'a InboundJob) {
     for chunk in job.received.chunks(INBOUND_ROWS) {
-        let sql = format!(
+        let mut q = Stmt::new(format!(
             "INSERT INTO inbound (source, update_id, body, received_at) VALUES {} \
              ON CONFLICT (source, update_id) DO NOTHING",
             rows(backend, chunk.len(), 4)
-        );
-        let mut q = sqlx::query(&sql);
+        ));
         for (id, body) in chunk {
-            q = q.bind(job.source.as_str()).bind(*id).bind(body.as_str()).bind(int(job.now.0));
+            q.bind(job.source.as_str()).bind(*id).bind(body.as_str()).bind(int(job.now.0));
         }
-        q.execute(&mut **tx).await?;
+        script.push(q);
     }
     for chunk in job.handled.chunks(INBOUND_ROWS) {
-        let sql = format!(
-            "DELETE FROM inbound WHERE source = $1 AND update_id IN ({})",
-            list(2, chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(job.source.as_str());
+        let mut q = Stmt::new(format!(
+            "DELETE FROM inbound WHERE source = {} AND update_id IN ({})",
+            params(backend, 1, 1),
+            params(backend, 2, chunk.len())
+        ));
+        q.bind(job.source.as_str());
         for id in chunk {
-            q = q.bind(*id);
+            q.bind(*id);
         }
-        q.execute(&mut **tx).await?;
+        script.push(q);
     }
-    Ok(())
 }

@@ -39,6 +39,7 @@ mod metrics;
 mod notices;
 mod queue;
 mod requests;
+mod script;
 mod secret;
 mod service;
 mod sql;
