@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -127,6 +127,28 @@ struct Shared {
     /// Receivers of every answered call with its result (load tests wait on these, not on
     /// `calls`).
     taps: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Tapped>>>,
+    /// How long each call but `getUpdates` takes before it is answered (ms; 0: at once).
+    latency_ms: AtomicU64,
+    /// Calls but `getUpdates` being answered now, and the most at any one time.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+/// Counts a call as in flight for as long as it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -248,6 +270,9 @@ impl FakeTelegram {
             updates_changed: Notify::new(),
             stopping: AtomicBool::new(false),
             taps: Mutex::new(Vec::new()),
+            latency_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
         });
         let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
         let (tx, rx) = oneshot::channel::<()>();
@@ -399,6 +424,18 @@ impl FakeTelegram {
             }
             tokio::time::sleep(Duration::from_millis(5).min(deadline - now)).await;
         }
+    }
+
+    /// Every call but `getUpdates` is answered only after `latency` (a slow network), so that
+    /// a client's calls overlap.
+    pub fn set_latency(&self, latency: Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.shared.latency_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The most calls but `getUpdates` that were being answered at one time.
+    pub fn most_calls_in_flight(&self) -> usize {
+        self.shared.most_in_flight.load(Ordering::SeqCst)
     }
 
     /// The next `n` calls of `method` (case-insensitive) fail with `failure`, before any effect
@@ -574,6 +611,11 @@ async fn handle(
         return envelope(Err((401, "Unauthorized".into())));
     }
     let method = percent_decode(method).to_ascii_lowercase();
+    let _in_flight = (method != "getupdates").then(|| InFlight::new(&shared));
+    let latency = shared.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 && method != "getupdates" {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
     let params = parse_params(&headers, uri.query(), &body);
     let failure = {
         let mut st = shared.lock();

@@ -563,6 +563,41 @@ async fn a_kept_update_is_handled_after_a_restart_once_and_forgotten() {
     assert_eq!(asked, 1, "the kept press was applied once");
 }
 
+/// Many chats answered at once: the Bot API calls in flight stay bounded (each holds a
+/// connection and its buffers), and every chat still gets its question.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_are_bounded_and_every_chat_is_answered() {
+    const CHATS: i64 = 200;
+    const FIRST: i64 = 10_000;
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bot = Bot::start(&fake, &dir.path().join("db.sqlite"), &[]);
+    say(&fake, 1, 1, "/start").await;
+    fake.set_latency(Duration::from_millis(40));
+    for chat in FIRST..FIRST + CHATS {
+        fake.user_message(chat, chat, "/start");
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answered: std::collections::HashSet<i64> = fake
+            .calls()
+            .iter()
+            .filter(|c| c.method == "sendmessage")
+            .map(chat_of)
+            .filter(|c| *c >= FIRST)
+            .collect();
+        if answered.len() == CHATS as usize {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} of {CHATS} chats answered", answered.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(bot);
+    let most = fake.most_calls_in_flight();
+    assert!(most <= 64, "{most} calls in flight at once");
+    assert!(most >= 32, "the replies did not overlap ({most} at most): the bound was not tested");
+}
+
 fn labels(message: &FakeMessage) -> Vec<&str> {
     message.buttons.iter().flatten().map(|(l, _)| l.as_str()).collect()
 }

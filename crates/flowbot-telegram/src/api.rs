@@ -17,9 +17,15 @@ use flowbot_store::Metrics;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use teloxide::requests::Payload;
+use tokio::sync::Semaphore;
 
 /// How long a call may take beyond its own long-poll timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The most calls in flight at once (`getUpdates` aside, which never waits for one of them).
+/// Each call in flight holds a connection with its buffers, so without a bound a burst (10,000
+/// chats answered at once) grows memory with it; the rest wait their turn, in order.
+const MAX_CALLS_IN_FLIGHT: usize = 64;
 
 /// A Bot API client for one bot.
 #[derive(Clone)]
@@ -33,6 +39,8 @@ pub struct Api {
     methods: Arc<RwLock<HashMap<&'static str, Method>>>,
     /// Where each call's outcome is counted (`flowbot_api_calls_total`).
     metrics: Option<Arc<Metrics>>,
+    /// Permits for calls in flight ([`MAX_CALLS_IN_FLIGHT`]).
+    in_flight: Arc<Semaphore>,
 }
 
 /// A method's endpoint, `{api}/bot{token}/{Method}`, and its name for the metrics.
@@ -136,6 +144,7 @@ impl Api {
             token: Secret::new(token),
             methods: Arc::default(),
             metrics: None,
+            in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
         })
     }
 
@@ -196,6 +205,12 @@ impl Api {
         timeout: Duration,
     ) -> Result<R, CallError> {
         let method = self.method(name)?;
+        // The long poll holds its connection for seconds, and the next fetch must never queue
+        // behind replies: it takes no permit.
+        let _permit = match name {
+            "GetUpdates" => None,
+            _ => Some(self.in_flight.acquire().await.expect("the semaphore is never closed")),
+        };
         let mut status = None;
         let result = self.exchange::<R>(body, timeout, method.url, &mut status).await;
         if let Some(metrics) = &self.metrics {
