@@ -16,6 +16,10 @@
 //! batch (ids increasing in the order given), and claimed for their process with one more
 //! where asked. A hand-off request is written only once its commit is known to apply (rare, so
 //! row by row), with its deliveries as outbox items.
+//!
+//! The statements go through a [`Script`]: on SQLite those whose outcome the batch does not need
+//! (the log, the undo, the delivery records, the inbox) wait for the next call, so a typical
+//! batch is five calls to the connection's thread, `BEGIN` and `COMMIT` included.
 
 use std::collections::{HashMap, HashSet};
 
@@ -181,9 +185,10 @@ impl Taken {
 /// With SQLite the writer keeps its connection from batch to batch: taking one from the pool
 /// and giving it back costs a round trip each (sqlx tests a connection when it is given
 /// back), a hand-off to the connection's thread and back, as dear as a statement, for a
-/// connection that cannot go away in between. After a failed batch the connection goes back
-/// to the pool (which closes it if broken) and the next batch takes one afresh. A PostgreSQL
-/// connection is taken for each batch, tested first: the server may have dropped it.
+/// connection that cannot go away in between. After a failed batch the connection is closed
+/// (it may still be inside the failed transaction, which closing rolls back) and the next
+/// batch takes one afresh. A PostgreSQL connection is taken for each batch, tested first: the
+/// server may have dropped it.
 pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Receiver<Work>) {
     let mut taken = Taken { commits: Vec::with_capacity(MAX_BATCH), ..Taken::default() };
     let mut held: Option<PoolConnection<Any>> = None;
