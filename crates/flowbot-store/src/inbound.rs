@@ -1,11 +1,12 @@
 //! The inbox half of the SQL store: a poller's fetched updates, kept until handled. (Written by
-//! `batch`, in the transaction of the writer's next batch.)
+//! the writer, in the transaction of its next batch.)
 
 use async_trait::async_trait;
 use flowbot_core::{InboundStore, StoreError, Timestamp};
 use sqlx::Row;
 
 use crate::backend::db;
+use crate::batch::{InboundJob, Work};
 use crate::sql::SqlStore;
 
 #[async_trait]
@@ -20,7 +21,16 @@ impl InboundStore for SqlStore {
         if received.is_empty() && handled.is_empty() {
             return Ok(());
         }
-        self.write_inbound(source, received, handled, now).await
+        self.to_writer(|reply| {
+            Work::Inbound(InboundJob {
+                source: source.to_owned(),
+                received: received.iter().map(|&(id, body)| (id, body.to_owned())).collect(),
+                handled: handled.to_vec(),
+                now,
+                reply,
+            })
+        })
+        .await
     }
 
     async fn inbound_pending(&self, source: &str) -> Result<Vec<(i64, String)>, StoreError> {

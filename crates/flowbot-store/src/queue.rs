@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::backend::{Backend, bounded, db, int, list, uint};
+use crate::batch::{DoneJob, Work};
 use crate::sql::SqlStore;
 
 /// Pending: neither delivered nor given up (of the row `o`).
@@ -127,7 +128,8 @@ impl OutboxStore for SqlStore {
             return Ok(());
         }
         // Through the writer, in the transaction of its next batch (see `batch::Work::Done`).
-        self.write_done(ids.to_vec(), now).await
+        let ids = ids.to_vec();
+        self.to_writer(|reply| Work::Done(DoneJob { ids, now, reply })).await
     }
 
     async fn failed(&self, id: i64, retry_at: Timestamp, error: &str) -> Result<(), StoreError> {

@@ -20,9 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use crate::backend::Backend;
 use crate::backend::{db, int, uint};
-use crate::batch::{
-    self, DoneJob, InboundJob, Job, MAX_BATCH, OwnedClaim, OwnedOutgoing, OwnedRequest, Work,
-};
+use crate::batch::{self, Job, MAX_BATCH, OwnedClaim, OwnedOutgoing, OwnedRequest, Work};
 
 /// Why a store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -95,33 +93,15 @@ const MIGRATIONS: [(i64, &str, &str, &str); 7] = [
 ];
 
 impl SqlStore {
-    /// Delivered outbox items, recorded by the writer in its next batch's transaction.
-    pub(crate) async fn write_done(&self, ids: Vec<i64>, now: Timestamp) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let closed = || StoreError::Database("the store is closed".to_owned());
-        self.jobs.send(Work::Done(DoneJob { ids, now, reply })).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
-    }
-
-    /// A poller's kept and handled updates, written by the writer in its next batch's
-    /// transaction.
-    pub(crate) async fn write_inbound(
+    /// Hands work to the writer (`make` wraps the reply's sender) and waits for its answer,
+    /// given once the batch that took it has committed.
+    pub(crate) async fn to_writer<T>(
         &self,
-        source: &str,
-        received: &[(i64, &str)],
-        handled: &[i64],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Work,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let job = InboundJob {
-            source: source.to_owned(),
-            received: received.iter().map(|&(id, body)| (id, body.to_owned())).collect(),
-            handled: handled.to_vec(),
-            now,
-            reply,
-        };
         let closed = || StoreError::Database("the store is closed".to_owned());
-        self.jobs.send(Work::Inbound(job)).await.map_err(|_| closed())?;
+        self.jobs.send(make(reply)).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 
@@ -316,22 +296,21 @@ impl ConversationStore for SqlStore {
     }
 
     async fn commit(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            key: c.key.clone(),
-            expected: c.expected,
-            state: c.state.cloned(),
-            event: c.event.map(str::to_owned),
-            transitions: c.transitions.to_vec(),
-            request: c.request.map(OwnedRequest::from),
-            outgoing: c.outgoing.iter().map(OwnedOutgoing::from).collect(),
-            claim: c.claim.as_ref().map(OwnedClaim::from),
-            now: c.now,
-            reply,
-        };
-        let closed = || StoreError::Database("the store is closed".to_owned());
-        self.jobs.send(Work::Commit(Box::new(job))).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        self.to_writer(|reply| {
+            Work::Commit(Box::new(Job {
+                key: c.key.clone(),
+                expected: c.expected,
+                state: c.state.cloned(),
+                event: c.event.map(str::to_owned),
+                transitions: c.transitions.to_vec(),
+                request: c.request.map(OwnedRequest::from),
+                outgoing: c.outgoing.iter().map(OwnedOutgoing::from).collect(),
+                claim: c.claim.as_ref().map(OwnedClaim::from),
+                now: c.now,
+                reply,
+            }))
+        })
+        .await
     }
 
     async fn save_flow(
