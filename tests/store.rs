@@ -55,6 +55,7 @@ on_both_backends!(
     stats_count_endings_edges_and_drop_off_where_paths_merge,
     reopened_store_keeps_everything,
     each_commit_of_a_batch_stands_alone,
+    a_later_batch_sees_what_earlier_ones_wrote_and_never_reuses_an_id,
     form_drafts_round_trip,
     a_commit_with_a_request_writes_it_with_one_delivery_per_destination,
     a_duplicate_or_conflicting_commit_writes_no_request,
@@ -552,6 +553,48 @@ async fn each_commit_of_a_batch_stands_alone(db: &TestDb) {
     let next = stored(session, "q9", 3, 30);
     let c = commit(&k, expected, Some(&next), Some(&lost[0]));
     assert_eq!(store.commit(&c).await.unwrap(), applied(session));
+}
+
+/// What one batch wrote decides the next one's commits (SQLite reads those verdicts before it
+/// writes, PostgreSQL from `RETURNING`), and an id once used is never used again, even after
+/// its row is gone.
+async fn a_later_batch_sees_what_earlier_ones_wrote_and_never_reuses_an_id(db: &TestDb) {
+    let store = db.store().await;
+    let first = say_with(&store, "a", Some("e1"), &[out("tg", "a", "1")], None, 100).await;
+    let Committed::Applied { session, .. } = first else { panic!("{first:?}") };
+    let first_ids = ids_of(&first);
+    // The same event again, a taken key, a stale revision: nothing of theirs is kept.
+    let again = say_with(&store, "b", Some("e1"), &[out("tg", "b", "x")], None, 110).await;
+    assert_eq!(again, Committed::Duplicate);
+    let k = key("a");
+    let taken = stored(0, "q1", 1, 120);
+    let items = [out("tg", "a", "x")];
+    let mut c = commit(&k, Expected::Absent, Some(&taken), Some("e2"));
+    c.outgoing = &items;
+    assert_eq!(store.commit(&c).await.unwrap(), Committed::Conflict);
+    let stale = stored(session, "q9", 5, 130);
+    let c = commit(&k, Expected::Revision { session, revision: 7 }, Some(&stale), Some("e3"));
+    assert_eq!(store.commit(&c).await.unwrap(), Committed::Conflict);
+    assert_eq!(store.load(&key("b")).await.unwrap(), None);
+    assert_eq!(store.load(&k).await.unwrap().unwrap().state.revision, 1);
+    assert_eq!(replies(&store).await, (1, 0), "only the first step's item");
+    // The losers' event ids were not kept.
+    let later = say_with(&store, "a", Some("e2"), &[], None, 140).await;
+    assert_eq!(later, applied(session));
+    // Delivered items are deleted; the ids after them are still new.
+    store.done(&first_ids, Timestamp(150)).await.unwrap();
+    let next =
+        say_with(&store, "c", None, &[out("tg", "c", "2"), out("tg", "c", "3")], None, 160).await;
+    let Committed::Applied { session: other, .. } = next else { panic!("{next:?}") };
+    assert!(other > session, "session {other} after {session}");
+    let next_ids = ids_of(&next);
+    assert_eq!(next_ids.len(), 2);
+    assert!(
+        next_ids[0] > first_ids[0] && next_ids[1] > next_ids[0],
+        "{next_ids:?} after {first_ids:?}"
+    );
+    let heads = store.claim(Timestamp(160), "w", Timestamp(200), 10).await.unwrap();
+    assert_eq!((heads.len(), heads[0].id, heads[0].body.as_str()), (1, next_ids[0], "2"));
 }
 
 /// A form draft with everything a text column might mangle.

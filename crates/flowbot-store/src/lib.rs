@@ -37,6 +37,7 @@ mod inbound;
 mod mailbox;
 mod metrics;
 mod notices;
+mod probe;
 mod queue;
 mod requests;
 mod script;
