@@ -3,9 +3,11 @@
 //!
 //! State lives in teloxide's `InMemStorage` dialogue (keyed by chat, lost on a restart); updates
 //! are confirmed when fetched (teloxide's polling); one message per conversation, edited in place
-//! on every press; buttons only (a typed message starts over). It reads the tree with
-//! `flowbot_core` and has its own plain walking logic: no engine, no store, no adapter. A press
-//! is taken as a choice of the current question, whichever message it came from.
+//! on every press; buttons only: a text typed while a question waits gets a short message asking
+//! to use the buttons (no keyboard, no state change), a command or any text at other times starts
+//! over. It reads the tree with `flowbot_core` and has its own plain walking logic: no engine, no
+//! store, no adapter. A press is taken as a choice of the current question, whichever message it
+//! came from (a press on an older question's button with data valid now moves the conversation).
 //!
 //! ```sh
 //! TELOXIDE_TOKEN=… TELEGRAM_API_URL=http://127.0.0.1:PORT target/release/teloxide-peer
@@ -31,6 +33,9 @@ enum State {
 
 /// The callback data of the restart button.
 const RESTART: &str = "restart";
+
+/// The answer to a text typed while a question waits: this bot takes answers by button only.
+const USE_THE_BUTTONS: &str = "ボタンで選んでください。";
 
 /// What a node shows: the texts of the message nodes passed on the way, then the question (or
 /// ending), and the index of the node the conversation waits at.
@@ -66,9 +71,17 @@ fn screen(flow: &Flow, mut at: usize) -> (String, InlineKeyboardMarkup, usize) {
 async fn on_message(
     bot: Bot,
     dialogue: MyDialogue,
+    state: State,
     flow: Arc<Flow>,
     msg: Message,
 ) -> HandlerResult {
+    let command = msg.text().is_some_and(|t| t.starts_with('/'));
+    let asking =
+        matches!(state, State::At(at) if matches!(flow.nodes()[at].kind(), NodeKind::Question(_)));
+    if asking && !command {
+        bot.send_message(msg.chat.id, USE_THE_BUTTONS).await?;
+        return Ok(());
+    }
     let (text, keyboard, at) = screen(&flow, flow.start().index());
     bot.send_message(msg.chat.id, text).reply_markup(keyboard).await?;
     dialogue.update(State::At(at)).await?;
