@@ -555,9 +555,9 @@ async fn each_commit_of_a_batch_stands_alone(db: &TestDb) {
     assert_eq!(store.commit(&c).await.unwrap(), applied(session));
 }
 
-/// What one batch wrote decides the next one's commits (SQLite reads those verdicts before it
-/// writes, PostgreSQL from `RETURNING`), and an id once used is never used again, even after
-/// its row is gone.
+/// What one batch wrote decides the next one's commits (a stored event id, a taken key, a
+/// stale revision: each refused, none of its writes kept), and an id once used is never used
+/// again, even after its row is gone.
 async fn a_later_batch_sees_what_earlier_ones_wrote_and_never_reuses_an_id(db: &TestDb) {
     let store = db.store().await;
     let first = say_with(&store, "a", Some("e1"), &[out("tg", "a", "1")], None, 100).await;

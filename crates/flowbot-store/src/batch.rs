@@ -9,8 +9,8 @@
 //!
 //! Each commit in a batch keeps its own all-or-nothing outcome without savepoints: its event id
 //! is inserted first (a duplicate stops it there), its state change is a compare-and-swap whose
-//! losers are told apart (by `RETURNING` on PostgreSQL, by the [`crate::probe`] read before the
-//! writes on SQLite), and a loser's event id is deleted again before the transaction commits.
+//! losers are told apart by `RETURNING`, and a loser's event id is deleted again before the
+//! transaction commits.
 //!
 //! The outgoing items of every applied commit are written with one multi-row statement per
 //! batch (ids increasing in the order given), and claimed for their process with one more
@@ -18,9 +18,8 @@
 //! row by row), with its deliveries as outbox items.
 //!
 //! The statements go through a [`Script`]: on SQLite those whose outcome the batch does not need
-//! wait for the next call, and with the probe none of the writes needs one, so a typical batch
-//! is two calls to the connection's thread: `BEGIN IMMEDIATE` with the probe, then every write
-//! with the `COMMIT`.
+//! (the log, the undo, the delivery records, the inbox) wait for the next call, so a typical
+//! batch is five calls to the connection's thread, `BEGIN` and `COMMIT` included.
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,7 +33,6 @@ use sqlx::{Any, AnyPool, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{Backend, int, rows};
-use crate::probe::probe;
 use crate::script::{Script, Stmt, params};
 
 /// The most commits one transaction takes.
@@ -242,18 +240,6 @@ fn bind_state<'q>(q: &mut Stmt<'q>, s: &'q Stored) {
 
 const STATE_COLUMNS: usize = 11;
 
-/// The state columns, in the order [`bind_state`] binds them.
-const STATE_NAMES: &str = "flow_id, flow_version, node, revision, entered, path, misses, \
-                           awaiting_resume, started_at, updated_at, form";
-
-/// The session an `Expected::Revision` commit changes.
-fn session_of(job: &Job) -> i64 {
-    match job.expected {
-        Expected::Revision { session, .. } => session,
-        _ => unreachable!("a compare-and-swap expects a revision"),
-    }
-}
-
 async fn apply(
     conn: &mut PoolConnection<Any>,
     backend: Backend,
@@ -262,8 +248,8 @@ async fn apply(
     let conn: &mut AnyConnection = conn;
     let mut script = Script::begin(backend);
     let batch = &taken.commits;
-    let (mut results, claims) = if batch.is_empty() {
-        (Vec::new(), Claims::Known(HashSet::new()))
+    let results = if batch.is_empty() {
+        Vec::new()
     } else {
         apply_commits(conn, &mut script, backend, batch).await?
     };
@@ -276,59 +262,18 @@ async fn apply(
     for job in &taken.inbound {
         record_inbound(&mut script, backend, job);
     }
-    let claimed = match claims {
-        Claims::Known(claimed) => {
-            script.commit(conn).await?;
-            claimed
-        }
-        Claims::Check(candidates) => {
-            // Rows the claim passed over still have no owner (they were written unowned).
-            let mut q = Stmt::new(format!(
-                "SELECT id FROM outbox WHERE owner IS NULL AND id IN ({})",
-                params(backend, 1, candidates.len())
-            ));
-            for id in &candidates {
-                q.bind(*id);
-            }
-            let passed: HashSet<i64> = script
-                .commit_after(conn, Some(q))
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()?;
-            candidates.into_iter().filter(|id| !passed.contains(id)).collect()
-        }
-    };
-    for result in &mut results {
-        if let Committed::Applied { outgoing, claimed: mine, .. } = result {
-            *mine = outgoing.iter().copied().filter(|id| claimed.contains(id)).collect();
-        }
-    }
+    script.commit(conn).await?;
     Ok(results)
 }
 
-/// Which of a batch's outbox items were claimed: known from the claim's `RETURNING`, or to be
-/// checked with the commit (SQLite, see [`crate::probe`]).
-#[derive(Debug)]
-enum Claims {
-    Known(HashSet<i64>),
-    Check(Vec<i64>),
-}
-
-/// The commits of a batch, in the batch's transaction; their items' claims are known once it
-/// commits.
+/// The commits of a batch, in the batch's transaction.
 async fn apply_commits<'a>(
     conn: &mut AnyConnection,
     script: &mut Script<'a>,
     backend: Backend,
     batch: &'a [Job],
-) -> Result<(Vec<Committed>, Claims), sqlx::Error> {
+) -> Result<Vec<Committed>, sqlx::Error> {
     let mut results: Vec<Option<Committed>> = vec![None; batch.len()];
-    // SQLite: every verdict first, then writes without `RETURNING`, all in the commit's call.
-    let mut probe = match backend {
-        Backend::Sqlite => Some(probe(conn, script, batch).await?),
-        Backend::Postgres => None,
-    };
 
     // 1. Event ids: the first of each id in the batch is inserted; a repeat, or an id already
     //    stored, makes its commit a duplicate.
@@ -344,31 +289,21 @@ async fn apply_commits<'a>(
     }
     if !first_of.is_empty() {
         let sql = format!(
-            "INSERT INTO events (event_id, seen_at) VALUES {} ON CONFLICT DO NOTHING",
+            "INSERT INTO events (event_id, seen_at) VALUES {} ON CONFLICT DO NOTHING RETURNING event_id",
             rows(backend, first_of.len(), 2)
         );
         let mut q = Stmt::new(sql);
         for (event, &i) in &first_of {
             q.bind(*event).bind(int(batch[i].now.0));
         }
-        let stored = |event: &str, inserted: &HashSet<String>| match &probe {
-            Some(p) => p.seen.contains(event),
-            None => !inserted.contains(event),
-        };
-        let inserted: HashSet<String> = match probe {
-            Some(_) => {
-                script.push(q);
-                HashSet::new()
-            }
-            None => script
-                .fetch(conn, q.returning("event_id"))
-                .await?
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<_, _>>()?,
-        };
+        let inserted: HashSet<String> = script
+            .fetch(conn, q)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
         for (event, &i) in &first_of {
-            if stored(event, &inserted) {
+            if !inserted.contains(*event) {
                 results[i] = Some(Committed::Duplicate);
             }
         }
@@ -409,7 +344,8 @@ async fn apply_commits<'a>(
              awaiting_resume = v.column10, started_at = v.column11, updated_at = v.column12, \
              form = v.column13 \
              FROM (VALUES {}) AS v \
-             WHERE conversations.session = v.column1 AND conversations.revision = v.column2",
+             WHERE conversations.session = v.column1 AND conversations.revision = v.column2 \
+             RETURNING conversations.session",
             rows(backend, updates.len(), cols)
         );
         let mut q = Stmt::new(sql);
@@ -420,24 +356,14 @@ async fn apply_commits<'a>(
             q.bind(session).bind(int(revision));
             bind_state(&mut q, batch[i].state.as_ref().expect("filtered"));
         }
-        let done: HashSet<i64> = match &probe {
-            Some(p) => {
-                script.push(q);
-                updates
-                    .iter()
-                    .filter(|i| !p.stale.contains(i))
-                    .map(|&i| session_of(&batch[i]))
-                    .collect()
-            }
-            None => script
-                .fetch(conn, q.returning("conversations.session"))
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()?,
-        };
+        let done: HashSet<i64> = script
+            .fetch(conn, q)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
         for &i in &updates {
-            let session = session_of(&batch[i]);
+            let Expected::Revision { session, .. } = batch[i].expected else { unreachable!() };
             results[i] =
                 Some(if done.contains(&session) { applied(session) } else { Committed::Conflict });
         }
@@ -469,40 +395,11 @@ async fn apply_commits<'a>(
     }
 
     // 4. New conversations; one that another writer inserted first is a conflict.
-    if let Some(p) = &mut probe {
-        // Numbered here, in order; a key the probe found taken is a conflict, and one taken
-        // after all fails the batch (no `ON CONFLICT`).
-        inserts.retain(|&i| {
-            let free = !(matches!(batch[i].expected, Expected::Absent) && p.taken.contains(&i));
-            if !free {
-                results[i] = Some(Committed::Conflict);
-            }
-            free
-        });
-        if !inserts.is_empty() {
-            let cols = 4 + STATE_COLUMNS;
-            let sql = format!(
-                "INSERT INTO conversations (session, platform, chat, user_id, {STATE_NAMES}) \
-                 VALUES {}",
-                rows(backend, inserts.len(), cols)
-            );
-            let mut q = Stmt::new(sql);
-            for &i in &inserts {
-                let session = p.next_session();
-                let k = &batch[i].key;
-                q.bind(session)
-                    .bind(k.platform.as_str())
-                    .bind(k.conversation.as_str())
-                    .bind(k.user.as_str());
-                bind_state(&mut q, batch[i].state.as_ref().expect("filtered"));
-                results[i] = Some(applied(session));
-            }
-            script.push(q);
-        }
-    } else if !inserts.is_empty() {
+    if !inserts.is_empty() {
         let cols = 3 + STATE_COLUMNS;
         let sql = format!(
-            "INSERT INTO conversations (platform, chat, user_id, {STATE_NAMES}) VALUES {} \
+            "INSERT INTO conversations (platform, chat, user_id, flow_id, flow_version, node, revision, \
+             entered, path, misses, awaiting_resume, started_at, updated_at, form) VALUES {} \
              ON CONFLICT (platform, chat, user_id) DO NOTHING RETURNING session, platform, chat, user_id",
             rows(backend, inserts.len(), cols)
         );
@@ -581,21 +478,7 @@ async fn apply_commits<'a>(
         .filter(|(_, (_, r))| matches!(r, Committed::Applied { .. }))
         .flat_map(|(i, (job, _))| job.outgoing.iter().map(move |o| (i, o)))
         .collect();
-    if let (Some(p), false) = (&mut probe, items.is_empty()) {
-        // Numbered here, in order (see `crate::probe`).
-        let sql = format!(
-            "INSERT INTO outbox (id, sink, lane, body, next_attempt_at, created_at) VALUES {}",
-            rows(backend, items.len(), 6)
-        );
-        let mut q = Stmt::new(sql);
-        for (k, (i, o)) in items.iter().enumerate() {
-            let (id, now) = (p.next_outbox(), int(batch[*i].now.0));
-            q.bind(id).bind(o.sink.as_str()).bind(o.lane.as_str()).bind(o.body.as_str());
-            q.bind(now).bind(now);
-            written[*i].push((id, k));
-        }
-        script.push(q);
-    } else if !items.is_empty() {
+    if !items.is_empty() {
         let sql = format!(
             "INSERT INTO outbox (sink, lane, body, next_attempt_at, created_at) VALUES {} \
              RETURNING id",
@@ -644,17 +527,15 @@ async fn apply_commits<'a>(
             candidates.push((id, claim, first, job.now));
         }
     }
-    let mut claims = match probe {
-        Some(_) => Claims::Check(candidates.iter().map(|(id, ..)| *id).collect()),
-        None => Claims::Known(HashSet::new()),
-    };
+    let mut claimed: HashSet<i64> = HashSet::new();
     if !candidates.is_empty() {
         let sql = format!(
             "UPDATE outbox SET owner = v.column2, lease_until = v.column3 FROM (VALUES {}) AS v \
              WHERE outbox.id = v.column1 AND NOT EXISTS (SELECT 1 FROM outbox e \
              WHERE e.sink = outbox.sink AND e.lane = outbox.lane AND e.id < v.column4 \
              AND e.delivered_at IS NULL AND e.gave_up_at IS NULL \
-             AND NOT (e.owner IS NOT NULL AND e.owner = v.column2 AND e.lease_until > v.column5))",
+             AND NOT (e.owner IS NOT NULL AND e.owner = v.column2 AND e.lease_until > v.column5)) \
+             RETURNING outbox.id",
             rows(backend, candidates.len(), 5)
         );
         let mut q = Stmt::new(sql);
@@ -665,18 +546,14 @@ async fn apply_commits<'a>(
                 .bind(*first)
                 .bind(int(now.0));
         }
-        match &mut claims {
-            Claims::Check(_) => script.push(q),
-            Claims::Known(claimed) => {
-                for row in script.fetch(conn, q.returning("outbox.id")).await? {
-                    claimed.insert(row.try_get::<i64, _>(0)?);
-                }
-            }
+        for row in script.fetch(conn, q).await? {
+            claimed.insert(row.try_get::<i64, _>(0)?);
         }
     }
     for (i, result) in results.iter_mut().enumerate() {
-        if let Committed::Applied { outgoing, .. } = result {
+        if let Committed::Applied { outgoing, claimed: mine, .. } = result {
             *outgoing = written[i].iter().map(|(id, _)| *id).collect();
+            *mine = outgoing.iter().copied().filter(|id| claimed.contains(id)).collect();
         }
     }
 
@@ -696,7 +573,7 @@ async fn apply_commits<'a>(
         script.push(q);
     }
 
-    Ok((results, claims))
+    Ok(results)
 }
 
 /// An applied commit's result before its outbox items are known.

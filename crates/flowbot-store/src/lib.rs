@@ -37,7 +37,6 @@ mod inbound;
 mod mailbox;
 mod metrics;
 mod notices;
-mod probe;
 mod queue;
 mod requests;
 mod script;

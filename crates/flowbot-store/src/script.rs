@@ -70,13 +70,6 @@ impl<'a> Stmt<'a> {
         Stmt { sql: sql.into(), vals: Vec::new() }
     }
 
-    /// The statement with `RETURNING columns` appended.
-    pub(crate) fn returning(mut self, columns: &str) -> Self {
-        self.sql.push_str(" RETURNING ");
-        self.sql.push_str(columns);
-        self
-    }
-
     /// Binds the next placeholder.
     pub(crate) fn bind(&mut self, v: impl Into<Val<'a>>) -> &mut Self {
         self.vals.push(v.into());
@@ -103,15 +96,9 @@ pub(crate) struct Script<'a> {
 }
 
 impl<'a> Script<'a> {
-    /// A transaction whose `BEGIN` goes with the first call. On SQLite it is `BEGIN
-    /// IMMEDIATE`: the database's one write lock is taken at once, so what the transaction reads
-    /// first stays true until it commits (see [`crate::probe`]).
+    /// A transaction whose `BEGIN` goes with the first call.
     pub(crate) fn begin(backend: Backend) -> Self {
-        let begin = match backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        };
-        Script { backend, pending: vec![Stmt::new(begin)] }
+        Script { backend, pending: vec![Stmt::new("BEGIN")] }
     }
 
     /// A statement whose outcome the batch does not need (it returns no rows): sent with the
@@ -145,24 +132,12 @@ impl<'a> Script<'a> {
     }
 
     /// Sends what waits, then `COMMIT`.
-    pub(crate) async fn commit(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        self.commit_after(conn, None).await.map(drop)
-    }
-
-    /// Sends what waits, then `last` if given, then `COMMIT`, in one call where the backend
-    /// allows; the rows of `last`. A statement that fails stops the call before `COMMIT`.
-    pub(crate) async fn commit_after(
-        mut self,
-        conn: &mut AnyConnection,
-        last: Option<Stmt<'a>>,
-    ) -> Result<Vec<AnyRow>, sqlx::Error> {
-        self.pending.extend(last);
+    pub(crate) async fn commit(mut self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
         self.pending.push(Stmt::new("COMMIT"));
-        self.send(conn).await
+        self.send(conn).await.map(drop)
     }
 
-    /// Sends every waiting statement; their rows, in order (only the last but `COMMIT` may
-    /// return any).
+    /// Sends every waiting statement; the rows of the last (the only one that may return any).
     async fn send(&mut self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>, sqlx::Error> {
         let stmts = std::mem::take(&mut self.pending);
         match self.backend {
@@ -170,16 +145,12 @@ impl<'a> Script<'a> {
                 let sql: Vec<&str> = stmts.iter().map(|s| s.sql.as_str()).collect();
                 let sql = sql.join(";\n");
                 let vals = stmts.iter().flat_map(|s| &s.vals);
-                // Merged statements are a new text nearly every batch (their row counts vary):
-                // kept in sqlx's statement cache they would only hold memory and push out the
-                // statements that do repeat.
-                let query = sqlx::query(&sql).persistent(stmts.len() == 1);
-                conn.fetch_all(bound(query, vals)).await
+                conn.fetch_all(bound(sqlx::query(&sql), vals)).await
             }
             Backend::Postgres => {
                 let mut rows = Vec::new();
                 for s in &stmts {
-                    rows.extend(conn.fetch_all(bound(sqlx::query(&s.sql), &s.vals)).await?);
+                    rows = conn.fetch_all(bound(sqlx::query(&s.sql), &s.vals)).await?;
                 }
                 Ok(rows)
             }
