@@ -124,7 +124,9 @@ pub struct Worker {
     /// Per sink: no call before this time (a rate limit on the whole bot).
     holds: Mutex<HashMap<String, tokio::time::Instant>>,
     /// The items this worker holds in memory, by id: a claim that returns one of them again
-    /// (its lease ran out while this process was paused) must not queue it twice.
+    /// (its lease ran out while this process was paused) must not queue it twice. An item is
+    /// let go of by the run loop itself, after the claims that were under way when it was
+    /// delivered or given up: one of them may have read it before the store knew.
     held: Mutex<std::collections::HashSet<i64>>,
     metrics: Option<Arc<Metrics>>,
 }
@@ -194,6 +196,7 @@ impl Worker {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let (done_tx, done_rx) = mpsc::unbounded_channel::<i64>();
         let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<LaneKey>();
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<i64>();
         let recorder = tokio::spawn(record_done(self.clone(), done_rx, shutdown.clone()));
         let mut lanes: HashMap<LaneKey, Arc<Mutex<VecDeque<Queued>>>> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
@@ -209,6 +212,11 @@ impl Worker {
                 items = self.mailbox.next_batch() => items,
                 _ = poll.tick() => self.claim().await,
                 _ = renew.tick() => { self.renew().await; continue; }
+                Some(id) = finished_rx.recv() => {
+                    // Received after the items of any claim under way when it finished.
+                    lock(&self.held).remove(&id);
+                    continue;
+                }
                 Some(lane) = idle_rx.recv() => {
                     // A lane task finished: forget the lane unless items came meanwhile.
                     if let Some(queue) = lanes.get(&lane) {
@@ -217,7 +225,8 @@ impl Worker {
                         if empty {
                             lanes.remove(&lane);
                         } else {
-                            tasks.spawn(self.clone().lane(lane, queue, done_tx.clone(), idle_tx.clone(), shutdown.clone()));
+                            let ends = Ends { done: done_tx.clone(), finished: finished_tx.clone(), idle: idle_tx.clone() };
+                            tasks.spawn(self.clone().lane(lane, queue, ends, shutdown.clone()));
                         }
                     }
                     continue;
@@ -241,13 +250,12 @@ impl Worker {
                     None => {
                         let queue = Arc::new(Mutex::new(VecDeque::from([item])));
                         lanes.insert(key.clone(), queue.clone());
-                        tasks.spawn(self.clone().lane(
-                            key,
-                            queue,
-                            done_tx.clone(),
-                            idle_tx.clone(),
-                            shutdown.clone(),
-                        ));
+                        let ends = Ends {
+                            done: done_tx.clone(),
+                            finished: finished_tx.clone(),
+                            idle: idle_tx.clone(),
+                        };
+                        tasks.spawn(self.clone().lane(key, queue, ends, shutdown.clone()));
                     }
                 }
             }
@@ -300,8 +308,7 @@ impl Worker {
         self: Arc<Self>,
         key: LaneKey,
         queue: Arc<Mutex<VecDeque<Queued>>>,
-        done: mpsc::UnboundedSender<i64>,
-        idle: mpsc::UnboundedSender<LaneKey>,
+        ends: Ends,
         shutdown: CancellationToken,
     ) {
         let Some((sink, route)) = self.routes.get(&key.0).map(|(s, r)| (s.clone(), *r)) else {
@@ -311,13 +318,13 @@ impl Worker {
             let Some(item) = lock(&queue).pop_front() else { break };
             let outcome = self.attempt(&sink, route, &item, &shutdown).await;
             if !matches!(outcome, Attempt::Stopped) {
-                lock(&self.held).remove(&item.id);
+                let _ = ends.finished.send(item.id);
             }
             match outcome {
                 Attempt::Delivered => {
                     self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                     self.record(&item, "delivered");
-                    let _ = done.send(item.id);
+                    let _ = ends.done.send(item.id);
                 }
                 Attempt::Released => {}
                 Attempt::Parked => {
@@ -338,7 +345,7 @@ impl Worker {
                 }
             }
         }
-        let _ = idle.send(key);
+        let _ = ends.idle.send(key);
     }
 
     /// Tries one item until it is delivered, given up, parked, or the worker stops.
@@ -438,6 +445,15 @@ impl Worker {
             }
         }
     }
+}
+
+/// Where a lane task reports: items delivered (to be recorded), items it is done with (to be
+/// let go of, see `Worker::held`), and its own end.
+#[derive(Debug)]
+struct Ends {
+    done: mpsc::UnboundedSender<i64>,
+    finished: mpsc::UnboundedSender<i64>,
+    idle: mpsc::UnboundedSender<LaneKey>,
 }
 
 enum Attempt {
