@@ -197,6 +197,8 @@ impl Worker {
         let (done_tx, done_rx) = mpsc::unbounded_channel::<i64>();
         let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<LaneKey>();
         let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<i64>();
+        let ends =
+            || Ends { done: done_tx.clone(), finished: finished_tx.clone(), idle: idle_tx.clone() };
         let recorder = tokio::spawn(record_done(self.clone(), done_rx, shutdown.clone()));
         let mut lanes: HashMap<LaneKey, Arc<Mutex<VecDeque<Queued>>>> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
@@ -225,8 +227,7 @@ impl Worker {
                         if empty {
                             lanes.remove(&lane);
                         } else {
-                            let ends = Ends { done: done_tx.clone(), finished: finished_tx.clone(), idle: idle_tx.clone() };
-                            tasks.spawn(self.clone().lane(lane, queue, ends, shutdown.clone()));
+                            tasks.spawn(self.clone().lane(lane, queue, ends(), shutdown.clone()));
                         }
                     }
                     continue;
@@ -250,12 +251,7 @@ impl Worker {
                     None => {
                         let queue = Arc::new(Mutex::new(VecDeque::from([item])));
                         lanes.insert(key.clone(), queue.clone());
-                        let ends = Ends {
-                            done: done_tx.clone(),
-                            finished: finished_tx.clone(),
-                            idle: idle_tx.clone(),
-                        };
-                        tasks.spawn(self.clone().lane(key, queue, ends, shutdown.clone()));
+                        tasks.spawn(self.clone().lane(key, queue, ends(), shutdown.clone()));
                     }
                 }
             }
