@@ -38,6 +38,7 @@ mod mailbox;
 mod metrics;
 mod notices;
 mod queue;
+mod recent;
 mod requests;
 mod script;
 mod secret;

@@ -29,13 +29,16 @@ use serde_json::json;
 use crate::clock::SystemClock;
 use crate::mailbox::Mailbox;
 use crate::metrics::{Metrics, Refused};
+use crate::recent::Recent;
 
 /// How many times a conflicting update is re-read and re-applied before giving up.
 const MAX_ATTEMPTS: usize = 64;
 /// Lock stripes: updates of conversations in different stripes run in parallel.
 const STRIPES: usize = 1024;
-/// Conversations kept in memory after their last write, so the next step needs no read.
-const CACHED: usize = 100_000;
+/// Conversations kept in memory after their last write, so the next step needs no read: the
+/// ones used last, at most this many (a miss costs one read). A finished conversation is not
+/// kept: most are never touched again.
+const CACHED: usize = 20_000;
 
 /// The deployment's rules for conversations.
 #[derive(Debug, Clone)]
@@ -172,7 +175,7 @@ pub struct Service {
     /// The last state this process wrote or read of each recent conversation. Only a hint: a
     /// write based on a stale entry (another process wrote since) fails its compare-and-swap
     /// and the conversation is read again. Nothing is acknowledged from here.
-    cache: Mutex<HashMap<ConversationKey, Stored>>,
+    cache: Mutex<Recent<ConversationKey, Stored>>,
     /// This process's id as an owner of outbox leases.
     owner: String,
     /// The sinks this process delivers: their items are claimed at commit.
@@ -202,7 +205,7 @@ impl Service {
             current: RwLock::new(Arc::new(flow)),
             versions: Mutex::new(HashMap::new()),
             stripes,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Recent::new(CACHED)),
             owner: owner_id(),
             serving: RwLock::new(HashSet::new()),
             mailbox: Arc::new(Mailbox::new()),
@@ -369,7 +372,9 @@ impl Service {
         let kind = input_kind(&update.input);
         self.metrics.update(platform, kind);
         for attempt in 0..MAX_ATTEMPTS {
-            let cached = if attempt == 0 { self.cached(update.key) } else { None };
+            // Taken out, not copied: under the stripe's lock no other step of this process
+            // reads it, and a committed change puts the new state back.
+            let cached = if attempt == 0 { self.take_cached(update.key) } else { None };
             let from_cache = cached.is_some();
             let loaded = match cached {
                 Some(stored) => Some(stored),
@@ -449,7 +454,7 @@ impl Service {
             };
             match self.store.commit(&commit).await {
                 Ok(Committed::Applied { session, outgoing: ids, claimed }) => {
-                    if changed {
+                    if changed && !conversation.is_finished(&flow) {
                         self.remember(update.key, Stored { session, ..stored });
                     }
                     self.record(&flow, &update, &outcome, conversation.node(), changed);
@@ -626,26 +631,19 @@ impl Service {
         Ok(Some(flow))
     }
 
-    fn cached(&self, key: &ConversationKey) -> Option<Stored> {
-        self.lock_cache().get(key).cloned()
+    fn take_cached(&self, key: &ConversationKey) -> Option<Stored> {
+        self.lock_cache().take(key)
     }
 
     fn remember(&self, key: &ConversationKey, stored: Stored) {
-        let mut cache = self.lock_cache();
-        if cache.len() >= CACHED && !cache.contains_key(key) {
-            // Any entry will do: a miss only costs a read.
-            if let Some(old) = cache.keys().next().cloned() {
-                cache.remove(&old);
-            }
-        }
-        cache.insert(key.clone(), stored);
+        self.lock_cache().put(key.clone(), stored);
     }
 
     fn forget(&self, key: &ConversationKey) {
         self.lock_cache().remove(key);
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationKey, Stored>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Recent<ConversationKey, Stored>> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
