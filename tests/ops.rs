@@ -258,6 +258,8 @@ async fn metrics_count_updates_steps_refusals_and_calls_without_user_data() {
     assert!(sample(&text, latency).is_some_and(|n| n >= 1.0), "{text}");
     assert!(text.contains("flowbot_build_info{version=\""), "{text}");
     assert!(text.contains("# TYPE flowbot_deliveries_pending gauge"), "{text}");
+    // Read from the store at the scrape: a handful at most, the updates of a poll or two.
+    assert!(sample(&text, "flowbot_updates_kept").is_some_and(|n| n < 10.0), "{text}");
     for private in [
         chat.to_string(),
         user.to_string(),

@@ -1447,8 +1447,14 @@ async fn the_inbox_keeps_updates_until_handled_and_purge_drops_old_ones(db: &Tes
     let owned = |rows: &[(i64, &str)]| -> Vec<(i64, String)> {
         rows.iter().map(|&(id, body)| (id, body.to_owned())).collect()
     };
+    let kept = || {
+        let store = store.clone();
+        async move { store.delivery_counts().await.unwrap().updates_kept }
+    };
+    assert_eq!(kept().await, 0);
     store.inbound("a", &[(5, "five"), (3, "three")], &[], Timestamp(10)).await.unwrap();
     assert_eq!(pending("a").await, owned(&[(3, "three"), (5, "five")]), "by key");
+    assert_eq!(kept().await, 2, "counted for the metrics");
     // Fetched again (not confirmed in time): the kept one stays as it is.
     store.inbound("a", &[(5, "FIVE"), (7, "seven")], &[3], Timestamp(20)).await.unwrap();
     assert_eq!(pending("a").await, owned(&[(5, "five"), (7, "seven")]));
@@ -1457,6 +1463,7 @@ async fn the_inbox_keeps_updates_until_handled_and_purge_drops_old_ones(db: &Tes
     store.inbound("a", &[], &[5, 7, 99], Timestamp(30)).await.unwrap();
     assert_eq!(pending("a").await, vec![]);
     assert_eq!(pending("b").await, owned(&[(3, "bee")]), "sources are apart");
+    assert_eq!(kept().await, 1, "every source's are counted");
     store.inbound("a", &[], &[], Timestamp(30)).await.unwrap();
 
     // More than one statement's rows, in one write.

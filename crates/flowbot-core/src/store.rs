@@ -159,7 +159,7 @@ pub struct NewRequest<'a> {
     pub destinations: &'a [String],
 }
 
-/// How the outbox stands, for `flowbot stats`, monitoring and tests.
+/// How the outbox (and the inbox) stands, for `flowbot stats`, monitoring and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryCounts {
     /// Hand-off requests kept.
@@ -176,6 +176,8 @@ pub struct DeliveryCounts {
     pub replies_gave_up: u64,
     /// When the oldest pending item (reply or hand-off delivery) was written.
     pub oldest_pending: Option<Timestamp>,
+    /// Updates received (long polling) and kept in the inbox, not yet handled and forgotten.
+    pub updates_kept: u64,
 }
 
 /// The result of a commit.

@@ -8,6 +8,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use flowbot_core::DeliveryCounts;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -37,6 +38,7 @@ pub struct Metrics {
     pending: Gauge,
     oldest_pending: Gauge<f64, std::sync::atomic::AtomicU64>,
     replies_pending: Gauge,
+    updates_kept: Gauge,
     build: Family<Two, Gauge>,
     quota: Family<One, Counter>,
 }
@@ -122,6 +124,12 @@ impl Metrics {
         registry.register("deliveries_pending", "Hand-off deliveries waiting", pending.clone());
         let replies_pending = Gauge::default();
         registry.register("replies_pending", "Stored replies waiting", replies_pending.clone());
+        let updates_kept = Gauge::default();
+        registry.register(
+            "updates_kept",
+            "Updates received by long polling and kept in the store, not yet handled",
+            updates_kept.clone(),
+        );
         let oldest_pending = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register_with_unit(
             "oldest_pending_age",
@@ -157,6 +165,7 @@ impl Metrics {
             pending,
             oldest_pending,
             replies_pending,
+            updates_kept,
             build,
             quota,
         }
@@ -241,10 +250,12 @@ impl Metrics {
         self.attempts.get_or_create(&two("sink", sink, "result", result)).inc();
     }
 
-    /// What waits in the outbox, read from the store before each scrape.
-    pub fn set_pending(&self, deliveries: u64, replies: u64, oldest: Option<Duration>) {
-        self.pending.set(i64::try_from(deliveries).unwrap_or(i64::MAX));
-        self.replies_pending.set(i64::try_from(replies).unwrap_or(i64::MAX));
+    /// What waits in the outbox and the inbox, read from the store before each scrape.
+    pub fn set_pending(&self, counts: &DeliveryCounts, oldest: Option<Duration>) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.pending.set(gauge(counts.pending));
+        self.replies_pending.set(gauge(counts.replies_pending));
+        self.updates_kept.set(gauge(counts.updates_kept));
         self.oldest_pending.set(oldest.map_or(0.0, |d| d.as_secs_f64()));
     }
 
@@ -277,6 +288,8 @@ mod tests {
         m.step_latency("telegram", Duration::from_millis(12));
         m.build_info("0.1.0", "old");
         m.build_info("0.1.0", "abc");
+        let counts = DeliveryCounts { replies_pending: 2, updates_kept: 3, ..Default::default() };
+        m.set_pending(&counts, Some(Duration::from_secs(4)));
         let text = m.encode();
         for want in [
             "flowbot_updates_total{platform=\"telegram\",kind=\"press\"} 1",
@@ -284,6 +297,9 @@ mod tests {
             "flowbot_step_duration_seconds_count{platform=\"telegram\"} 1",
             "flowbot_build_info{version=\"0.1.0\",flow_version=\"abc\"} 1",
             "# TYPE flowbot_oldest_pending_age_seconds gauge",
+            "flowbot_oldest_pending_age_seconds 4.0",
+            "flowbot_replies_pending 2",
+            "flowbot_updates_kept 3",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

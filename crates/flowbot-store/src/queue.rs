@@ -186,7 +186,8 @@ impl OutboxStore for SqlStore {
               AS replies_pending, \
              (SELECT COUNT(*) FROM outbox o WHERE o.request IS NULL AND o.gave_up_at IS NOT NULL) \
               AS replies_gave_up, \
-             (SELECT MIN(o.created_at) FROM outbox o WHERE {PENDING}) AS oldest_pending"
+             (SELECT MIN(o.created_at) FROM outbox o WHERE {PENDING}) AS oldest_pending, \
+             (SELECT COUNT(*) FROM inbound) AS updates_kept"
         ))
         .fetch_one(&self.pool)
         .await
@@ -201,6 +202,7 @@ impl OutboxStore for SqlStore {
             replies_pending: count("replies_pending")?,
             replies_gave_up: count("replies_gave_up")?,
             oldest_pending: oldest.map(|t| Timestamp(uint(t))),
+            updates_kept: count("updates_kept")?,
         })
     }
 }

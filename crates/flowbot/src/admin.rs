@@ -191,6 +191,9 @@ async fn text(service: &Service, all: &[VersionStats]) -> anyhow::Result<ExitCod
         "replies: {} waiting to be sent, {} given up; oldest undelivered item: {oldest}",
         d.replies_pending, d.replies_gave_up
     );
+    if d.updates_kept > 0 {
+        println!("updates: {} received and kept, not yet handled", d.updates_kept);
+    }
     for s in all {
         // Names and labels come from that version's own source, where it is still kept.
         let flow = version_flow(service, &s.flow_id, &s.flow_version, &current).await;

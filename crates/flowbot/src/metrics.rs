@@ -29,7 +29,7 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
             let now = service.now();
             let oldest =
                 counts.oldest_pending.map(|at| Duration::from_millis(now.0.saturating_sub(at.0)));
-            service.metrics().set_pending(counts.pending, counts.replies_pending, oldest);
+            service.metrics().set_pending(&counts, oldest);
         }
         // The gauges keep their last values; the counters are the process's own.
         Ok(Err(err)) => tracing::debug!(error = %err, "metrics: the store did not count"),
