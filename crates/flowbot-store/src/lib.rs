@@ -34,6 +34,7 @@ mod backend;
 mod batch;
 mod clock;
 mod inbound;
+mod inline;
 mod mailbox;
 mod metrics;
 mod notices;

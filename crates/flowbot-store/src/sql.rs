@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use crate::backend::Backend;
 use crate::backend::{db, int, uint};
 use crate::batch::{self, Job, MAX_BATCH, OwnedClaim, OwnedOutgoing, OwnedRequest, Work};
+use crate::inline::Inline;
 
 /// Why a store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -33,17 +35,21 @@ pub enum OpenError {
     Connect { backend: Backend, source: sqlx::Error },
     #[error("cannot apply the database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot open the database file {path} for reads: {reason}")]
+    Inline { path: String, reason: String },
 }
 
 /// A conversation store on SQLite or PostgreSQL.
 ///
 /// Commits go to one writer task that applies all waiting commits in one transaction (see
-/// `batch`); reads use the pool directly.
+/// `batch`); reads use the pool directly, except SQLite's reads of a conversation, made in
+/// place (see `inline`).
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
     jobs: mpsc::Sender<Work>,
+    pub(crate) inline: Option<Arc<Inline>>,
 }
 
 /// The migrations, in order: `(version, description, SQLite, PostgreSQL)`.
@@ -149,7 +155,18 @@ impl SqlStore {
         migrator.run(&writer).await?;
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(batch::writer(writer, backend, queue));
-        Ok(SqlStore { pool, backend, jobs })
+        let inline = match backend {
+            Backend::Sqlite => {
+                let path = sqlite_path(&url);
+                let inline = Inline::open(Path::new(path)).map_err(|e| OpenError::Inline {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                Some(Arc::new(inline))
+            }
+            Backend::Postgres => None,
+        };
+        Ok(SqlStore { pool, backend, jobs, inline })
     }
 
     async fn pool(
@@ -242,6 +259,12 @@ fn normalize_url(url: &str) -> Result<(Backend, String), OpenError> {
     Ok((Backend::Sqlite, format!("sqlite://{path}?{query}")))
 }
 
+/// The file of a normalized SQLite URL (`sqlite://PATH?QUERY`).
+fn sqlite_path(url: &str) -> &str {
+    let rest = url.strip_prefix("sqlite://").unwrap_or(url);
+    rest.split_once('?').map_or(rest, |(path, _)| path)
+}
+
 /// A URL fit for an error message: no password.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -252,47 +275,86 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn stored_from_row(row: &AnyRow) -> Result<Stored, StoreError> {
-    let get_i = |name: &str| row.try_get::<i64, _>(name).map_err(db);
-    let get_s = |name: &str| row.try_get::<String, _>(name).map_err(db);
-    let version = get_s("flow_version")?;
-    let flow_version = FlowVersion::parse_hex(&version)
-        .ok_or_else(|| StoreError::Corrupt(format!("flow version `{version}`")))?;
-    let path =
-        Snapshot::parse_path(&get_s("path")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(Stored {
-        session: get_i("session")?,
-        flow_id: get_s("flow_id")?,
-        flow_version,
-        state: Snapshot {
-            node: get_s("node")?,
-            revision: uint(get_i("revision")?),
-            entered: uint(get_i("entered")?),
-            path,
-            misses: u8::try_from(get_i("misses")?).unwrap_or(u8::MAX),
-            awaiting_resume: get_i("awaiting_resume")? != 0,
-            started_at: Timestamp(uint(get_i("started_at")?)),
-            updated_at: Timestamp(uint(get_i("updated_at")?)),
-            form: row.try_get::<Option<String>, _>("form").map_err(db)?,
-        },
-    })
+/// A conversation's row by its key (`$1` platform, `$2` chat, `$3` user), its columns in the
+/// order of [`RawStored`].
+pub(crate) const SELECT_CONVERSATION: &str = "SELECT session, flow_id, flow_version, node, revision, entered, path, misses, \
+     awaiting_resume, started_at, updated_at, form FROM conversations \
+     WHERE platform = $1 AND chat = $2 AND user_id = $3";
+
+/// A conversation's row as stored, before it is checked.
+pub(crate) struct RawStored {
+    pub session: i64,
+    pub flow_id: String,
+    pub flow_version: String,
+    pub node: String,
+    pub revision: i64,
+    pub entered: i64,
+    pub path: String,
+    pub misses: i64,
+    pub awaiting_resume: i64,
+    pub started_at: i64,
+    pub updated_at: i64,
+    pub form: Option<String>,
+}
+
+impl RawStored {
+    fn of(row: &AnyRow) -> Result<Self, StoreError> {
+        let get_i = |i: usize| row.try_get::<i64, _>(i).map_err(db);
+        let get_s = |i: usize| row.try_get::<String, _>(i).map_err(db);
+        Ok(RawStored {
+            session: get_i(0)?,
+            flow_id: get_s(1)?,
+            flow_version: get_s(2)?,
+            node: get_s(3)?,
+            revision: get_i(4)?,
+            entered: get_i(5)?,
+            path: get_s(6)?,
+            misses: get_i(7)?,
+            awaiting_resume: get_i(8)?,
+            started_at: get_i(9)?,
+            updated_at: get_i(10)?,
+            form: row.try_get::<Option<String>, _>(11).map_err(db)?,
+        })
+    }
+
+    pub(crate) fn into_stored(self) -> Result<Stored, StoreError> {
+        let flow_version = FlowVersion::parse_hex(&self.flow_version)
+            .ok_or_else(|| StoreError::Corrupt(format!("flow version `{}`", self.flow_version)))?;
+        let path =
+            Snapshot::parse_path(&self.path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Stored {
+            session: self.session,
+            flow_id: self.flow_id,
+            flow_version,
+            state: Snapshot {
+                node: self.node,
+                revision: uint(self.revision),
+                entered: uint(self.entered),
+                path,
+                misses: u8::try_from(self.misses).unwrap_or(u8::MAX),
+                awaiting_resume: self.awaiting_resume != 0,
+                started_at: Timestamp(uint(self.started_at)),
+                updated_at: Timestamp(uint(self.updated_at)),
+                form: self.form,
+            },
+        })
+    }
 }
 
 #[async_trait]
 impl ConversationStore for SqlStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
-        let row = sqlx::query(
-            "SELECT session, flow_id, flow_version, node, revision, entered, path, misses, \
-             awaiting_resume, started_at, updated_at, form FROM conversations \
-             WHERE platform = $1 AND chat = $2 AND user_id = $3",
-        )
-        .bind(&key.platform)
-        .bind(&key.conversation)
-        .bind(&key.user)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.as_ref().map(stored_from_row).transpose()
+        if let Some(loaded) = self.inline.as_ref().and_then(|inline| inline.load(key)) {
+            return loaded;
+        }
+        let row = sqlx::query(SELECT_CONVERSATION)
+            .bind(&key.platform)
+            .bind(&key.conversation)
+            .bind(&key.user)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(|row| RawStored::of(row)?.into_stored()).transpose()
     }
 
     async fn commit(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
