@@ -1,5 +1,6 @@
-//! SQLite's point reads of a conversation on the caller's thread: one connection of its own,
-//! its statement prepared once, read without a hand-off.
+//! SQLite's point reads of a step on the caller's thread (a conversation; whether its chat's
+//! delivery gave up): one connection of its own, its statements prepared once, read without a
+//! hand-off.
 //!
 //! Through sqlx a read is a hand-off to a connection's thread and back, and in the Telegram
 //! load test that hand-off (waking the thread, parking it again) cost more than the read: the
@@ -12,12 +13,14 @@
 //! made before it began, and holds no snapshot that would keep a checkpoint from finishing.
 
 use std::path::Path;
-use std::sync::{Mutex, TryLockError};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
-use flowbot_core::{ConversationKey, StoreError, Stored};
+use flowbot_core::{ConversationKey, StoreError, Stored, Timestamp};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
+use crate::backend::int;
+use crate::queue::GAVE_UP_SINCE;
 use crate::sql::{RawStored, SELECT_CONVERSATION};
 
 /// A connection for reads in place.
@@ -36,16 +39,13 @@ impl Inline {
         conn.pragma_update(None, "query_only", true)?;
         // Checked now: a statement that does not prepare is a bug, not a busy database.
         conn.prepare_cached(SELECT_CONVERSATION)?;
+        conn.prepare_cached(GAVE_UP_SINCE)?;
         Ok(Inline { conn: Mutex::new(conn) })
     }
 
     /// The conversation under `key`, or `None` when it cannot be read in place right now.
     pub(crate) fn load(&self, key: &ConversationKey) -> Option<Result<Option<Stored>, StoreError>> {
-        let conn = match self.conn.try_lock() {
-            Ok(conn) => conn,
-            Err(TryLockError::WouldBlock) => return None,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-        };
+        let conn = self.conn()?;
         // (SQLite reads `$1` as a parameter named so, numbered by its first appearance.)
         let read = conn.prepare_cached(SELECT_CONVERSATION).and_then(|mut statement| {
             statement
@@ -67,11 +67,42 @@ impl Inline {
                 })
                 .optional()
         });
-        match read {
+        match answer(read)? {
             Ok(raw) => Some(raw.map(RawStored::into_stored).transpose()),
-            Err(err) if busy(&err) => None,
-            Err(err) => Some(Err(StoreError::Database(err.to_string()))),
+            Err(err) => Some(Err(err)),
         }
+    }
+
+    /// The store's `gave_up_since`, or `None` when it cannot be read in place right now.
+    pub(crate) fn gave_up_since(
+        &self,
+        sink: &str,
+        lane: &str,
+        since: Timestamp,
+    ) -> Option<Result<bool, StoreError>> {
+        let conn = self.conn()?;
+        let read = conn.prepare_cached(GAVE_UP_SINCE).and_then(|mut statement| {
+            statement.exists(rusqlite::params![sink, lane, int(since.0)])
+        });
+        answer(read)
+    }
+
+    /// The connection, unless another thread is using it.
+    fn conn(&self) -> Option<MutexGuard<'_, Connection>> {
+        match self.conn.try_lock() {
+            Ok(conn) => Some(conn),
+            Err(TryLockError::WouldBlock) => None,
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        }
+    }
+}
+
+/// A read's answer; `None` if the database was busy (to be read through the pool).
+fn answer<T>(read: rusqlite::Result<T>) -> Option<Result<T, StoreError>> {
+    match read {
+        Ok(value) => Some(Ok(value)),
+        Err(err) if busy(&err) => None,
+        Err(err) => Some(Err(StoreError::Database(err.to_string()))),
     }
 }
 
@@ -82,9 +113,7 @@ fn busy(err: &rusqlite::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowbot_core::{
-        Commit, Committed, ConversationStore, Expected, FlowVersion, Snapshot, Timestamp,
-    };
+    use flowbot_core::{Commit, Committed, ConversationStore, Expected, FlowVersion, Snapshot};
 
     use crate::SqlStore;
 

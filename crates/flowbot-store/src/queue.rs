@@ -34,6 +34,10 @@ pub(crate) fn queued(row: &AnyRow) -> Result<Queued, StoreError> {
     })
 }
 
+/// Whether an item of a lane (`$1` sink, `$2` lane) written since `$3` was given up.
+pub(crate) const GAVE_UP_SINCE: &str = "SELECT 1 FROM outbox WHERE sink = $1 AND lane = $2 AND created_at >= $3 \
+     AND gave_up_at IS NOT NULL LIMIT 1";
+
 #[async_trait]
 impl OutboxStore for SqlStore {
     async fn claim_of(
@@ -161,16 +165,18 @@ impl OutboxStore for SqlStore {
         lane: &str,
         since: Timestamp,
     ) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT 1 FROM outbox WHERE sink = $1 AND lane = $2 AND created_at >= $3 \
-             AND gave_up_at IS NOT NULL LIMIT 1",
-        )
-        .bind(sink)
-        .bind(lane)
-        .bind(int(since.0))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        if let Some(found) =
+            self.inline.as_ref().and_then(|inline| inline.gave_up_since(sink, lane, since))
+        {
+            return found;
+        }
+        let row = sqlx::query(GAVE_UP_SINCE)
+            .bind(sink)
+            .bind(lane)
+            .bind(int(since.0))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(row.is_some())
     }
 
