@@ -182,6 +182,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reads_the_file_sqlx_writes_when_the_url_is_percent_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/my%20bot.sqlite", dir.path().display());
+        let store = SqlStore::open(&url).await.unwrap();
+        assert!(dir.path().join("my bot.sqlite").is_file());
+        let key = ConversationKey::new("telegram", "1", "2");
+        commit(&store, &key, Expected::Absent, &stored(1)).await;
+        let inline = store.inline.clone().unwrap();
+        assert_eq!(inline.load(&key).unwrap().unwrap().unwrap().state, stored(1).state);
+    }
+
+    #[tokio::test]
     async fn the_connection_only_reads() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());

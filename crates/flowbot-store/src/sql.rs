@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use flowbot_core::{
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -157,9 +159,12 @@ impl SqlStore {
         tokio::spawn(batch::writer(writer, backend, queue));
         let inline = match backend {
             Backend::Sqlite => {
-                let path = sqlite_path(&url);
-                let inline = Inline::open(Path::new(path)).map_err(|e| OpenError::Inline {
-                    path: path.to_owned(),
+                // The file as sqlx reads the URL (percent-decoded).
+                let options = SqliteConnectOptions::from_str(&url)
+                    .map_err(|source| OpenError::Connect { backend, source })?;
+                let path = options.get_filename();
+                let inline = Inline::open(path).map_err(|e| OpenError::Inline {
+                    path: path.display().to_string(),
                     reason: e.to_string(),
                 })?;
                 Some(Arc::new(inline))
@@ -257,12 +262,6 @@ fn normalize_url(url: &str) -> Result<(Backend, String), OpenError> {
     }
     let query = if query.is_empty() { "mode=rwc".to_owned() } else { query.to_owned() };
     Ok((Backend::Sqlite, format!("sqlite://{path}?{query}")))
-}
-
-/// The file of a normalized SQLite URL (`sqlite://PATH?QUERY`).
-fn sqlite_path(url: &str) -> &str {
-    let rest = url.strip_prefix("sqlite://").unwrap_or(url);
-    rest.split_once('?').map_or(rest, |(path, _)| path)
 }
 
 /// A URL fit for an error message: no password.
