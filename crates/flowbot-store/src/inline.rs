@@ -20,8 +20,7 @@ use flowbot_core::{ConversationKey, StoreError, Stored, Timestamp};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::backend::int;
-use crate::queue::GAVE_UP_SINCE;
-use crate::sql::{RawStored, SELECT_CONVERSATION};
+use crate::reads::{GAVE_UP_SINCE, RawStored, SELECT_CONVERSATION};
 
 /// A connection for reads in place.
 #[derive(Debug)]

@@ -39,6 +39,7 @@ mod mailbox;
 mod metrics;
 mod notices;
 mod queue;
+mod reads;
 mod recent;
 mod requests;
 mod script;

@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 
 use crate::backend::{Backend, bounded, db, int, list, uint};
 use crate::batch::{DoneJob, Work};
+use crate::reads::GAVE_UP_SINCE;
 use crate::sql::SqlStore;
 
 /// Pending: neither delivered nor given up (of the row `o`).
@@ -33,10 +34,6 @@ pub(crate) fn queued(row: &AnyRow) -> Result<Queued, StoreError> {
         created_at: Timestamp(uint(row.try_get("created_at").map_err(db)?)),
     })
 }
-
-/// Whether an item of a lane (`$1` sink, `$2` lane) written since `$3` was given up.
-pub(crate) const GAVE_UP_SINCE: &str = "SELECT 1 FROM outbox WHERE sink = $1 AND lane = $2 AND created_at >= $3 \
-     AND gave_up_at IS NOT NULL LIMIT 1";
 
 #[async_trait]
 impl OutboxStore for SqlStore {
