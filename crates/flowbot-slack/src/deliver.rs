@@ -33,15 +33,6 @@ impl Job {
     }
 }
 
-/// Where a conversation's messages go: its channel and thread. A conversation is a direct
-/// message's channel (`D…`) or a channel's thread (`C…:TS`, the thread's first message).
-pub(crate) fn place(conversation: &str) -> (&str, Option<&str>) {
-    match conversation.split_once(':') {
-        Some((channel, thread)) => (channel, Some(thread)),
-        None => (conversation, None),
-    }
-}
-
 /// Jobs as a step's outgoing items on the conversation's lane.
 pub(crate) fn outgoing(conversation: &str, jobs: Vec<Job>) -> Vec<Outgoing> {
     jobs.into_iter()
@@ -94,7 +85,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jobs_round_trip_and_places_are_read() {
+    fn jobs_round_trip() {
         let jobs = [
             Job::Post {
                 channel: "D1".into(),
@@ -118,7 +109,5 @@ mod tests {
         for job in jobs {
             assert_eq!(serde_json::from_str::<Job>(&job.body()).unwrap(), job);
         }
-        assert_eq!(place("D123"), ("D123", None));
-        assert_eq!(place("C1:1700000000.000100"), ("C1", Some("1700000000.000100")));
     }
 }

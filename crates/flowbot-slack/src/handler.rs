@@ -6,8 +6,8 @@ use flowbot_core::{Action, Conversation, ConversationKey, Input, Token};
 use flowbot_store::{Handled, Planned, ServiceError, Update};
 use serde_json::Value;
 
-use crate::deliver::{Job, outgoing, place};
-use crate::render::{self, Owner, Plan};
+use crate::deliver::{Job, outgoing};
+use crate::render::{self, Owner, Plan, place};
 use crate::{SINK, Slack};
 
 /// How long a press in a thread waits for its channel's openings (Slack wants an answer
@@ -321,7 +321,7 @@ impl Slack {
                 // A modal's answer refused: the reason is shown in the modal, which stays open
                 // for another answer; the message keeps its buttons.
                 if let Input::Answer { .. } = input
-                    && let Some(reason) = crate::modal::refusal(outcome)
+                    && let Some(reason) = refusal(outcome)
                 {
                     return Planned::new(Some(reason.to_owned()), Vec::new());
                 }
@@ -362,6 +362,16 @@ impl Slack {
 /// The event's body (the callback's `event`).
 fn event_json(callback: &Value) -> &Value {
     callback.get("event").unwrap_or(&Value::Null)
+}
+
+/// The reason a form's answer was refused, if it was.
+pub(crate) fn refusal<'a>(outcome: &'a flowbot_core::Outcome<'_>) -> Option<&'a str> {
+    outcome.replies.iter().find_map(|r| match r {
+        flowbot_core::Reply::Notice { kind: flowbot_core::NoticeKind::Invalid, text } => {
+            Some(*text)
+        }
+        _ => None,
+    })
 }
 
 /// The parts of a press `on_button` needs.

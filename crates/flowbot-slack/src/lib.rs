@@ -110,7 +110,7 @@ impl Slack {
     /// conversation's thread (`C…:TS`) or a direct message (`D…`, or a user `U…`). The error
     /// names what failed, never the text or the token.
     pub async fn send_handoff(&self, target: &str, text: &str) -> Result<(), String> {
-        let (channel, thread) = deliver::place(target);
+        let (channel, thread) = render::place(target);
         for chunk in render::chunks(text) {
             let blocks = serde_json::Value::Array(vec![render::section(&chunk)]);
             self.inner

@@ -125,16 +125,6 @@ fn metadata(mut meta: Value, shown: &str) -> String {
     with(low)
 }
 
-/// The reason a form's answer was refused, if it was.
-pub(crate) fn refusal<'a>(outcome: &'a flowbot_core::Outcome<'_>) -> Option<&'a str> {
-    outcome.replies.iter().find_map(|r| match r {
-        flowbot_core::Reply::Notice { kind: flowbot_core::NoticeKind::Invalid, text } => {
-            Some(*text)
-        }
-        _ => None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,14 @@
 use flowbot_core::{Flow, Limits, Outcome, PromptView, Segment, Unit, View, segments};
 use serde_json::{Value, json};
 
-use crate::deliver::place;
+/// Where a conversation's messages go: its channel and thread. A conversation is a direct
+/// message's channel (`D…`) or a channel's thread (`C…:TS`, the thread's first message).
+pub(crate) fn place(conversation: &str) -> (&str, Option<&str>) {
+    match conversation.split_once(':') {
+        Some((channel, thread)) => (channel, Some(thread)),
+        None => (conversation, None),
+    }
+}
 
 /// Slack's limit on a section block's text, in characters (of the escaped `mrkdwn`).
 pub const MAX_TEXT: usize = 3000;
@@ -181,6 +188,12 @@ pub fn chunks(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn places_are_read() {
+        assert_eq!(place("D123"), ("D123", None));
+        assert_eq!(place("C1:1700000000.000100"), ("C1", Some("1700000000.000100")));
+    }
 
     #[test]
     fn escapes_and_links() {
