@@ -5,7 +5,7 @@
 //! identity column is spelt). The shared store suite runs against both.
 
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,11 +160,8 @@ impl SqlStore {
         tokio::spawn(batch::writer(writer, backend, queue));
         let inline = match backend {
             Backend::Sqlite => {
-                // The file as sqlx reads the URL (percent-decoded).
-                let options = SqliteConnectOptions::from_str(&url)
-                    .map_err(|source| OpenError::Connect { backend, source })?;
-                let path = options.get_filename();
-                let inline = Inline::open(path).map_err(|e| OpenError::Inline {
+                let path = sqlite_file(&url)?;
+                let inline = Inline::open(&path).map_err(|e| OpenError::Inline {
                     path: path.display().to_string(),
                     reason: e.to_string(),
                 })?;
@@ -257,12 +254,21 @@ fn normalize_url(url: &str) -> Result<(Backend, String), OpenError> {
             "{url}: give a file path; an in-memory database would lose every conversation"
         )));
     }
-    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+    let query = if query.is_empty() { "mode=rwc".to_owned() } else { query.to_owned() };
+    let url = format!("sqlite://{path}?{query}");
+    let file = sqlite_file(&url)?;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|source| OpenError::CreateDir { path: path.to_owned(), source })?;
     }
-    let query = if query.is_empty() { "mode=rwc".to_owned() } else { query.to_owned() };
-    Ok((Backend::Sqlite, format!("sqlite://{path}?{query}")))
+    Ok((Backend::Sqlite, url))
+}
+
+/// The file a SQLite URL names, read as sqlx reads it (the path percent-decoded).
+fn sqlite_file(url: &str) -> Result<PathBuf, OpenError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| OpenError::UnsupportedUrl(e.to_string()))?;
+    Ok(options.get_filename().to_path_buf())
 }
 
 /// A URL fit for an error message: no password.
@@ -564,6 +570,11 @@ mod tests {
         assert_eq!(backend, Backend::Sqlite);
         assert!(url.ends_with("x.sqlite?mode=rwc"), "{url}");
         assert!(path.parent().unwrap().is_dir());
+        // The folder made is the one sqlx opens the file in (the path percent-decoded).
+        let spaced = dir.join("a%20b/x.sqlite");
+        normalize_url(&format!("sqlite://{}", spaced.display())).unwrap();
+        assert!(dir.join("a b").is_dir());
+        assert!(!dir.join("a%20b").exists());
         std::fs::remove_dir_all(dir).unwrap();
         assert!(normalize_url("sqlite::memory:").is_err());
         let err = normalize_url("mysql://user:secret@host/db").unwrap_err().to_string();
