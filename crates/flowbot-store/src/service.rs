@@ -172,7 +172,7 @@ pub struct Service {
     /// Compiled older versions, by flow id and version.
     versions: Mutex<HashMap<(String, FlowVersion), Arc<Flow>>>,
     stripes: Box<[tokio::sync::Mutex<()>]>,
-    /// The last state this process wrote or read of each recent conversation. Only a hint: a
+    /// The last state this process wrote of each recent conversation. Only a hint: a
     /// write based on a stale entry (another process wrote since) fails its compare-and-swap
     /// and the conversation is read again. Nothing is acknowledged from here.
     cache: Mutex<Recent<ConversationKey, Stored>>,

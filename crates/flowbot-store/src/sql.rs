@@ -45,8 +45,8 @@ pub enum OpenError {
 /// A conversation store on SQLite or PostgreSQL.
 ///
 /// Commits go to one writer task that applies all waiting commits in one transaction (see
-/// `batch`); reads use the pool directly, except SQLite's reads of a conversation, made in
-/// place (see `inline`).
+/// `batch`); reads use the pool directly, except SQLite's point reads of a step, made in place
+/// (see `inline`).
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
