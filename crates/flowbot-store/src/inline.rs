@@ -66,10 +66,7 @@ impl Inline {
                 })
                 .optional()
         });
-        match answer(read)? {
-            Ok(raw) => Some(raw.map(RawStored::into_stored).transpose()),
-            Err(err) => Some(Err(err)),
-        }
+        answer(read).map(|read| read.and_then(|raw| raw.map(RawStored::into_stored).transpose()))
     }
 
     /// The store's `gave_up_since`, or `None` when it cannot be read in place right now.

@@ -395,8 +395,7 @@ impl Service {
             if !changed && from_cache {
                 // A refusal (an old button, an unmatched answer) changes nothing, so no
                 // compare-and-swap would catch a cached state another replica has moved past:
-                // judge it again on the stored state.
-                self.forget(update.key);
+                // judge it again on the stored state (the entry is already out of the cache).
                 continue;
             }
             let session = match expected {
