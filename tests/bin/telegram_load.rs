@@ -43,16 +43,25 @@
 //! shares.
 //!
 //! `--baseline PATH` adds another `flowbot` build to each round (before and after a change).
+//! `--bots …,marked` adds the peer run with `--marked`: in memory still, but a press makes
+//! flowbot's calls (answered, the pressed message marked, the next question a new message, all
+//! three at once), so that what that behaviour costs is told apart from what flowbot's
+//! durability costs; flowbot is then also given as a ratio of it. Each run also reports the
+//! machine's CPU per conversation: the bot's and the load generator's (the fake answering its
+//! calls), which share the two cores.
 //! `--live N` measures flowbot's memory with N conversations started and none finished.
 //!
 //! ```sh
 //! cargo build --release -p flowbot -p flowbot-tests --bins
 //! target/release/telegram-load --users 50,500 --seconds 8 --rounds 2
 //! target/release/telegram-load --users 50,500 --seconds 8 --typed 0 --old 0   # buttons only
+//! target/release/telegram-load --users 500 --seconds 8 --rounds 3 --typed 0 --old 0 \
+//!     --bots flowbot,teloxide,marked
 //! ```
 //!
 //! Options: `--users N,M` (50,500), `--seconds S` (8), `--rounds R` (1), `--bots LIST`
-//! (`flowbot,teloxide`), `--typed P` (20), `--old P` (20), `--baseline PATH`, `--live N`.
+//! (`flowbot,teloxide`; also `marked`, `baseline`), `--typed P` (20), `--old P` (20),
+//! `--baseline PATH`, `--live N`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -233,6 +242,9 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 enum Bot {
     Flowbot,
     Teloxide,
+    /// The peer with `--marked`: flowbot's calls for a press (answer, mark the pressed message,
+    /// ask the next question anew), in memory.
+    Marked,
     /// The `flowbot` binary given by `--baseline` (another build, for before and after).
     Baseline,
 }
@@ -242,6 +254,7 @@ impl Bot {
         match self {
             Bot::Flowbot => "flowbot",
             Bot::Teloxide => "teloxide",
+            Bot::Marked => "marked",
             Bot::Baseline => "baseline",
         }
     }
@@ -271,8 +284,11 @@ impl Bot {
                     .env_remove("DATABASE_URL");
                 c
             }
-            Bot::Teloxide => {
+            Bot::Teloxide | Bot::Marked => {
                 let mut c = Command::new(beside("teloxide-peer"));
+                if self == Bot::Marked {
+                    c.arg("--marked");
+                }
                 c.env("TELOXIDE_TOKEN", TOKEN).env("TELEGRAM_API_URL", fake.url());
                 c
             }
@@ -310,13 +326,19 @@ impl Figures {
     fn cpu_per_call_us(&self) -> f64 {
         self.cpu * 1e6 / (self.calls + self.polls) as f64
     }
+    /// The CPU the whole machine spent on a conversation: the bot's and the load generator's
+    /// (the fake Bot API answering the bot's calls, and the users), in ms. With both sharing
+    /// the machine's cores, conversations/s follows it.
+    fn machine_cpu_per_conversation_ms(&self) -> f64 {
+        (self.cpu + self.own_cpu) * 1e3 / self.conversations as f64
+    }
     fn diverted_percent(&self) -> f64 {
         self.mixed.diverted as f64 * 100.0 / self.conversations as f64
     }
     fn print(&self) {
         println!(
             "{:<9} users {:>4}: {:>6.0} conv/s ({} in {:.1} s), {:>6.0} steps/s, step p50 {:>6.1?} p99 {:>6.1?}, \
-             bot CPU {:.3} ms/conv, {:.0} µs/call ({:.2} calls/step + {} getUpdates), {:.0}% of a core, peak RSS {:.1} MiB, load generator CPU {:.1} s, \
+             bot CPU {:.3} ms/conv, {:.0} µs/call ({:.2} calls/step + {} getUpdates), {:.0}% of a core, peak RSS {:.1} MiB, load generator CPU {:.1} s ({:.3} ms/conv with the bot's), \
              typed {} (not taken {}), old presses {} (diverted {} conversations, {:.1} %)",
             self.bot.name(),
             self.users,
@@ -333,6 +355,7 @@ impl Figures {
             self.cpu * 100.0 / self.elapsed,
             self.peak_kib as f64 / 1024.0,
             self.own_cpu,
+            self.machine_cpu_per_conversation_ms(),
             self.mixed.typed,
             self.mixed.typed_not_taken,
             self.mixed.old_presses,
@@ -773,8 +796,9 @@ async fn main() {
         .map(|b| match b.trim() {
             "flowbot" => Bot::Flowbot,
             "teloxide" => Bot::Teloxide,
+            "marked" => Bot::Marked,
             "baseline" => Bot::Baseline,
-            other => panic!("unknown bot {other}: flowbot, teloxide or baseline"),
+            other => panic!("unknown bot {other}: flowbot, teloxide, marked or baseline"),
         })
         .collect();
     println!(
@@ -791,13 +815,22 @@ async fn main() {
             }
         }
     }
-    // flowbot (and the baseline) as a ratio of the peer in the same round.
-    println!();
-    println!("against teloxide, same round:");
-    for round in all.chunks(bots.len()) {
-        let Some(t) = round.iter().find(|x| x.bot == Bot::Teloxide) else { continue };
-        for f in round.iter().filter(|x| x.bot != Bot::Teloxide) {
-            ratio(f, t);
+    // Every other bot as a ratio of the peer in the same round, and flowbot (and the baseline)
+    // of the marked peer when it ran.
+    for (peer, others) in [
+        (Bot::Teloxide, &[Bot::Flowbot, Bot::Baseline, Bot::Marked][..]),
+        (Bot::Marked, &[Bot::Flowbot, Bot::Baseline][..]),
+    ] {
+        if !bots.contains(&peer) || !bots.iter().any(|b| others.contains(b)) {
+            continue;
+        }
+        println!();
+        println!("against {}, same round:", peer.name());
+        for round in all.chunks(bots.len()) {
+            let Some(t) = round.iter().find(|x| x.bot == peer) else { continue };
+            for f in round.iter().filter(|x| others.contains(&x.bot)) {
+                ratio(f, t);
+            }
         }
     }
 }
@@ -805,8 +838,8 @@ async fn main() {
 fn ratio(f: &Figures, t: &Figures) {
     {
         println!(
-            "{:<9} users {:>4}: conversations/s {:.2}x, p50 {:.2}x, p99 {:.2}x, CPU per conversation {:.2}x, CPU per call {:.2}x, peak RSS {:.2}x, \
-             diverted {:.1} % (teloxide {:.1} %)",
+            "{:<9} users {:>4}: conversations/s {:.2}x, p50 {:.2}x, p99 {:.2}x, CPU per conversation {:.2}x, CPU per call {:.2}x, \
+             machine CPU per conversation {:.2}x, peak RSS {:.2}x, diverted {:.1} % ({} {:.1} %)",
             f.bot.name(),
             f.users,
             f.per_second() / t.per_second(),
@@ -814,8 +847,10 @@ fn ratio(f: &Figures, t: &Figures) {
             f.p99.as_secs_f64() / t.p99.as_secs_f64(),
             f.cpu_per_conversation_ms() / t.cpu_per_conversation_ms(),
             f.cpu_per_call_us() / t.cpu_per_call_us(),
+            f.machine_cpu_per_conversation_ms() / t.machine_cpu_per_conversation_ms(),
             f.peak_kib as f64 / t.peak_kib as f64,
             f.diverted_percent(),
+            t.bot.name(),
             t.diverted_percent(),
         );
     }

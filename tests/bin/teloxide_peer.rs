@@ -9,10 +9,16 @@
 //! store, no adapter. A press is taken as a choice of the current question, whichever message it
 //! came from (a press on an older question's button with data valid now moves the conversation).
 //!
+//! With `--marked` it makes the calls flowbot makes for a press instead, all three at once as
+//! flowbot sends them: the press answered, the pressed message edited to what it asked and the
+//! answer chosen (`→ label`, no buttons), and the next question as a new message. Everything else stays as above (in memory, buttons only), so the load test
+//! can tell what that behaviour costs apart from what flowbot's durability costs.
+//!
 //! ```sh
-//! TELOXIDE_TOKEN=… TELEGRAM_API_URL=http://127.0.0.1:PORT target/release/teloxide-peer
+//! TELOXIDE_TOKEN=… TELEGRAM_API_URL=http://127.0.0.1:PORT target/release/teloxide-peer [--marked]
 //! ```
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 
 use flowbot_core::{Flow, NodeKind};
@@ -36,6 +42,11 @@ const RESTART: &str = "restart";
 
 /// The answer to a text typed while a question waits: this bot takes answers by button only.
 const USE_THE_BUTTONS: &str = "ボタンで選んでください。";
+
+/// Whether a press marks the pressed message and asks the next question anew (`--marked`), as
+/// flowbot does, rather than editing the question in place.
+#[derive(Clone, Copy)]
+struct Marked(bool);
 
 /// What a node shows: the texts of the message nodes passed on the way, then the question (or
 /// ending), and the index of the node the conversation waits at.
@@ -88,30 +99,58 @@ async fn on_message(
     Ok(())
 }
 
+/// The node a press leads to, and what it answered (the question's text and the chosen label):
+/// `None` for a press that means nothing now.
+fn pressed<'f>(flow: &'f Flow, state: State, data: &'f str) -> Option<(usize, &'f str, &'f str)> {
+    match (state, data) {
+        (state, RESTART) => {
+            let asked = match state {
+                State::At(at) => flow.nodes()[at].text(),
+                State::Idle => "",
+            };
+            Some((flow.start().index(), asked, flow.texts().restart.as_str()))
+        }
+        (State::At(at), choice) => {
+            let NodeKind::Question(question) = flow.nodes()[at].kind() else { return None };
+            let choice = question.choices().get(choice.parse::<usize>().ok()?)?;
+            Some((choice.next().index(), flow.nodes()[at].text(), choice.label()))
+        }
+        (State::Idle, _) => None,
+    }
+}
+
 async fn on_press(
     bot: Bot,
     dialogue: MyDialogue,
     state: State,
     flow: Arc<Flow>,
+    marked: Marked,
     q: CallbackQuery,
 ) -> HandlerResult {
-    bot.answer_callback_query(q.id.clone()).await?;
-    let (Some(data), Some(message)) = (q.data.as_deref(), q.message.as_ref()) else {
+    let answer = bot.answer_callback_query(q.id.clone());
+    let Some((data, message)) = q.data.as_deref().zip(q.message.as_ref()) else {
+        answer.await?;
         return Ok(());
     };
-    let next = match (state, data) {
-        (_, RESTART) => flow.start().index(),
-        (State::At(at), choice) => {
-            let NodeKind::Question(question) = flow.nodes()[at].kind() else { return Ok(()) };
-            match choice.parse::<usize>().ok().and_then(|i| question.choices().get(i)) {
-                Some(choice) => choice.next().index(),
-                None => return Ok(()),
-            }
-        }
-        (State::Idle, _) => return Ok(()),
+    let Some((next, asked, label)) = pressed(&flow, state, data) else {
+        answer.await?;
+        return Ok(());
     };
     let (text, keyboard, at) = screen(&flow, next);
-    bot.edit_message_text(message.chat().id, message.id(), text).reply_markup(keyboard).await?;
+    let chat = message.chat().id;
+    if marked.0 {
+        // The three calls at once: the latency of one round trip, as flowbot has.
+        let mark = bot.edit_message_text(chat, message.id(), format!("{asked}\n\n→ {label}"));
+        let ask = bot.send_message(chat, text).reply_markup(keyboard);
+        let (answered, marked, asked) =
+            tokio::join!(answer.into_future(), mark.into_future(), ask.into_future());
+        answered?;
+        marked?;
+        asked?;
+    } else {
+        answer.await?;
+        bot.edit_message_text(chat, message.id(), text).reply_markup(keyboard).await?;
+    }
     dialogue.update(State::At(at)).await?;
     Ok(())
 }
@@ -124,6 +163,7 @@ async fn main() {
         bot = bot.set_api_url(url.parse().expect("TELEGRAM_API_URL is a URL"));
     }
     let flow = Arc::new(flowbot_tests::gmis());
+    let marked = Marked(std::env::args().skip(1).any(|a| a == "--marked"));
     let handler = dptree::entry()
         .branch(
             Update::filter_message()
@@ -136,7 +176,7 @@ async fn main() {
                 .endpoint(on_press),
         );
     Dispatcher::builder(bot, handler)
-        .dependencies(dptree::deps![InMemStorage::<State>::new(), flow])
+        .dependencies(dptree::deps![InMemStorage::<State>::new(), flow, marked])
         .build()
         .dispatch()
         .await;
