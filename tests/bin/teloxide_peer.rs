@@ -11,8 +11,9 @@
 //!
 //! With `--marked` it makes the calls flowbot makes for a press instead, all three at once as
 //! flowbot sends them: the press answered, the pressed message edited to what it asked and the
-//! answer chosen (`→ label`, no buttons), and the next question as a new message. Everything else stays as above (in memory, buttons only), so the load test
-//! can tell what that behaviour costs apart from what flowbot's durability costs.
+//! answer chosen (`→ label`, no buttons), and the next question as a new message. Everything
+//! else stays as above (in memory, buttons only), so the load test can tell what that behaviour
+//! costs apart from what flowbot's durability costs.
 //!
 //! ```sh
 //! TELOXIDE_TOKEN=… TELEGRAM_API_URL=http://127.0.0.1:PORT target/release/teloxide-peer [--marked]
