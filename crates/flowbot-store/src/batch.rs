@@ -5,7 +5,9 @@
 //! not by the database. The writer takes the first waiting commit and every other one already
 //! queued (up to [`MAX_BATCH`]), and applies them with a constant number of multi-row statements;
 //! each caller is answered only after the transaction commits. Under load batches grow by
-//! themselves; alone, a commit is a batch of one.
+//! themselves. A commit found alone waits one turn of the scheduler first, so that the tasks
+//! woken with it (a fetch's other chats, after its inbox write) join it; if none does, it is a
+//! batch of one.
 //!
 //! Each commit in a batch keeps its own all-or-nothing outcome without savepoints: its event id
 //! is inserted first (a duplicate stops it there), its state change is a compare-and-swap whose
@@ -194,11 +196,13 @@ pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Rece
     let mut held: Option<PoolConnection<Any>> = None;
     while let Some(first) = work.recv().await {
         taken.push(first);
-        while taken.len() < MAX_BATCH {
-            match work.try_recv() {
-                Ok(w) => taken.push(w),
-                Err(_) => break,
-            }
+        drain(&mut work, &mut taken);
+        if taken.len() == 1 {
+            // Alone: the tasks that woke with it (the other chats of a fetch, whose commits
+            // follow the inbox's write) get to run first and join this transaction, rather
+            // than wait for the next one.
+            tokio::task::yield_now().await;
+            drain(&mut work, &mut taken);
         }
         let outcome = match held.take() {
             Some(conn) => Ok(conn),
@@ -219,6 +223,16 @@ pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Rece
             Err(err) => Err(err),
         };
         taken.answer(outcome);
+    }
+}
+
+/// Takes what is already waiting, up to [`MAX_BATCH`].
+fn drain(work: &mut mpsc::Receiver<Work>, taken: &mut Taken) {
+    while taken.len() < MAX_BATCH {
+        match work.try_recv() {
+            Ok(w) => taken.push(w),
+            Err(_) => break,
+        }
     }
 }
 
