@@ -5,9 +5,9 @@
 //! not by the database. The writer takes the first waiting commit and every other one already
 //! queued (up to [`MAX_BATCH`]), and applies them with a constant number of multi-row statements;
 //! each caller is answered only after the transaction commits. Under load batches grow by
-//! themselves. A commit found alone waits one turn of the scheduler first, so that the tasks
-//! woken with it (a fetch's other chats, after its inbox write) join it; if none does, it is a
-//! batch of one.
+//! themselves. Work found alone (typically a fetch's inbox write) waits one turn of the
+//! scheduler first, so that the commits of the tasks woken with it (that fetch's chats) join its
+//! transaction; if none does, it is a batch of one.
 //!
 //! Each commit in a batch keeps its own all-or-nothing outcome without savepoints: its event id
 //! is inserted first (a duplicate stops it there), its state change is a compare-and-swap whose
@@ -198,9 +198,9 @@ pub(crate) async fn writer(pool: AnyPool, backend: Backend, mut work: mpsc::Rece
         taken.push(first);
         drain(&mut work, &mut taken);
         if taken.len() == 1 {
-            // Alone: the tasks that woke with it (the other chats of a fetch, whose commits
-            // follow the inbox's write) get to run first and join this transaction, rather
-            // than wait for the next one.
+            // Alone (typically a fetch's inbox write): the tasks woken with it (that fetch's
+            // chats) get to run first, and their commits join this transaction rather than
+            // wait for the next one.
             tokio::task::yield_now().await;
             drain(&mut work, &mut taken);
         }
